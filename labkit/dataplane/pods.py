@@ -1,0 +1,162 @@
+"""Pods: a network namespace per pod wired by the CNI reference plugins, and
+the pod's "containers" as processes started inside that namespace.
+
+The namespace plays the pause container: killing a pod's process never takes
+its IP away.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+
+from labkit.dataplane.script import q, script, write_file
+
+CONFLIST_PATH = "/etc/cni/net.d/10-labkit.conflist"
+BRIDGE = "cni0"
+POD_IFNAME = "eth0"
+STATE_DIR = "/var/lib/labkit/pods"
+LOG_DIR = "/var/log/labkit/pods"
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    """What a node needs to know to run one pod."""
+
+    name: str
+    node: str
+    namespace: str
+    ip: IPv4Address
+    commands: tuple[str, ...] = ()
+    port_mappings: tuple[dict[str, object], ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+    def containers(self) -> dict[str, str]:
+        return container_names(self.commands)
+
+
+def conflist(subnet: IPv4Network, mtu: int) -> dict[str, object]:
+    """The node's CNI network: bridge + host-local IPAM, then portmap for host ports."""
+    return {
+        "cniVersion": "1.0.0",
+        "name": "labkit",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": BRIDGE,
+                "isGateway": True,
+                "ipMasq": False,  # pod-to-pod traffic keeps the pod's own source IP
+                "hairpinMode": True,  # a pod may reach itself through its service
+                "mtu": mtu,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": str(subnet), "gateway": str(subnet.network_address + 1)}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                },
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
+        ],
+    }
+
+
+def node_setup_script(subnet: IPv4Network, mtu: int) -> str:
+    """Per node, before any pod: the CNI config and the kernel knobs pods rely on."""
+    return script(
+        [
+            write_file(CONFLIST_PATH, json.dumps(conflist(subnet, mtu), indent=2)),
+            # Bridged pod traffic must traverse netfilter, or a pod calling a
+            # service whose endpoint is on the same bridge is never DNATed back.
+            "sysctl -qw net.bridge.bridge-nf-call-iptables=1",
+            "sysctl -qw net.ipv4.ip_forward=1",
+            f"mkdir -p {STATE_DIR} {LOG_DIR}",
+        ]
+    )
+
+
+def container_names(commands: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """A name per command: the program's base name, numbered when it repeats."""
+    names: dict[str, str] = {}
+    for index, command in enumerate(commands):
+        words = command.split()
+        base = posixpath.basename(words[0]) if words else f"c{index}"
+        name = base if base not in names else f"{base}-{index}"
+        names[name] = command
+    return names
+
+
+def pod_add_script(pod: PodSpec) -> str:
+    """Create the pod's namespace, wire it through CNI, start its containers."""
+    ns = q(pod.name)
+    cni_args = f"IgnoreUnknown=1;IP={pod.ip};K8S_POD_NAME={pod.name};K8S_POD_NAMESPACE={pod.namespace}"
+    cap_args = json.dumps({"portMappings": list(pod.port_mappings)}) if pod.port_mappings else ""
+    add = f"labkit-cni add {ns} /var/run/netns/{pod.name} --args {q(cni_args)}"
+    if cap_args:
+        add += f" --cap-args {q(cap_args)}"
+    return script(
+        [
+            f"ip netns add {ns}",
+            f"ip -n {ns} link set lo up",
+            f"{add} > {STATE_DIR}/{pod.name}.cni.json",
+            start_containers_script(pod),
+        ]
+    )
+
+
+def start_containers_script(pod: PodSpec, only: str | None = None) -> str:
+    """Start the pod's processes in its namespace, detached, output to log files.
+
+    Each runs in its own session so that it can be killed as a group; its pid
+    is kept in STATE_DIR/<pod>/<container>.pid.
+    """
+    env = {
+        "POD_NAME": pod.name,
+        "POD_NAMESPACE": pod.namespace,
+        "POD_IP": str(pod.ip),
+        "NODE_NAME": pod.node,
+        **pod.env,
+    }
+    env_words = " ".join(q(f"{key}={value}") for key, value in env.items())
+    lines = [f"mkdir -p {STATE_DIR}/{pod.name} {LOG_DIR}/{pod.name}"]
+    for name, command in pod.containers().items():
+        if only is not None and name != only:
+            continue
+        pidfile = f"{STATE_DIR}/{pod.name}/{name}.pid"
+        inner = f"echo $$ > {pidfile}; exec ip netns exec {q(pod.name)} env {env_words} sh -c \"$0\""
+        lines.append(
+            f"setsid -f sh -c {q(inner)} {q(command)} "
+            f">> {LOG_DIR}/{pod.name}/{name}.log 2>&1 < /dev/null"
+        )
+    return "\n".join(lines)
+
+
+def kill_containers_script(pod_name: str, container: str | None = None, signal: str = "KILL") -> str:
+    """Kill a pod's processes (one container or all); the namespace stays."""
+    pattern = f"{STATE_DIR}/{pod_name}/{container or '*'}.pid"
+    return (
+        f"for f in {pattern}; do [ -f \"$f\" ] || continue; "
+        f"kill -{signal} -- -$(cat \"$f\") 2>/dev/null || true; rm -f \"$f\"; done"
+    )
+
+
+def containers_alive_script(pod_name: str) -> str:
+    """Prints `<container> up|down` per container of the pod."""
+    return (
+        f"for f in {STATE_DIR}/{pod_name}/*.pid; do [ -f \"$f\" ] || continue; "
+        "n=$(basename \"$f\" .pid); "
+        "if kill -0 $(cat \"$f\") 2>/dev/null; then echo \"$n up\"; else echo \"$n down\"; fi; done"
+    )
+
+
+def pod_delete_script(pod_name: str) -> str:
+    """Stop the pod's processes, release its CNI wiring, delete its namespace."""
+    ns = q(pod_name)
+    return "\n".join(
+        [
+            kill_containers_script(pod_name),
+            f"labkit-cni del {ns} /var/run/netns/{pod_name} >/dev/null 2>&1 || true",
+            f"ip netns del {ns} 2>/dev/null || true",
+            f"rm -rf {STATE_DIR}/{pod_name} {STATE_DIR}/{pod_name}.cni.json",
+        ]
+    )

@@ -1,0 +1,55 @@
+"""The `vxlan` backend, flannel style.
+
+Device flannel.1 (VNI 1, UDP 8472) with learning off: labkit programs every
+peer's route, ARP entry and FDB entry itself, as flanneld does.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+
+from labkit.dataplane.script import q, script
+
+DEVICE = "flannel.1"
+VNI = 1
+PORT = 8472
+OVERHEAD = 50  # outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
+
+
+def vtep_mac(underlay_ip: IPv4Address) -> str:
+    """A stable, locally administered MAC for a node's VTEP, from its address."""
+    return "0e:6b:" + ":".join(f"{byte:02x}" for byte in underlay_ip.packed)
+
+
+def underlay_device(address: IPv4Address) -> str:
+    """Shell that prints the interface holding `address` (Docker names them)."""
+    return f"$(ip -o -4 addr show to {address}/32 | awk '{{print $2}}' | head -n1)"
+
+
+def vxlan_script(
+    local_ip: IPv4Address,
+    own_subnet: IPv4Network,
+    peers: dict[IPv4Network, IPv4Address],
+    underlay_mtu: int = 1500,
+) -> str:
+    """Create flannel.1 and program a route, neighbour and FDB entry per peer."""
+    lines = [
+        f"ip link del {DEVICE} 2>/dev/null || true",
+        f"ip link add {DEVICE} address {vtep_mac(local_ip)} type vxlan id {VNI} local {local_ip} "
+        f"dev {underlay_device(local_ip)} dstport {PORT} nolearning",
+        f"ip link set {DEVICE} mtu {underlay_mtu - OVERHEAD}",
+        # The kernel's checksum offload on VXLAN devices is known to corrupt
+        # inner TCP checksums on some paths (flannel issue #1279): do it in software.
+        f"ethtool -K {DEVICE} tx off >/dev/null 2>&1 || true",
+        f"ip addr add {own_subnet.network_address}/32 dev {DEVICE}",
+        f"ip link set {DEVICE} up",
+    ]
+    for subnet, peer_ip in peers.items():
+        vtep = subnet.network_address
+        mac = vtep_mac(peer_ip)
+        lines += [
+            f"ip neigh replace {vtep} lladdr {mac} dev {DEVICE} nud permanent",
+            f"bridge fdb append {mac} dev {DEVICE} dst {peer_ip}",
+            f"ip route replace {q(subnet)} via {vtep} dev {DEVICE} onlink",
+        ]
+    return script(lines)

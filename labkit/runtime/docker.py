@@ -1,0 +1,353 @@
+"""The Docker runtime: the only code that talks to the engine (docker SDK).
+
+Networks are always created `internal`; every object carries the label
+`labkit.lab=<lab>` so that whatever a crash leaves behind can be found.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+import socket
+import struct
+import tarfile
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from labkit.errors import EngineUnavailable, LabkitError
+
+LAB_LABEL = "labkit.lab"
+NODE_LABEL = "labkit.node"
+NETWORK_LABEL = "labkit.network"
+
+# What a node needs when --privileged is refused (a host whose capability
+# bounding set lacks one of "all caps", e.g. CAP_SYS_RESOURCE): the docker
+# default set plus what routing, namespaces, tracing and daemons need.
+NODE_CAPABILITIES = [
+    "NET_ADMIN", "NET_RAW", "NET_BROADCAST", "NET_BIND_SERVICE", "SYS_ADMIN", "SYS_PTRACE",
+    "SYS_NICE", "IPC_LOCK", "KILL", "SETUID", "SETGID", "SETPCAP", "CHOWN", "DAC_OVERRIDE",
+    "FOWNER", "FSETID", "MKNOD", "AUDIT_WRITE", "SYS_CHROOT", "SETFCAP",
+]  # fmt: skip
+UNCONFINED = ["seccomp=unconfined", "apparmor=unconfined"]
+
+# Per-node sysctls set at creation (the container's own network namespace).
+NODE_SYSCTLS = {
+    "net.ipv4.ip_forward": "1",
+    "net.ipv4.conf.all.rp_filter": "0",
+    "net.ipv4.conf.default.rp_filter": "0",
+}
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+class ExecError(LabkitError):
+    def __init__(self, where: str, command: str, result: ExecResult) -> None:
+        self.result = result
+        tail = (result.stderr or result.stdout).strip()[-2000:]
+        super().__init__(f"on {where}: `{command[:300]}` exited {result.exit_code}:\n{tail}")
+
+
+@dataclass(frozen=True)
+class NodeMode:
+    """How node containers get their powers on this engine."""
+
+    privileged: bool
+    reason: str
+
+
+class DockerRuntime:
+    """Networks, node containers, exec and files, on one Docker engine."""
+
+    def __init__(self, client: docker.DockerClient | None = None) -> None:
+        self._client = client
+        self._mode: NodeMode | None = None
+        self._lock = threading.Lock()
+        self._containers: dict[str, Container] = {}
+
+    # -- engine -------------------------------------------------------------
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = connect()
+        return self._client
+
+    def taken_subnets(self) -> list[IPv4Network]:
+        """Subnets of every Docker network and every host route: not to reuse."""
+        taken: list[IPv4Network] = []
+        for network in self.client.networks.list():
+            for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
+                subnet = config.get("Subnet", "")
+                if subnet and ":" not in subnet:
+                    taken.append(IPv4Network(subnet, strict=False))
+        return taken + host_routes()
+
+    def node_mode(self, image: str) -> NodeMode:
+        """Privileged where the engine allows it, else explicit caps + unconfined."""
+        with self._lock:
+            if self._mode is None:
+                self._mode = self._probe_mode(image)
+            return self._mode
+
+    def _probe_mode(self, image: str) -> NodeMode:
+        try:
+            self.client.containers.run(
+                image, ["true"], privileged=True, remove=True, network_mode="none",
+                labels={LAB_LABEL: "probe"},
+            )  # fmt: skip
+            return NodeMode(True, "the engine allows --privileged")
+        except docker.errors.APIError as exc:
+            reason = str(exc.explanation or exc).strip()
+            self._remove_probe_leftovers()
+            return NodeMode(
+                False,
+                f"--privileged is refused here ({reason[:160]}); using explicit capabilities "
+                "with seccomp/apparmor unconfined",
+            )
+
+    def _remove_probe_leftovers(self) -> None:
+        for container in self.client.containers.list(all=True, filters={"label": f"{LAB_LABEL}=probe"}):
+            container.remove(force=True)
+
+    # -- networks and nodes ---------------------------------------------------
+
+    def create_network(self, lab: str, network: str, subnet: IPv4Network) -> str:
+        name = f"{lab}-{network}"
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))])
+        self.client.networks.create(
+            name,
+            driver="bridge",
+            internal=True,  # nothing a lab sends can leave the host
+            ipam=ipam,
+            labels={LAB_LABEL: lab, NETWORK_LABEL: network},
+            check_duplicate=True,
+        )
+        return name
+
+    def create_node(
+        self,
+        lab: str,
+        node: str,
+        image: str,
+        networks: Mapping[str, IPv4Address],
+        extra_labels: Mapping[str, str] | None = None,
+    ) -> str:
+        """Create and start a node container attached to `networks` (name -> address)."""
+        name = f"{lab}-{node}"
+        mode = self.node_mode(image)
+        api = self.client.api
+        host_config = api.create_host_config(
+            privileged=mode.privileged,
+            cap_add=None if mode.privileged else NODE_CAPABILITIES,
+            security_opt=None if mode.privileged else UNCONFINED,
+            devices=None if mode.privileged else ["/dev/net/tun:/dev/net/tun:rwm"],
+            sysctls=NODE_SYSCTLS,
+            init=True,  # reaps the pods' processes
+            network_mode=f"{lab}-{next(iter(networks))}" if networks else "none",
+        )
+        if not mode.privileged:
+            # What the CLI's `--security-opt systempaths=unconfined` means: a
+            # writable /proc/sys (per-netns sysctls of pods) and nothing masked.
+            host_config["MaskedPaths"] = []
+            host_config["ReadonlyPaths"] = []
+        items = list(networks.items())
+        networking = None
+        if items:
+            first_net, first_ip = items[0]
+            networking = api.create_networking_config(
+                {f"{lab}-{first_net}": api.create_endpoint_config(ipv4_address=str(first_ip))}
+            )
+        labels = {LAB_LABEL: lab, NODE_LABEL: node, **(extra_labels or {})}
+        created = api.create_container(
+            image, name=name, hostname=node, labels=labels, host_config=host_config,
+            networking_config=networking, detach=True,
+        )  # fmt: skip
+        for network, address in items[1:]:
+            api.connect_container_to_network(created["Id"], f"{lab}-{network}", ipv4_address=str(address))
+        api.start(created["Id"])
+        return name
+
+    def start_node(self, container: str) -> None:
+        self._container(container).start()
+
+    def stop_node(self, container: str, timeout: int = 2) -> None:
+        self._container(container).stop(timeout=timeout)
+
+    def is_running(self, container: str) -> bool:
+        item = self._container(container)
+        item.reload()
+        return bool(item.status == "running")
+
+    def connect(self, container: str, network: str, address: IPv4Address) -> None:
+        self.client.api.connect_container_to_network(container, network, ipv4_address=str(address))
+
+    def disconnect(self, container: str, network: str) -> None:
+        self.client.api.disconnect_container_from_network(container, network)
+
+    # -- exec and files -------------------------------------------------------
+
+    def _container(self, name: str) -> Container:
+        cached = self._containers.get(name)
+        if cached is None:
+            try:
+                cached = self.client.containers.get(name)
+            except docker.errors.NotFound:
+                raise LabkitError(f"no container {name!r}: is the lab up?") from None
+            self._containers[name] = cached
+        return cached
+
+    def exec(
+        self,
+        container: str,
+        command: str | list[str],
+        *,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> ExecResult:
+        """Run a command in a node container and wait for it.
+
+        A string runs through `sh -c`; `timeout` bounds it inside the container.
+        """
+        argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
+        if timeout is not None:
+            argv = ["timeout", "-k", "1", str(timeout), *argv]
+        api = self.client.api
+        try:
+            exec_id = api.exec_create(container, argv, environment=dict(env or {}))["Id"]
+            stdout, stderr = api.exec_start(exec_id, demux=True)
+            exit_code = api.exec_inspect(exec_id)["ExitCode"]
+        except docker.errors.NotFound:
+            raise LabkitError(f"no container {container!r}: is the lab up?") from None
+        except docker.errors.APIError as exc:
+            raise LabkitError(f"cannot exec in {container!r}: {exc.explanation or exc}") from None
+        result = ExecResult(
+            exit_code if exit_code is not None else -1,
+            (stdout or b"").decode(errors="replace"),
+            (stderr or b"").decode(errors="replace"),
+        )
+        if check and not result.ok:
+            shown = command if isinstance(command, str) else shlex.join(command)
+            raise ExecError(container, shown, result)
+        return result
+
+    def put_file(self, container: str, path: str, content: str | bytes, mode: int = 0o644) -> None:
+        """Write one file into a node container (parent folders created)."""
+        data = content.encode() if isinstance(content, str) else content
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            info = tarfile.TarInfo(name=Path(path).name)
+            info.size, info.mode = len(data), mode
+            archive.addfile(info, io.BytesIO(data))
+        parent = str(Path(path).parent)
+        self.exec(container, ["mkdir", "-p", parent])
+        self.client.api.put_archive(container, parent, buffer.getvalue())
+
+    def logs(self, container: str) -> str:
+        return str(self._container(container).logs(tail=200).decode(errors="replace"))
+
+    # -- inventory and cleanup ------------------------------------------------
+
+    def lab_names(self) -> set[str]:
+        """Every lab that has a labelled container or network on this engine."""
+        names = {
+            c.labels.get(LAB_LABEL, "")
+            for c in self.client.containers.list(all=True, filters={"label": LAB_LABEL})
+        }
+        names |= {
+            (n.attrs.get("Labels") or {}).get(LAB_LABEL, "")
+            for n in self.client.networks.list(filters={"label": LAB_LABEL})
+        }
+        return {name for name in names if name}
+
+    def lab_containers(self, lab: str) -> list[Container]:
+        return list(self.client.containers.list(all=True, filters={"label": f"{LAB_LABEL}={lab}"}))
+
+    def remove_lab(self, lab: str) -> int:
+        """Remove every container and network labelled with `lab`. Idempotent."""
+        removed = 0
+        for container in self.lab_containers(lab):
+            try:
+                container.remove(force=True, v=True)
+                removed += 1
+            except docker.errors.NotFound:
+                pass
+        for network in self.client.networks.list(filters={"label": f"{LAB_LABEL}={lab}"}):
+            try:
+                network.remove()
+                removed += 1
+            except docker.errors.NotFound:
+                pass
+        self._containers = {k: v for k, v in self._containers.items() if not k.startswith(f"{lab}-")}
+        return removed
+
+    def inspect_labels(self, container: str) -> dict[str, str]:
+        return dict(self._container(container).labels)
+
+
+def connect() -> docker.DockerClient:
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except docker.errors.DockerException as exc:
+        raise EngineUnavailable(
+            f"no Docker engine answers ({exc}); run `make setup` (or scripts/setup-host.sh)"
+        ) from None
+
+
+def engine_available() -> tuple[bool, str]:
+    try:
+        connect()
+        return True, "a Docker engine answers"
+    except EngineUnavailable as exc:
+        return False, str(exc)
+
+
+def host_routes(route_file: str = "/proc/net/route") -> list[IPv4Network]:
+    """Destinations of the host's IPv4 routes (default route left out)."""
+    try:
+        lines = Path(route_file).read_text().splitlines()[1:]
+    except OSError:
+        return []
+    return parse_route_table(lines)
+
+
+def parse_route_table(lines: Iterable[str]) -> list[IPv4Network]:
+    routes = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        destination = socket.inet_ntoa(struct.pack("<L", int(fields[1], 16)))
+        mask = socket.inet_ntoa(struct.pack("<L", int(fields[7], 16)))
+        if mask == "0.0.0.0":
+            continue
+        routes.append(IPv4Network(f"{destination}/{mask}", strict=False))
+    return routes
+
+
+def dump_json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)

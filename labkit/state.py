@@ -1,0 +1,73 @@
+"""What a running lab remembers between processes (CLI calls, --lab-reuse).
+
+One JSON file per lab under $LABKIT_STATE_DIR (default ~/.local/state/labkit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+from labkit.topology.addressing import Addresses
+from labkit.topology.model import Topology
+
+
+def state_dir() -> Path:
+    default = Path.home() / ".local" / "state" / "labkit"
+    return Path(os.environ.get("LABKIT_STATE_DIR", default))
+
+
+def state_path(lab: str) -> Path:
+    return state_dir() / f"{lab}.json"
+
+
+def save(lab: str, topology: Topology, addresses: Addresses, extra: dict[str, Any]) -> None:
+    path = state_path(lab)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "topology": topology.model_dump(mode="json", exclude_none=True),
+        "addresses": {
+            "underlay_subnets": {k: str(v) for k, v in addresses.underlay_subnets.items()},
+            "node_ips": {
+                node: {net: str(ip) for net, ip in by_net.items()}
+                for node, by_net in addresses.node_ips.items()
+            },
+            "pod_subnets": {k: str(v) for k, v in addresses.pod_subnets.items()},
+            "pod_ips": {k: str(v) for k, v in addresses.pod_ips.items()},
+        },
+        **extra,
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(document, indent=2))
+    tmp.replace(path)
+
+
+def load(lab: str) -> tuple[Topology, Addresses, dict[str, Any]] | None:
+    path = state_path(lab)
+    if not path.exists():
+        return None
+    document = json.loads(path.read_text())
+    topology = Topology.model_validate(document.pop("topology"))
+    raw = document.pop("addresses")
+    addresses = Addresses(
+        underlay_subnets={k: IPv4Network(v) for k, v in raw["underlay_subnets"].items()},
+        node_ips={
+            node: {net: IPv4Address(ip) for net, ip in by_net.items()}
+            for node, by_net in raw["node_ips"].items()
+        },
+        pod_subnets={k: IPv4Network(v) for k, v in raw["pod_subnets"].items()},
+        pod_ips={k: IPv4Address(v) for k, v in raw["pod_ips"].items()},
+    )
+    return topology, addresses, document
+
+
+def forget(lab: str) -> None:
+    state_path(lab).unlink(missing_ok=True)
+
+
+def known_labs() -> list[str]:
+    folder = state_dir()
+    return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []

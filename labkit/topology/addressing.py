@@ -1,0 +1,130 @@
+"""Address allocation: underlay subnets, node IPs, node pod subnets, pod IPs.
+
+Pure: what the host already uses comes in as an argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+
+from labkit.errors import LabkitError
+from labkit.topology.model import Topology
+from labkit.topology.validate import networks_of
+
+# Where underlay subnets are picked from when the topology does not pin one.
+UNDERLAY_POOL = IPv4Network("172.20.0.0/14")
+UNDERLAY_PREFIX = 24
+FIRST_NODE_HOST = 2  # .1 is the Docker network's gateway address
+
+
+@dataclass
+class Addresses:
+    underlay_subnets: dict[str, IPv4Network]
+    node_ips: dict[str, dict[str, IPv4Address]]  # node -> network -> address
+    pod_subnets: dict[str, IPv4Network]  # member node -> its pod subnet
+    pod_ips: dict[str, IPv4Address] = field(default_factory=dict)
+
+    def node_ip(self, node: str, network: str | None = None) -> IPv4Address:
+        """The node's address on `network`, or on its first network."""
+        by_network = self.node_ips[node]
+        return by_network[network] if network else next(iter(by_network.values()))
+
+    def gateway(self, node: str) -> IPv4Address:
+        """The pod gateway (the bridge's address) on a node."""
+        return self.pod_subnets[node].network_address + 1
+
+
+def pick_underlay_subnets(
+    topology: Topology, taken: Iterable[IPv4Network]
+) -> dict[str, IPv4Network]:
+    """A subnet per network: pinned ones as given, others free on this host."""
+    avoid = [*taken, topology.cluster.pod_cidr, topology.cluster.service_cidr]
+    avoid += [net.subnet for net in topology.networks.values() if net.subnet]
+    chosen: dict[str, IPv4Network] = {}
+    candidates = UNDERLAY_POOL.subnets(new_prefix=UNDERLAY_PREFIX)
+    for name, network in topology.networks.items():
+        if network.subnet is not None:
+            chosen[name] = network.subnet
+            continue
+        for candidate in candidates:
+            if not any(candidate.overlaps(other) for other in avoid):
+                chosen[name] = candidate
+                avoid.append(candidate)
+                break
+        else:
+            raise LabkitError(f"no free /{UNDERLAY_PREFIX} left in {UNDERLAY_POOL} for network {name!r}")
+    return chosen
+
+
+def node_subnets(topology: Topology) -> dict[str, IPv4Network]:
+    """Each cluster node's pod subnet, in file order, carved out of the pod CIDR."""
+    cluster = topology.cluster
+    blocks = cluster.pod_cidr.subnets(new_prefix=cluster.node_prefix)
+    return dict(zip(topology.member_nodes(), blocks, strict=False))
+
+
+def node_addresses(
+    topology: Topology, subnets: Mapping[str, IPv4Network]
+) -> dict[str, dict[str, IPv4Address]]:
+    """Each node's address on each of its networks: .2, .3... in file order."""
+    result: dict[str, dict[str, IPv4Address]] = {node: {} for node in topology.nodes}
+    for network, subnet in subnets.items():
+        on_network = [node for node in topology.nodes if network in networks_of(topology, node)]
+        for index, node in enumerate(on_network):
+            result[node][network] = subnet.network_address + FIRST_NODE_HOST + index
+    return result
+
+
+def allocate_pod_ip(
+    subnet: IPv4Network, used: Iterable[IPv4Address], pinned: IPv4Address | None = None
+) -> IPv4Address:
+    """The pinned address, or the lowest free one after the gateway."""
+    used_set = set(used)
+    if pinned is not None:
+        return pinned
+    for address in subnet.hosts():
+        if address == subnet.network_address + 1 or address in used_set:
+            continue
+        return address
+    raise LabkitError(f"pod subnet {subnet} is full")
+
+
+def allocate_pod_ips(
+    topology: Topology,
+    pod_subnets: Mapping[str, IPv4Network],
+    existing: Mapping[str, IPv4Address] | None = None,
+) -> dict[str, IPv4Address]:
+    """Pod IPs: pinned first, then sticky (kept from `existing`), then lowest free."""
+    existing = existing or {}
+    result: dict[str, IPv4Address] = {}
+    for name, pod in topology.pods.items():
+        if pod.ip is not None:
+            result[name] = pod.ip
+    for name, pod in topology.pods.items():
+        subnet = pod_subnets[pod.node]
+        if name in result:
+            continue
+        kept = existing.get(name)
+        if kept is not None and kept in subnet and kept not in result.values():
+            result[name] = kept
+    for name, pod in topology.pods.items():
+        if name not in result:
+            result[name] = allocate_pod_ip(pod_subnets[pod.node], result.values())
+    return result
+
+
+def plan_addresses(
+    topology: Topology,
+    taken: Iterable[IPv4Network] = (),
+    existing_pod_ips: Mapping[str, IPv4Address] | None = None,
+) -> Addresses:
+    underlay = pick_underlay_subnets(topology, taken)
+    pod_subnets = node_subnets(topology)
+    return Addresses(
+        underlay_subnets=underlay,
+        node_ips=node_addresses(topology, underlay),
+        pod_subnets=pod_subnets,
+        pod_ips=allocate_pod_ips(topology, pod_subnets, existing_pod_ips),
+    )
