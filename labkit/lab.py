@@ -154,9 +154,27 @@ class Lab:
         return removed
 
     def _check_layers(self) -> None:
+        self._check_images()
         backends.check_backend(self.topology)
         for layer in self.active_layers():
             layer.check(self)
+
+    def _check_images(self) -> None:
+        """A node's image override must exist: nothing can be pulled mid-way."""
+        import docker.errors
+
+        from labkit.errors import Problem, TopologyError
+
+        problems = []
+        for node, spec in self.topology.nodes.items():
+            if spec.image is None:
+                continue
+            try:
+                self.runtime.client.images.get(spec.image)
+            except docker.errors.ImageNotFound:
+                problems.append(Problem(("nodes", node, "image"), f"image {spec.image!r} is not on this engine"))
+        if problems:
+            raise TopologyError(problems, self.source or self.topology.name)
 
     def _create(self, progress: Progress) -> None:
         topology = self.topology

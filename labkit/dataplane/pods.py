@@ -132,11 +132,14 @@ def start_containers_script(pod: PodSpec, only: str | None = None) -> str:
 
 
 def kill_containers_script(pod_name: str, container: str | None = None, signal: str = "KILL") -> str:
-    """Kill a pod's processes (one container or all); the namespace stays."""
+    """Kill a pod's processes (one container or all); the namespace stays.
+
+    The pid files stay too, so the pod shows its containers as down.
+    """
     pattern = f"{STATE_DIR}/{pod_name}/{container or '*'}.pid"
     return (
         f"for f in {pattern}; do [ -f \"$f\" ] || continue; "
-        f"kill -{signal} -- -$(cat \"$f\") 2>/dev/null || true; rm -f \"$f\"; done"
+        f"kill -{signal} -$(cat \"$f\") 2>/dev/null || true; done"
     )
 
 

@@ -1,0 +1,114 @@
+"""Bringing labs up and down: cleanup, isolation between labs, bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labkit import Lab, expect, parse_topology
+from labkit.dataplane import backends
+from labkit.errors import TopologyError
+from labkit.runtime.docker import LAB_LABEL, DockerRuntime, engine_available
+
+PREFIX = os.environ.get("LABKIT_NAME_PREFIX", "")
+
+TINY = """
+name: {name}
+nodes:
+  node-1: {{}}
+  node-2: {{}}
+pods:
+  p-1: {{node: node-1, run: [echo-server]}}
+  p-2: {{node: node-2}}
+"""
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    available, reason = engine_available()
+    if not available:
+        if os.environ.get("LABKIT_REQUIRE_DOCKER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return DockerRuntime()
+
+
+def labelled(runtime: DockerRuntime, lab: str) -> list[str]:
+    client = runtime.client
+    selector = {"label": f"{LAB_LABEL}={lab}"}
+    containers = [c.name for c in client.containers.list(all=True, filters=selector)]
+    networks = [n.name for n in client.networks.list(filters=selector)]
+    return containers + networks
+
+
+def test_after_teardown_nothing_labelled_remains(runtime):
+    lab = Lab.up(parse_topology(TINY.format(name="lifecycle-a")), runtime=runtime)
+    assert len(labelled(runtime, lab.name)) == 3  # two nodes, one network
+    lab.down()
+    assert labelled(runtime, lab.name) == []
+    lab.down()  # idempotent
+
+
+def test_two_labs_up_at_once_do_not_collide(runtime):
+    first = Lab.up(parse_topology(TINY.format(name="lifecycle-b")), runtime=runtime)
+    try:
+        second = Lab.up(parse_topology(TINY.format(name="lifecycle-c")), runtime=runtime)
+        try:
+            assert first.addresses.underlay_subnets["underlay"] != second.addresses.underlay_subnets["underlay"]
+            # Same pod CIDR in both, each lab's pods reach their own peers only.
+            assert first.pod("p-1").ip == second.pod("p-1").ip
+            expect.reachable([first.pod("p-2")], [first.pod("p-1")])
+            expect.reachable([second.pod("p-2")], [second.pod("p-1")])
+            assert first.pod("p-2").http(first.pod("p-1")).pod == "p-1"
+            expect.unreachable([first.node("node-1")], [second.node("node-1")])
+        finally:
+            second.down()
+    finally:
+        first.down()
+
+
+def test_a_failure_halfway_through_up_removes_what_it_made(runtime, monkeypatch):
+    def broken(topology, addresses):
+        return {"node-2": "echo 'simulated failure' >&2; exit 3"}
+
+    monkeypatch.setitem(backends.PLANNERS, "vxlan", broken)
+    topology = parse_topology(TINY.format(name="lifecycle-d"))
+    with pytest.raises(Exception, match="simulated failure"):
+        Lab.up(topology, runtime=runtime)
+    assert labelled(runtime, PREFIX + "lifecycle-d") == []
+
+
+def test_an_interrupt_during_up_removes_what_it_made(runtime):
+    def interrupt(message: str) -> None:
+        if message.startswith("wiring"):
+            raise KeyboardInterrupt
+
+    topology = parse_topology(TINY.format(name="lifecycle-e"))
+    with pytest.raises(KeyboardInterrupt):
+        Lab.up(topology, runtime=runtime, progress=interrupt)
+    assert labelled(runtime, PREFIX + "lifecycle-e") == []
+
+
+def test_a_missing_image_is_refused_before_anything_is_created(runtime):
+    text = TINY.format(name="lifecycle-f").replace(
+        "node-2: {}", "node-2: {image: 'labkit/no-such-image:1'}"
+    )
+    with pytest.raises(TopologyError, match="nodes.node-2.image"):
+        Lab.up(parse_topology(text), runtime=runtime)
+    assert labelled(runtime, PREFIX + "lifecycle-f") == []
+
+
+def test_cli_bad_topology_exits_2_and_creates_nothing(runtime, tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.format(name="lifecycle-g").replace("node: node-1", "node: node-9"))
+    result = subprocess.run(
+        [sys.executable, "-m", "labkit", "up", str(bad)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert "bad.yaml:7:" in result.stderr and "pods.p-1.node" in result.stderr
+    assert "unknown node 'node-9'" in result.stderr
+    assert labelled(runtime, PREFIX + "lifecycle-g") == []

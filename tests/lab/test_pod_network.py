@@ -1,0 +1,109 @@
+"""The pod network on the flannel-style VXLAN backend: real lab, real packets."""
+
+from __future__ import annotations
+
+import pytest
+
+from labkit import expect
+
+pytestmark = pytest.mark.topology("flannel-vxlan")
+
+
+def test_two_processes_of_one_pod_talk_over_localhost(lab):
+    sidecar = lab.pod("sidecar")
+    expect.eventually(lambda: sidecar.tcp("127.0.0.1", 8080).ok or _fail("not listening"), within=10)
+    reply = sidecar.http("127.0.0.1", 8080)
+    assert reply.pod == "sidecar"
+    assert reply.client_ip == "127.0.0.1"
+
+
+def test_pod_to_pod_on_one_node(lab):
+    client, web1 = lab.pod("client"), lab.pod("web-1")
+    assert client.node.name == web1.node.name
+    assert client.ping(web1).loss == 0
+
+
+def test_pods_reach_each_other_across_nodes(lab):
+    client, web2 = lab.pod("client"), lab.pod("web-2")
+    assert client.node.name != web2.node.name
+    assert client.ping(web2).loss == 0
+
+
+def test_full_matrix(lab):
+    expect.reachable(lab.pods(), lab.pods())
+
+
+def test_node_reaches_its_own_pod_and_a_remote_pod(lab):
+    node1 = lab.node("node-1")
+    expect.reachable([node1], [lab.pod("web-1"), lab.pod("web-2")])
+    assert node1.http(lab.pod("web-2")).pod == "web-2"
+
+
+def test_pod_ips_are_unique_and_in_their_node_subnet(lab):
+    ips = [pod.ip for pod in lab.pods()]
+    assert len(set(ips)) == len(ips)
+    for pod in lab.pods():
+        assert pod.ip in lab.addresses.pod_subnets[pod.node.name]
+        shown = pod.exec("ip -4 -o addr show dev eth0").stdout
+        assert f"{pod.ip}/" in shown
+
+
+def test_peer_sees_the_pods_own_ip_no_nat(lab):
+    client = lab.pod("client")
+    for web in ("web-1", "web-2"):
+        reply = client.http(lab.pod(web), 8080)
+        assert reply.pod == web
+        assert reply.client_ip == str(client.ip)
+
+
+def test_tcp_and_udp_to_the_echo_server_across_nodes(lab):
+    client, web2 = lab.pod("client"), lab.pod("web-2")
+    tcp = client.tcp(web2, 9000, payload="hi\n")
+    assert tcp.ok and tcp.served_by == "web-2"
+    udp = client.udp(web2, 9000)
+    assert udp.ok and udp.served_by == "web-2"
+
+
+def test_vxlan_device_is_flannel_style(lab):
+    node = lab.node("node-1")
+    details = node.exec("ip -d link show flannel.1").stdout
+    assert "vxlan id 1 " in details and "dstport 8472" in details and "nolearning" in details
+    assert "mtu 1450" in details
+    # Permanent entries for the peer, programmed by labkit (no multicast learning).
+    peer = lab.node("node-2")
+    assert str(peer.ip) in node.exec("bridge fdb show dev flannel.1").stdout
+    pod_mtu = lab.pod("client").exec("cat /sys/class/net/eth0/mtu").stdout.strip()
+    assert pod_mtu == "1450"
+
+
+def test_killing_a_pods_process_keeps_its_ip(lab):
+    web2 = lab.pod("web-2")
+    client = lab.pod("client")
+    web2.kill()
+    assert web2.containers() == {"echo-server": False}
+    assert not web2.ready()
+    assert not client.tcp(web2, 8080).ok
+    assert client.ping(web2).loss == 0  # the namespace and IP stay
+    web2.restart()
+    expect.eventually(lambda: client.http(web2).pod == "web-2" or _fail("not serving"), within=10)
+    assert web2.ip == lab.addresses.pod_ips["web-2"]
+
+
+def test_pod_output_is_retrievable(lab):
+    assert "listening" in lab.pod("web-1").logs().lower()
+
+
+def test_testinfra_host_per_node(lab):
+    host = lab.node("node-1").host
+    assert host.interface("cni0").exists
+    assert str(lab.addresses.gateway("node-1")) in host.interface("cni0").addresses
+
+
+def test_throughput_across_nodes(lab, measure):
+    result = lab.iperf(lab.pod("client"), lab.pod("web-2"), seconds=1)
+    measure("vxlan_gbit_per_s", result.gbit_per_s, "Gbit/s")
+    assert result.gbit_per_s > 0.05
+
+
+def _fail(message: str) -> bool:
+    raise AssertionError(message)
