@@ -258,6 +258,12 @@ class Lab:
             if all(spec.labels.get(k) == v for k, v in labels.items())
         ]
 
+    def service(self, name: str) -> Any:
+        """A `labkit.layers.services.ServiceHandle`: VIP, ports, node ports, endpoints."""
+        from labkit.layers.services import service_handle
+
+        return service_handle(self, name)
+
     def pods_on(self, node: str) -> list[str]:
         return [name for name, pod in self.topology.pods.items() if pod.node == node]
 

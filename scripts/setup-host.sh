@@ -50,6 +50,13 @@ else
     say "or Docker Engine / Docker Desktop elsewhere, then run this script again."
     exit 1
 fi
+# Kernel modules the labs use; built in on some kernels, absent on others (then
+# the features that need them are skipped with the reason, see `labkit doctor`).
+if [ "$(id -u)" = 0 ] && command -v modprobe >/dev/null; then
+    for module in br_netfilter vxlan tun ip_vs sch_netem sch_tbf sch_htb; do
+        modprobe "$module" 2>/dev/null || true
+    done
+fi
 command -v debootstrap >/dev/null \
     || say "warning: no debootstrap; it is needed only if debian:bookworm-slim cannot be pulled"
 

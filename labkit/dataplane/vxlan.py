@@ -38,9 +38,11 @@ def vxlan_script(
         f"ip link add {DEVICE} address {vtep_mac(local_ip)} type vxlan id {VNI} local {local_ip} "
         f"dev {underlay_device(local_ip)} dstport {PORT} nolearning",
         f"ip link set {DEVICE} mtu {underlay_mtu - OVERHEAD}",
-        # The kernel's checksum offload on VXLAN devices is known to corrupt
-        # inner TCP checksums on some paths (flannel issue #1279): do it in software.
-        f"ethtool -K {DEVICE} tx off >/dev/null 2>&1 || true",
+        # Checksum offload stays on: turning it off (flannel's workaround for
+        # an older kernels' bug behind flannel#1279: NATed packets through
+        # VXLAN sent with bad checksums) also turns off GSO and
+        # costs 6x the throughput here (1.8 vs 12 Gbit/s). A lab test sends
+        # data through VXLAN, with and without NAT, and checks it arrives intact.
         f"ip addr add {own_subnet.network_address}/32 dev {DEVICE}",
         f"ip link set {DEVICE} up",
     ]

@@ -61,6 +61,9 @@ class BgpSettings(Strict):
     route_reflectors: list[Name] = Field(
         default_factory=list, description="Nodes acting as route reflectors; empty: full mesh"
     )
+    # Short timers suit a lab: a dead node's subnet is withdrawn within seconds.
+    hold_time: int = Field(default=9, ge=3, le=65535, description="BGP hold time, seconds")
+    keepalive: int = Field(default=3, ge=1, le=21845, description="BGP keepalive, seconds")
 
 
 class Cluster(Strict):

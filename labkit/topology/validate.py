@@ -51,7 +51,27 @@ def check_networks(topology: Topology) -> Iterator[Problem]:
                 yield Problem(
                     ("nodes", name, "routes", destination), f"node {router!r} is not a router"
                 )
+            elif destination in topology.networks:
+                yield from _check_route_via(topology, name, destination, router)
             del index
+
+
+def _check_route_via(
+    topology: Topology, node: str, destination: str, router: str
+) -> Iterator[Problem]:
+    """A static route's router must be on the destination and next to the node."""
+    path = ("nodes", node, "routes", destination)
+    on = networks_of(topology, router)
+    if destination not in on:
+        yield Problem(
+            path, f"router {router!r} is not on network {destination!r} (it is on {_known(on)})"
+        )
+    if not set(on) & set(networks_of(topology, node)):
+        yield Problem(
+            path,
+            f"router {router!r} shares no network with node {node!r} "
+            f"(router on {_known(on)}; node on {_known(networks_of(topology, node))})",
+        )
 
 
 def check_cidrs(topology: Topology) -> Iterator[Problem]:
@@ -134,28 +154,86 @@ def check_pods(topology: Topology) -> Iterator[Problem]:
 def check_backend(topology: Topology) -> Iterator[Problem]:
     cluster = topology.cluster
     if cluster.backend == "host-gw":
-        members = topology.member_nodes()
-        if members:
-            shared = set(networks_of(topology, members[0]))
-            for node in members[1:]:
-                shared &= set(networks_of(topology, node))
-            if not shared:
-                groups = {node: networks_of(topology, node) for node in members}
-                detail = "; ".join(f"{n} on {', '.join(nets)}" for n, nets in groups.items())
-                yield Problem(
-                    ("cluster", "backend"),
-                    "host-gw needs every node on one L2 segment (routes point at the peer's "
-                    f"underlay address as next hop), but the nodes are not adjacent: {detail}",
-                )
-    bgp = cluster.bgp
-    if not (1 <= bgp.asn <= 4294967295):
-        yield Problem(("cluster", "bgp", "asn"), f"AS number {bgp.asn} is out of range 1-4294967295")
-    for index, reflector in enumerate(bgp.route_reflectors):
-        if reflector not in topology.member_nodes():
+        yield from _check_host_gw_adjacency(topology)
+    elif cluster.backend != "none":
+        yield from _check_underlay_reachability(topology)
+    yield from _check_bgp(topology)
+
+
+def _apart(topology: Topology) -> list[tuple[str, str]]:
+    """Pairs of cluster nodes that share no underlay network."""
+    members = topology.member_nodes()
+    return [
+        (a, b)
+        for i, a in enumerate(members)
+        for b in members[i + 1 :]
+        if not set(networks_of(topology, a)) & set(networks_of(topology, b))
+    ]
+
+
+def _on(topology: Topology, node: str) -> str:
+    return f"{node} (on {_known(networks_of(topology, node)) or 'no network'})"
+
+
+def _check_host_gw_adjacency(topology: Topology) -> Iterator[Problem]:
+    apart = _apart(topology)
+    if apart:
+        pairs = "; ".join(f"{_on(topology, a)} and {_on(topology, b)}" for a, b in apart)
+        yield Problem(
+            ("cluster", "backend"),
+            "host-gw routes each node's pod subnet via that node's underlay address, so every "
+            "pair of nodes must share one L2 segment (underlay network); these nodes are not "
+            f"adjacent: {pairs}. Across routers use vxlan, udp or bgp",
+        )
+
+
+def _check_underlay_reachability(topology: Topology) -> Iterator[Problem]:
+    """Nodes on different segments need a router on both (the backend's peers)."""
+    routers = [name for name, node in topology.nodes.items() if "router" in node.roles]
+    for a, b in _apart(topology):
+        nets_a, nets_b = set(networks_of(topology, a)), set(networks_of(topology, b))
+        joined = any(
+            nets_a & set(networks_of(topology, r)) and nets_b & set(networks_of(topology, r))
+            for r in routers
+        )
+        if not joined:
             yield Problem(
-                ("cluster", "bgp", "route_reflectors", index),
-                f"route reflector {reflector!r} is not a cluster node",
+                ("nodes", b, "networks"),
+                f"node {_on(topology, b)} cannot reach node {_on(topology, a)}: no router is on "
+                f"both a network of {a} and a network of {b}, and the "
+                f"{topology.cluster.backend} backend needs every node to reach every other",
             )
+
+
+def _check_bgp(topology: Topology) -> Iterator[Problem]:
+    bgp = topology.cluster.bgp
+    if not (1 <= bgp.asn <= 4294967295):
+        yield Problem(
+            ("cluster", "bgp", "asn"), f"AS number {bgp.asn} is out of range 1-4294967295"
+        )
+    if bgp.keepalive >= bgp.hold_time:
+        yield Problem(
+            ("cluster", "bgp", "keepalive"),
+            f"keepalive {bgp.keepalive} s must be shorter than the hold time {bgp.hold_time} s "
+            "(a third of it is usual)",
+        )
+    members = topology.member_nodes()
+    for index, reflector in enumerate(bgp.route_reflectors):
+        path = ("cluster", "bgp", "route_reflectors", index)
+        if reflector not in topology.nodes:
+            yield Problem(
+                path,
+                f"route reflector {reflector!r} is not a node (cluster nodes: {_known(members)})",
+            )
+        elif reflector not in members:
+            roles = "/".join(topology.nodes[reflector].roles)
+            yield Problem(
+                path,
+                f"route reflector {reflector!r} is a {roles} node, it runs no BGP "
+                f"(cluster nodes: {_known(members)})",
+            )
+        elif reflector in bgp.route_reflectors[:index]:
+            yield Problem(path, f"route reflector {reflector!r} is listed twice")
 
 
 def networks_of(topology: Topology, node: str) -> list[str]:

@@ -1,0 +1,1 @@
+"""Benchmarks: each prints a table and writes JSON (and a PNG where it helps)."""

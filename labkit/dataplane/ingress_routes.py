@@ -1,0 +1,126 @@
+"""The ingress routing table: rules + current upstream servers, decided. Pure.
+
+Both controllers (nginx, haproxy) render the same `RoutingTable`, so they
+route alike. The semantics follow Kubernetes Ingress as ingress-nginx
+implements it:
+
+- a rule with a host only matches requests for that host; rules without a
+  host serve every other host;
+- a host that has rules but none matching the path gets the default backend
+  (the host-less rules do not apply to it);
+- `Prefix` matches whole path elements (`/api` matches `/api` and `/api/x`,
+  not `/apix`), a trailing slash is ignored; `Exact` matches the path only;
+- the longest path wins, `Exact` before `Prefix` on a tie;
+- no default backend configured: the proxy itself answers 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from labkit.topology.model import Ingress
+
+DEFAULT_404_BODY = "default backend - 404"
+
+
+@dataclass(frozen=True, order=True)
+class UpstreamServer:
+    """One place an upstream sends to: a pod (mode `endpoints`) or a Service VIP."""
+
+    ip: IPv4Address
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A rule's backend (service + port) with the servers it currently has."""
+
+    name: str
+    servers: tuple[UpstreamServer, ...]
+
+
+@dataclass(frozen=True)
+class Route:
+    host: str | None  # None: any host without rules of its own
+    path: str  # normalised: a Prefix path has no trailing slash (except "/")
+    exact: bool
+    upstream: str
+
+    @property
+    def sort_key(self) -> tuple[int, int]:
+        """Match order inside one host: longest path first, Exact before Prefix."""
+        return (-len(self.path), 0 if self.exact else 1)
+
+
+@dataclass(frozen=True)
+class RoutingTable:
+    port: int
+    routes: tuple[Route, ...]  # grouped by host (hosts first, host-less last), in match order
+    upstreams: tuple[Upstream, ...]
+    default_upstream: str | None  # None: the proxy answers 404 itself
+
+    def hosts(self) -> list[str]:
+        """The hosts that have rules, in file order."""
+        seen: dict[str, None] = {}
+        for route in self.routes:
+            if route.host is not None:
+                seen.setdefault(route.host, None)
+        return list(seen)
+
+    def routes_for(self, host: str | None) -> list[Route]:
+        return [route for route in self.routes if route.host == host]
+
+    def upstream(self, name: str) -> Upstream:
+        return next(u for u in self.upstreams if u.name == name)
+
+
+# (service, port as written in the rule) -> the servers behind it now
+ServersOf = Callable[[str, int | str], Sequence[UpstreamServer]]
+
+
+def normalise_path(path: str, exact: bool) -> str:
+    if exact or path == "/":
+        return path
+    return path.rstrip("/") or "/"
+
+
+def upstream_name(service: str, port: int | str) -> str:
+    """A name both proxies accept: letters, digits, dashes."""
+    return f"{service}-{port}"
+
+
+def routing_table(ingress: Ingress, servers_of: ServersOf) -> RoutingTable:
+    """The table both renderers read: routes in match order and their upstreams."""
+    upstreams: dict[str, Upstream] = {}
+
+    def use(service: str, port: int | str) -> str:
+        name = upstream_name(service, port)
+        if name not in upstreams:
+            servers = tuple(sorted(set(servers_of(service, port))))
+            upstreams[name] = Upstream(name, servers)
+        return name
+
+    by_host: dict[str | None, list[Route]] = {}
+    for rule in ingress.rules:
+        exact = rule.path_type == "Exact"
+        route = Route(rule.host, normalise_path(rule.path, exact), exact, use(rule.service, rule.port))
+        by_host.setdefault(rule.host, [])
+        if not any((r.path, r.exact) == (route.path, route.exact) for r in by_host[rule.host]):
+            by_host[rule.host].append(route)  # a duplicate (refused by validation) keeps the first
+    ordered: list[Route] = []
+    for host in [h for h in by_host if h is not None] + ([None] if None in by_host else []):
+        ordered += sorted(by_host[host], key=lambda r: r.sort_key)
+    default = None
+    if ingress.default_backend is not None:
+        default = use(ingress.default_backend.service, ingress.default_backend.port)
+    return RoutingTable(ingress.port, tuple(ordered), tuple(upstreams.values()), default)
+
+
+def servers_from(table: Mapping[tuple[str, str], Sequence[UpstreamServer]]) -> ServersOf:
+    """A `ServersOf` over a plain mapping keyed (service, str(port))."""
+    return lambda service, port: table.get((service, str(port)), ())

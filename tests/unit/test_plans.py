@@ -1,0 +1,83 @@
+"""The generated node plans: CNI config, pod scripts, VXLAN and underlay routes."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+
+from labkit.dataplane import backends, pods, vxlan
+from labkit.topology import parse_topology, plan_addresses
+
+TOPOLOGY = """\
+name: t
+nodes:
+  node-1: {}
+  node-2: {}
+  node-3: {}
+pods:
+  web: {node: node-2, run: [echo-server, "sleep infinity", echo-server --http-port 81]}
+"""
+
+
+def test_conflist_is_bridge_host_local_and_portmap():
+    conf = pods.conflist(IPv4Network("10.244.1.0/24"), 1450)
+    bridge, portmap = conf["plugins"]  # type: ignore[misc]
+    assert bridge["type"] == "bridge" and bridge["bridge"] == "cni0" and bridge["isGateway"]
+    assert bridge["ipMasq"] is False and bridge["mtu"] == 1450
+    assert bridge["ipam"]["ranges"] == [[{"subnet": "10.244.1.0/24", "gateway": "10.244.1.1"}]]
+    assert portmap == {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
+
+
+def test_container_names_are_program_names_numbered_when_repeated():
+    names = pods.container_names(["echo-server", "sleep infinity", "echo-server --http-port 81"])
+    assert list(names) == ["echo-server", "sleep", "echo-server-2"]
+
+
+def test_pod_add_script_pins_the_ip_and_starts_each_container():
+    spec = pods.PodSpec("web", "node-2", "default", IPv4Address("10.244.1.2"), ("echo-server",))
+    text = pods.pod_add_script(spec)
+    assert "ip netns add web" in text
+    assert "labkit-cni add web /var/run/netns/web --args 'IgnoreUnknown=1;IP=10.244.1.2;" in text
+    assert "setsid -f sh -c" in text and "POD_IP=10.244.1.2" in text
+    assert "/var/log/labkit/pods/web/echo-server.log" in text
+
+
+def test_vxlan_script_programs_every_peer():
+    text = vxlan.vxlan_script(
+        IPv4Address("172.20.0.2"),
+        IPv4Network("10.244.0.0/24"),
+        {IPv4Network("10.244.1.0/24"): IPv4Address("172.20.0.3")},
+    )
+    assert "type vxlan id 1 local 172.20.0.2" in text and "dstport 8472 nolearning" in text
+    assert "address 0e:6b:ac:14:00:02" in text
+    assert "ip link set flannel.1 mtu 1450" in text
+    assert "ip addr add 10.244.0.0/32 dev flannel.1" in text
+    assert "ip neigh replace 10.244.1.0 lladdr 0e:6b:ac:14:00:03 dev flannel.1 nud permanent" in text
+    assert "bridge fdb append 0e:6b:ac:14:00:03 dev flannel.1 dst 172.20.0.3" in text
+    assert "ip route replace 10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink" in text
+
+
+def test_backend_scripts_cover_every_member_with_its_peers():
+    topology = parse_topology(TOPOLOGY)
+    addresses = plan_addresses(topology)
+    scripts = backends.backend_scripts(topology, addresses)
+    assert set(scripts) == {"node-1", "node-2", "node-3"}
+    assert scripts["node-1"].count("bridge fdb append") == 2
+    assert backends.pod_mtu(topology) == 1450
+
+
+def test_routes_through_a_router_to_the_other_rack():
+    topology = parse_topology(
+        """\
+name: t
+networks: {rack-a: {subnet: 192.168.10.0/24}, rack-b: {subnet: 192.168.20.0/24}}
+nodes:
+  router: {networks: [rack-a, rack-b], roles: [router]}
+  a-1: {networks: [rack-a]}
+  b-1: {networks: [rack-b]}
+"""
+    )
+    addresses = plan_addresses(topology)
+    scripts = backends.underlay_scripts(topology, addresses)
+    assert "ip route replace 192.168.20.0/24 via 192.168.10.2" in scripts["a-1"]
+    assert "ip route replace 192.168.10.0/24 via 192.168.20.2" in scripts["b-1"]
+    assert "router" not in scripts
