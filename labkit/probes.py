@@ -147,9 +147,7 @@ UdpResult = TcpResult
 
 
 def _socket_probe(source: Endpoint, kind: str, target: Target, port: int, timeout: float, payload: str) -> TcpResult:
-    command = "python3 -c {} {} {} {} {} {}".format(
-        q(_SOCKET_PROBE), kind, q(address_of(target)), port, timeout, q(payload)
-    )
+    command = f"python3 -c {q(_SOCKET_PROBE)} {kind} {q(address_of(target))} {port} {timeout} {q(payload)}"
     result = source.exec(command, check=False, timeout=timeout + 5)
     try:
         data = json.loads(result.stdout.strip().splitlines()[-1])

@@ -62,13 +62,13 @@ def time_bare(count: int, runtime: DockerRuntime, repeats: int) -> float:
         network = runtime.client.networks.create(
             f"{BARE_LAB}-net", internal=True, labels={LAB_LABEL: BARE_LAB}
         )
-        parallel(
-            lambda i: runtime.client.containers.run(
+        def start(i: int, network_name: str = str(network.name)) -> None:
+            runtime.client.containers.run(
                 image, ["sleep", "infinity"], detach=True, name=f"{BARE_LAB}-{i}",
-                network=network.name, labels={LAB_LABEL: BARE_LAB}, init=True,
-            ),  # fmt: skip
-            range(count),
-        )
+                network=network_name, labels={LAB_LABEL: BARE_LAB}, init=True,
+            )  # fmt: skip
+
+        parallel(start, range(count))
         samples.append(time.perf_counter() - started)
         runtime.remove_lab(BARE_LAB)
     return statistics.median(samples)

@@ -6,15 +6,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from ipaddress import IPv4Address
 
-from labkit.dataplane import vxlan
+from labkit.dataplane import bgp, hostgw, udp, vxlan
 from labkit.topology.addressing import Addresses
 from labkit.topology.model import Topology
 
 UNDERLAY_MTU = 1500
 
 # Bytes each backend's encapsulation takes from the underlay MTU.
-OVERHEAD = {"none": 0, "vxlan": vxlan.OVERHEAD, "host-gw": 0, "udp": 28, "bgp": 0}
+OVERHEAD = {"none": 0, "vxlan": vxlan.OVERHEAD, "host-gw": 0, "udp": udp.OVERHEAD, "bgp": 0}
+
+# Kernel features each backend needs (probed by `check_backend`).
+KERNEL_NEEDS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "vxlan": ("vxlan",),
+    "host-gw": (),
+    "udp": ("tun",),
+    "bgp": (),
+}
 
 
 def pod_mtu(topology: Topology) -> int:
@@ -40,11 +50,110 @@ def _vxlan_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
     return scripts
 
 
+def dial(
+    topology: Topology, addresses: Addresses, node: str, peer: str
+) -> tuple[IPv4Address, IPv4Address]:
+    """(local, remote) underlay addresses for `node` to reach `peer`.
+
+    On a network both share when there is one (the direct path); otherwise
+    each node's first address, routed through a router node.
+    """
+    from labkit.topology.validate import networks_of
+
+    peer_networks = networks_of(topology, peer)
+    shared = [n for n in networks_of(topology, node) if n in peer_networks]
+    if shared:
+        return addresses.node_ip(node, shared[0]), addresses.node_ip(peer, shared[0])
+    return addresses.node_ip(node), addresses.node_ip(peer)
+
+
+def _host_gw_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
+    members = topology.member_nodes()
+    return {
+        node: hostgw.host_gw_script(
+            {
+                addresses.pod_subnets[peer]: dial(topology, addresses, node, peer)[1]
+                for peer in members
+                if peer != node
+            }
+        )
+        for node in members
+    }
+
+
+def udp_peers(topology: Topology, addresses: Addresses, node: str) -> list[udp.UdpPeer]:
+    """The tunnels of `node`: one per other cluster node."""
+    members = topology.member_nodes()
+    return [
+        udp.UdpPeer(
+            udp.device_name(index),
+            addresses.pod_subnets[peer],
+            dial(topology, addresses, node, peer)[1],
+        )
+        for index, peer in enumerate(members)
+        if peer != node
+    ]
+
+
+def _udp_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
+    return {
+        node: udp.udp_script(
+            addresses.node_ip(node),
+            addresses.pod_subnets[node],
+            udp_peers(topology, addresses, node),
+            UNDERLAY_MTU,
+        )
+        for node in topology.member_nodes()
+    }
+
+
+def bgp_node(topology: Topology, addresses: Addresses, node: str) -> bgp.BgpNode:
+    """BIRD's view of `node`: full mesh, or sessions to/from the route reflectors."""
+    settings = topology.cluster.bgp
+    reflectors = set(settings.route_reflectors)
+    members = topology.member_nodes()
+    if not reflectors:
+        peers = [p for p in members if p != node]
+    elif node in reflectors:
+        peers = [p for p in members if p != node]  # other reflectors and every client
+    else:
+        peers = [p for p in members if p in reflectors]
+    return bgp.BgpNode(
+        node=node,
+        router_id=addresses.node_ip(node),
+        asn=settings.asn,
+        pod_subnet=addresses.pod_subnets[node],
+        pod_cidr=topology.cluster.pod_cidr,
+        peers=tuple(
+            bgp.BgpPeer(
+                peer,
+                address=dial(topology, addresses, node, peer)[1],
+                local=dial(topology, addresses, node, peer)[0],
+                rr_client=node in reflectors and peer not in reflectors,
+            )
+            for peer in peers
+        ),
+        hold_time=settings.hold_time,
+        keepalive=settings.keepalive,
+        reflector=node in reflectors,
+    )
+
+
+def _bgp_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
+    return {
+        node: bgp.start_script(bgp_node(topology, addresses, node))
+        for node in topology.member_nodes()
+    }
+
+
 BackendPlanner = Callable[[Topology, Addresses], dict[str, str]]
 
 PLANNERS: dict[str, BackendPlanner] = {
     "none": _none_scripts,
     "vxlan": _vxlan_scripts,
+    "host-gw": _host_gw_scripts,
+    "udp": _udp_scripts,
+    "bgp": _bgp_scripts,
 }
 
 
@@ -59,11 +168,20 @@ def backend_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
 
 
 def check_backend(topology: Topology) -> None:
-    """Raise before anything is created when the backend cannot run here."""
-    if topology.cluster.backend not in PLANNERS:
+    """Raise before anything is created when the backend cannot run here.
+
+    What the topology itself allows (host-gw needs adjacent nodes...) is the
+    validator's job; this is about the host: the kernel features it needs.
+    """
+    from labkit.runtime import features
+
+    backend = topology.cluster.backend
+    if backend not in PLANNERS:
         from labkit.errors import FeatureMissing
 
-        raise FeatureMissing(f"backend {topology.cluster.backend!r} is not implemented yet")
+        raise FeatureMissing(f"backend {backend!r} is not implemented yet")
+    for feature in KERNEL_NEEDS.get(backend, ()):
+        features.require(feature, f"backend {backend}")
 
 
 def underlay_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:

@@ -124,3 +124,20 @@ def routing_table(ingress: Ingress, servers_of: ServersOf) -> RoutingTable:
 def servers_from(table: Mapping[tuple[str, str], Sequence[UpstreamServer]]) -> ServersOf:
     """A `ServersOf` over a plain mapping keyed (service, str(port))."""
     return lambda service, port: table.get((service, str(port)), ())
+
+
+@dataclass(frozen=True)
+class Controller:
+    """What labkit needs to run one proxy: its renderer and its shell commands.
+
+    The commands are plain text for a node's shell; `check` runs the proxy's
+    own configuration checker on a candidate file before it is put in place.
+    """
+
+    name: str
+    config_path: str
+    render: Callable[[RoutingTable], str]
+    check: Callable[[str], str]  # candidate path -> command, exit 0 when valid
+    start: str
+    reload: str  # graceful: in-flight requests finish on the old workers
+    running: str  # exit 0 while the proxy's master process lives

@@ -176,9 +176,8 @@ class DockerRuntime:
         networking = None
         if items:
             first_net, first_ip = items[0]
-            networking = api.create_networking_config(
-                {f"{lab}-{first_net}": api.create_endpoint_config(ipv4_address=str(first_ip))}
-            )
+            endpoint = api.create_endpoint_config(ipv4_address=str(first_ip))
+            networking = api.create_networking_config({f"{lab}-{first_net}": endpoint})  # type: ignore[arg-type]
         labels = {LAB_LABEL: lab, NODE_LABEL: node, **(extra_labels or {})}
         created = api.create_container(
             image, name=name, hostname=node, labels=labels, host_config=host_config,

@@ -84,7 +84,7 @@ def kernel_features() -> dict[str, dict[str, Any]]:
         labels={LAB_LABEL: "probe"},
     )  # fmt: skip
     try:
-        output = runtime.exec(container.name, _probe_script(), check=False, timeout=60).stdout
+        output = runtime.exec(str(container.name), _probe_script(), check=False, timeout=60).stdout
     finally:
         container.remove(force=True)
     result: dict[str, dict[str, Any]] = {}

@@ -97,7 +97,7 @@ def test_a_missing_image_is_refused_before_anything_is_created(runtime):
     text = TINY.format(name="lifecycle-f").replace(
         "node-2: {}", "node-2: {image: 'labkit/no-such-image:1'}"
     )
-    with pytest.raises(TopologyError, match="nodes.node-2.image"):
+    with pytest.raises(TopologyError, match=r"nodes\.node-2\.image"):
         Lab.up(parse_topology(text), runtime=runtime)
     assert labelled(runtime, PREFIX + "lifecycle-f") == []
 
