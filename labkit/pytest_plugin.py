@@ -1,7 +1,7 @@
 """The pytest front door: `@pytest.mark.topology("name")` and the `lab` fixture.
 
-One lab per topology per session, shared by every test that names it; all of
-them are removed at the end of the session (also after Ctrl-C), unless
+One lab per topology per session, shared by every test that names it, and
+taken down after the last of them (also on Ctrl-C and at exit), unless
 `--lab-keep`. `--lab-reuse` attaches to a lab of the same name that is up.
 Without a Docker engine the lab tests skip, unless LABKIT_REQUIRE_DOCKER=1,
 which makes that a failure (CI sets it).
@@ -28,9 +28,41 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lab-reuse", action="store_true", help="attach to a running lab of the same name")
 
 
+POOL_KEY = pytest.StashKey["LabPool"]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "topology(name): the lab topology (a name under topologies/ or a path)")
-    config.addinivalue_line("markers", "needs(feature): skip unless the host kernel has the feature")
+    pool = LabPool(config)
+    config.stash[POOL_KEY] = pool
+    _POOLS.append(pool)
+
+
+def _topology_path(item: pytest.Item) -> Path | None:
+    marker = item.get_closest_marker("topology")
+    if marker is None or not marker.args or "lab" not in getattr(item, "fixturenames", ()):
+        return None
+    try:
+        return resolve_topology_path(marker.args[0], Path(item.path).parent).resolve()
+    except LabkitError:
+        return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Count the tests of each lab, so a lab goes down after its last test."""
+    pool = config.stash[POOL_KEY]
+    for item in items:
+        path = _topology_path(item)
+        if path is not None:
+            pool.remaining[path] = pool.remaining.get(path, 0) + 1
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    yield
+    path = _topology_path(item)
+    if path is not None:
+        item.config.stash[POOL_KEY].finished(path)
 
 
 class LabPool:
@@ -41,6 +73,7 @@ class LabPool:
         self.reuse = bool(config.getoption("--lab-reuse"))
         self.labs: dict[Path, Lab] = {}
         self.failures: dict[Path, BaseException] = {}
+        self.remaining: dict[Path, int] = {}
         self._runtime: DockerRuntime | None = None
         self._engine_checked = False
 
@@ -78,6 +111,12 @@ class LabPool:
         self.labs[path] = lab
         return lab
 
+    def finished(self, path: Path) -> None:
+        """One test of the lab at `path` is done; the last one takes the lab down."""
+        self.remaining[path] = self.remaining.get(path, 1) - 1
+        if self.remaining[path] <= 0 and path in self.labs and not self.keep:
+            self.labs.pop(path).down()
+
     def close(self) -> None:
         labs, self.labs = self.labs, {}
         if self.keep:
@@ -98,8 +137,7 @@ def _close_pools() -> None:
 
 @pytest.fixture(scope="session")
 def lab_pool(pytestconfig: pytest.Config) -> Any:
-    pool = LabPool(pytestconfig)
-    _POOLS.append(pool)
+    pool = pytestconfig.stash[POOL_KEY]
     yield pool
     pool.close()
 
@@ -112,6 +150,10 @@ def lab(request: pytest.FixtureRequest, lab_pool: LabPool) -> Lab:
         pytest.fail('the `lab` fixture needs @pytest.mark.topology("name-or-path")', pytrace=False)
     path = resolve_topology_path(marker.args[0], Path(request.node.path).parent).resolve()
     return lab_pool.get(path)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    config.stash[POOL_KEY].close()
 
 
 @pytest.fixture
