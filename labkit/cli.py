@@ -183,10 +183,31 @@ def _print_lab(lab: Any) -> None:
             labels = ",".join(f"{k}={v}" for k, v in pod["labels"].items())
             pods.add_row(pod["name"], pod["node"], pod["namespace"], pod["ip"], labels or "-")
         console.print(pods)
+    if document.get("services"):
+        _print_services(document)
     for key, value in document.items():
-        if key in ("name", "source", "backend", "networks", "nodes", "pods"):
+        if key in ("name", "source", "backend", "networks", "nodes", "pods", "services", "service_proxy"):
             continue
         console.print(f"[bold]{key}[/bold]: {json.dumps(value, indent=1)}")
+
+
+def _print_services(document: dict[str, Any]) -> None:
+    """Services: VIP, ports (node ports), endpoints, and why one has none."""
+    proxy = document.get("service_proxy") or {}
+    title = f"services (proxy mode {proxy.get('mode')}, DNS {proxy.get('dns') or 'off'})"
+    table = Table(title=title, title_justify="left")
+    for column in ("service", "VIP", "ports", "endpoints"):
+        table.add_column(column)
+    for service in document["services"]:
+        ports = ", ".join(
+            f"{p['port']}/{p['protocol']}->{p['target_port']}"
+            + (f" (node {p['node_port']})" if p["node_port"] else "")
+            for p in service["ports"]
+        )
+        endpoints = ", ".join(f"{e['pod']} {e['ip']}" for e in service["endpoints"])
+        notes = "; ".join(service["notes"])
+        table.add_row(service["name"], service["vip"], ports, endpoints or f"[yellow]none: {notes}[/yellow]")
+    console.print(table)
 
 
 @app.command()
@@ -324,30 +345,51 @@ def pod_add(
     labels = dict(item.split("=", 1) for item in label or [])
     pod = lab.add_pod(name, {"node": node, "labels": labels, "run": run or [], "namespace": namespace})
     console.print(f"pod {pod.name} on {node}: {pod.ip}")
+    _print_service_sync(lab)
 
 
 @pod_app.command("delete")
 @friendly
 def pod_delete(name: str, lab_name: Annotated[str | None, typer.Option("--lab")] = None) -> None:
     """Delete a pod; services follow."""
-    _attach(lab_name).delete_pod(name)
+    lab = _attach(lab_name)
+    lab.delete_pod(name)
     console.print(f"pod {name} deleted")
+    _print_service_sync(lab)
+
+
+@pod_app.command("move")
+@friendly
+def pod_move(
+    name: str,
+    node: Annotated[str, typer.Argument(help="The node to move it to")],
+    lab_name: Annotated[str | None, typer.Option("--lab")] = None,
+) -> None:
+    """Recreate a pod on another node with a new IP; services, DNS, floating IPs follow."""
+    lab = _attach(lab_name)
+    old_ip = lab.pod(name).ip
+    pod = lab.move_pod(name, node)
+    console.print(f"pod {name} moved to {node}: {old_ip} -> {pod.ip}")
 
 
 @pod_app.command("kill")
 @friendly
 def pod_kill(name: str, lab_name: Annotated[str | None, typer.Option("--lab")] = None) -> None:
     """Kill a pod's processes (its namespace and IP stay)."""
-    _attach(lab_name).pod(name).kill()
+    lab = _attach(lab_name)
+    lab.pod(name).kill()
     console.print(f"pod {name}: processes killed")
+    _print_service_sync(lab)
 
 
 @pod_app.command("restart")
 @friendly
 def pod_restart(name: str, lab_name: Annotated[str | None, typer.Option("--lab")] = None) -> None:
     """Restart a pod's processes."""
-    _attach(lab_name).pod(name).restart()
+    lab = _attach(lab_name)
+    lab.pod(name).restart()
     console.print(f"pod {name}: restarted")
+    _print_service_sync(lab)
 
 
 @pod_app.command("label")
@@ -358,8 +400,22 @@ def pod_label(
     lab_name: Annotated[str | None, typer.Option("--lab")] = None,
 ) -> None:
     """Replace a pod's labels; services follow."""
-    _attach(lab_name).set_labels(name, dict(item.split("=", 1) for item in labels))
+    lab = _attach(lab_name)
+    lab.set_labels(name, dict(item.split("=", 1) for item in labels))
     console.print(f"pod {name}: labels set")
+    _print_service_sync(lab)
+
+
+def _print_service_sync(lab: Any) -> None:
+    """The service proxy's programming latency for the change just made (when it has services)."""
+    from labkit.layers.services import last_sync
+
+    summary = last_sync(lab) if lab.topology.services else None
+    if summary:
+        console.print(
+            f"services: rules programmed on {len(summary['per_node'])} node(s) in "
+            f"{summary['seconds'] * 1000:.0f} ms ({summary['kind']} sync)"
+        )
 
 
 # -- benchmarks ---------------------------------------------------------------------
@@ -376,6 +432,90 @@ def bench_up(
     from labkit.bench.up import run
 
     run(topology, big=big, out=out, console=console)
+
+
+@bench_app.command("paths")
+@friendly
+def bench_paths(
+    backends: Annotated[str, typer.Option(help="Comma-separated backends")] = "vxlan,host-gw,udp,bgp",
+    repeats: Annotated[int, typer.Option(min=1, help="Rounds; the median is reported")] = 3,
+    seconds: Annotated[float, typer.Option(min=0.5, help="Length of each run")] = 2.0,
+    out: Annotated[Path, typer.Option(help="JSON results")] = Path("bench-results/paths.json"),
+    png: Annotated[Path, typer.Option(help="Bar chart")] = Path("bench-results/paths.png"),
+) -> None:
+    """Each backend's data paths against the underlay: iperf3 TCP/UDP, sockperf RTT."""
+    from labkit.bench.paths import BACKENDS, run
+
+    names = [name.strip() for name in backends.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(BACKENDS))
+    if unknown:
+        raise UsageError(f"unknown backend(s) {', '.join(unknown)} (known: {', '.join(BACKENDS)})")
+    run(backend_names=names, repeats=repeats, seconds=seconds, out=out, png=png, console=console)
+
+
+@bench_app.command("services")
+@friendly
+def bench_services(
+    sizes: Annotated[str, typer.Option(help="Comma-separated service counts")] = "100,1000,5000",
+    modes: Annotated[
+        str, typer.Option(help="Comma-separated: iptables, iptables-legacy, nftables")
+    ] = "iptables,iptables-legacy,nftables",
+    connections: Annotated[int, typer.Option(help="New TCP connections per latency sample")] = 400,
+    out: Annotated[Path, typer.Option(help="JSON results (the PNG goes next to it)")] = Path(
+        "bench-results/services.json"
+    ),
+) -> None:
+    """Service proxy: full sync, one-endpoint change, rule count, first-packet latency."""
+    from labkit.bench.services import run
+
+    run(
+        [int(n) for n in sizes.split(",")],
+        [m.strip() for m in modes.split(",")],
+        connections=connections,
+        out=out,
+        console=console,
+    )
+
+
+@bench_app.command("policy")
+@friendly
+def bench_policy(
+    rules: Annotated[str, typer.Option(help="Comma-separated rule counts per node")] = "0,100,1000",
+    seconds: Annotated[int, typer.Option(help="Length of each latency/throughput run")] = 2,
+    repeats: Annotated[int, typer.Option(help="Rounds per rule count (medians reported)")] = 3,
+    out: Annotated[Path, typer.Option(help="JSON results")] = Path("bench-results/policy.json"),
+) -> None:
+    """Pod-to-pod latency, throughput, connection setup and apply time vs policy rules."""
+    from labkit.bench.policy import run
+
+    counts = [int(n) for n in rules.split(",")]
+    run(counts, seconds=seconds, repeats=repeats, out=out, console=console)
+
+
+@bench_app.command("entry")
+@friendly
+def bench_entry(
+    topology: Annotated[str, typer.Argument(help="A topology with ingress and vrrp")] = "ingress",
+    seconds: Annotated[float, typer.Option(min=1, help="Length of each wrk run")] = 5.0,
+    connections: Annotated[int, typer.Option(min=1, help="wrk connections")] = 8,
+    failover: Annotated[bool, typer.Option(help="Also measure VRRP failover")] = True,
+    repeats: Annotated[int, typer.Option(min=1, help="Failovers per case; the median")] = 3,
+    out: Annotated[Path, typer.Option(help="JSON results")] = Path("bench-results/entry.json"),
+    png: Annotated[Path, typer.Option(help="Chart")] = Path("bench-results/entry.png"),
+) -> None:
+    """Latency p50/p99 and req/s per entry path (pod, Service VIP, NodePort, ingress);
+    failover time and failed requests per VRRP advertisement interval."""
+    from labkit.bench.entry import run
+
+    run(
+        topology, seconds=seconds, connections=connections, failover=failover,
+        repeats=repeats, out=out, png=png, console=console,
+    )  # fmt: skip
+
+
+from labkit.cli_faults import fault_app  # noqa: E402  (it uses the helpers above)
+
+app.add_typer(fault_app, name="fault")
 
 
 def main() -> None:  # pragma: no cover

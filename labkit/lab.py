@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
 from ipaddress import IPv4Address
 from typing import Any, Protocol, TypeVar
 
@@ -22,7 +23,7 @@ from labkit.dataplane import pods as pod_plan
 from labkit.errors import LabNotFound, UsageError
 from labkit.handles import NodeHandle, PodHandle
 from labkit.runtime.docker import DockerRuntime
-from labkit.topology.addressing import Addresses, allocate_pod_ip, plan_addresses
+from labkit.topology.addressing import Addresses, choose_pod_ip, plan_addresses
 from labkit.topology.loader import load_topology
 from labkit.topology.model import Pod, Topology
 from labkit.topology.validate import networks_of
@@ -218,7 +219,9 @@ class Lab:
             parts = [underlay.get(node, "")]
             if node in addresses.pod_subnets:
                 parts.append(pod_plan.node_setup_script(addresses.pod_subnets[node], mtu))
-                parts.append(backend.get(node, ""))
+            # Routers take part in some backends too (bgp: they learn the pod subnets).
+            parts.append(backend.get(node, ""))
+            if node in addresses.pod_subnets:
                 parts += [pod_plan.pod_add_script(self.pod_spec(p)) for p in self.pods_on(node)]
             scripts[node] = "\n".join(part for part in parts if part)
         return scripts
@@ -311,7 +314,12 @@ class Lab:
         subnet = self.addresses.pod_subnets[spec.node]
         if spec.ip is not None and (spec.ip not in subnet or spec.ip in self.addresses.pod_ips.values()):
             raise UsageError(f"pod IP {spec.ip} is outside {subnet} of node {spec.node} or taken")
-        ip = allocate_pod_ip(subnet, self.addresses.pod_ips.values(), spec.ip)
+        # Sticky addresses: a pod of a name seen before gets its released IP back.
+        released: dict[str, str] = self.layer_state.setdefault("released_ips", {})
+        others = [ip for pod_name, ip in released.items() if pod_name != name]
+        ip = choose_pod_ip(
+            subnet, self.addresses.pod_ips.values(), pinned=spec.ip, sticky=released.get(name), reserved=others
+        )
         self.topology.pods[name] = spec
         self.addresses.pod_ips[name] = ip
         try:
@@ -320,8 +328,29 @@ class Lab:
             self.node(spec.node).exec(pod_plan.pod_delete_script(name), check=False)
             del self.topology.pods[name], self.addresses.pod_ips[name]
             raise
+        if released.get(name) == str(ip):
+            del released[name]
         self.pods_changed([name])
         return self.pod(name)
+
+    def move_pod(self, name: str, node: str) -> PodHandle:
+        """Recreate a pod on another node with a new pod IP; every layer follows."""
+        from labkit.moves import move_pod
+
+        return move_pod(self, name, node)
+
+    def set_policies(self, policies: Any, namespaces: Any = None) -> dict[str, float]:
+        """Replace the network policies (and namespaces); see labkit.layers.policy."""
+        from labkit.layers.policy import set_policies
+
+        return set_policies(self, policies, namespaces)
+
+    @cached_property
+    def faults(self) -> Any:
+        """Break the network on purpose (labkit.faults.Faults); each fault can be reverted."""
+        from labkit.faults import Faults
+
+        return Faults(self)
 
     def delete_pod(self, name: str) -> None:
         pod = self.pod(name)

@@ -166,3 +166,14 @@ def measure(record_property: Any) -> Any:
         return value
 
     return record
+
+
+@pytest.fixture
+def faults(lab: Lab) -> Any:
+    """`lab.faults` for one test: every fault the test set is reverted when it ends."""
+    from labkit.faults import Faults
+
+    before = {fault.id for fault in lab.faults.active}
+    yield lab.faults
+    injected: Faults = lab.faults
+    injected.revert_all([fault for fault in injected.active if fault.id not in before])

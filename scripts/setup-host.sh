@@ -57,6 +57,15 @@ if [ "$(id -u)" = 0 ] && command -v modprobe >/dev/null; then
         modprobe "$module" 2>/dev/null || true
     done
 fi
+# A lab network must carry pod addresses (host-gw, bgp) and routed traffic
+# (router nodes) like one L2 segment. With br_netfilter loaded, Docker's
+# isolation rules for internal networks drop frames outside the network's
+# subnet; accept bridged frames first (a bridged frame never leaves its bridge,
+# so networks stay internal). `labkit doctor` shows it as l2-underlay.
+if [ "$(id -u)" = 0 ] && command -v iptables >/dev/null && iptables -S DOCKER-USER >/dev/null 2>&1; then
+    rule=(-m physdev --physdev-is-bridged -m comment --comment "labkit: a lab network is one L2 segment" -j ACCEPT)
+    iptables -C DOCKER-USER "${rule[@]}" 2>/dev/null || iptables -I DOCKER-USER "${rule[@]}"
+fi
 command -v debootstrap >/dev/null \
     || say "warning: no debootstrap; it is needed only if debian:bookworm-slim cannot be pulled"
 

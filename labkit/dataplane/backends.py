@@ -25,6 +25,9 @@ KERNEL_NEEDS: dict[str, tuple[str, ...]] = {
     "udp": ("tun",),
     "bgp": (),
 }
+# Backends that put pod addresses on the underlay unencapsulated: the lab
+# networks must carry frames outside their subnet (see runtime/underlay_probe).
+UNENCAPSULATED = frozenset({"host-gw", "bgp"})
 
 
 def pod_mtu(topology: Topology) -> int:
@@ -107,22 +110,30 @@ def _udp_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
     }
 
 
+def bgp_speakers(topology: Topology) -> list[str]:
+    """Nodes that run BIRD: the cluster nodes, and the routers between segments.
+
+    Routers learn the pod subnets (announcing none), as an L3 fabric's
+    top-of-rack routers do; without them pod packets could not cross a router.
+    """
+    routers = [name for name, spec in topology.nodes.items() if "router" in spec.roles]
+    return topology.member_nodes() + routers
+
+
 def bgp_node(topology: Topology, addresses: Addresses, node: str) -> bgp.BgpNode:
     """BIRD's view of `node`: full mesh, or sessions to/from the route reflectors."""
     settings = topology.cluster.bgp
     reflectors = set(settings.route_reflectors)
-    members = topology.member_nodes()
-    if not reflectors:
-        peers = [p for p in members if p != node]
-    elif node in reflectors:
-        peers = [p for p in members if p != node]  # other reflectors and every client
+    speakers = bgp_speakers(topology)
+    if not reflectors or node in reflectors:
+        peers = [p for p in speakers if p != node]  # a reflector: also every client
     else:
-        peers = [p for p in members if p in reflectors]
+        peers = [p for p in speakers if p in reflectors]
     return bgp.BgpNode(
         node=node,
         router_id=addresses.node_ip(node),
         asn=settings.asn,
-        pod_subnet=addresses.pod_subnets[node],
+        pod_subnet=addresses.pod_subnets.get(node),
         pod_cidr=topology.cluster.pod_cidr,
         peers=tuple(
             bgp.BgpPeer(
@@ -142,7 +153,7 @@ def bgp_node(topology: Topology, addresses: Addresses, node: str) -> bgp.BgpNode
 def _bgp_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
     return {
         node: bgp.start_script(bgp_node(topology, addresses, node))
-        for node in topology.member_nodes()
+        for node in bgp_speakers(topology)
     }
 
 
@@ -182,6 +193,10 @@ def check_backend(topology: Topology) -> None:
         raise FeatureMissing(f"backend {backend!r} is not implemented yet")
     for feature in KERNEL_NEEDS.get(backend, ()):
         features.require(feature, f"backend {backend}")
+    if backend in UNENCAPSULATED:
+        features.require("l2-underlay", f"backend {backend}")
+    elif any("router" in node.roles for node in topology.nodes.values()):
+        features.require("l2-underlay", "a routed underlay (router nodes)")
 
 
 def underlay_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:

@@ -44,7 +44,7 @@ class BgpNode:
     node: str
     router_id: IPv4Address
     asn: int
-    pod_subnet: IPv4Network
+    pod_subnet: IPv4Network | None  # None on a router: it announces nothing
     pod_cidr: IPv4Network
     peers: tuple[BgpPeer, ...]
     hold_time: int = 9
@@ -57,10 +57,30 @@ def protocol_name(node: str) -> str:
     return "peer_" + node.replace("-", "_")
 
 
+def _export(spec: BgpNode) -> str:
+    """What BGP announces: a node its own block, a reflector also what it
+    learned over BGP, a router nothing."""
+    if spec.pod_subnet is None:
+        return "none"
+    own = f'where proto = "{STATIC_PROTOCOL}"'
+    return f"{own} || source = RTS_BGP" if spec.reflector else own
+
+
+def _own_block(subnet: IPv4Network | None) -> list[str]:
+    if subnet is None:
+        return []
+    return [
+        "",
+        "# This node's pod block.",
+        f"protocol static {STATIC_PROTOCOL} {{",
+        "  ipv4;",
+        f"  route {subnet} blackhole;",
+        "}",
+    ]
+
+
 def bird_config(spec: BgpNode) -> str:
     """bird.conf for one node."""
-    # A reflector passes on what it learned over BGP; a plain node only its own block.
-    export = f'proto = "{STATIC_PROTOCOL}"' + (" || source = RTS_BGP" if spec.reflector else "")
     lines = [
         f"# BIRD on {spec.node}, rendered by labkit (backend bgp, AS {spec.asn})",
         f'log "{LOG_FILE}" all;',
@@ -87,14 +107,9 @@ def bird_config(spec: BgpNode) -> str:
         "    export where source ~ [ RTS_BGP, RTS_STATIC ];",
         "  };",
         "}",
+        *_own_block(spec.pod_subnet),
         "",
-        "# This node's pod block.",
-        f"protocol static {STATIC_PROTOCOL} {{",
-        "  ipv4;",
-        f"  route {spec.pod_subnet} blackhole;",
-        "}",
-        "",
-        "template bgp cluster {",
+        "template bgp labkit_peer {",
         f"  local as {spec.asn};",
         "  multihop;",
         f"  hold time {spec.hold_time};",
@@ -105,14 +120,14 @@ def bird_config(spec: BgpNode) -> str:
         "  ipv4 {",
         "    gateway recursive;",
         "    import all;",
-        f"    export where {export};",
+        f"    export {_export(spec)};",
         "  };",
         "}",
     ]
     for peer in spec.peers:
         lines += [
             "",
-            f"protocol bgp {protocol_name(peer.node)} from cluster {{",
+            f"protocol bgp {protocol_name(peer.node)} from labkit_peer {{",
             f'  description "{peer.node}";',
             f"  local {peer.local} as {spec.asn};",
             f"  neighbor {peer.address} as {spec.asn};",

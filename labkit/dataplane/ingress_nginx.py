@@ -70,7 +70,11 @@ def _server(table: RoutingTable, host: str | None) -> list[str]:
     listen = f"listen {table.port} default_server;" if host is None else f"listen {table.port};"
     lines = ["", "    server {", f"        {listen}", f"        server_name {host or '_'};"]
     for key, upstream in locations.items():
-        lines += [f"        location {key} {{", f"            {_target(table, upstream)}", "        }"]
+        lines += [
+            f"        location {key} {{",
+            f"            {_target(table, upstream)}",
+            "        }",
+        ]
     lines.append("    }")
     return lines
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from labkit.topology.model import Ingress
+from labkit.topology.model import Ingress, Service
 
 DEFAULT_404_BODY = "default backend - 404"
 
@@ -79,8 +79,9 @@ class RoutingTable:
         return next(u for u in self.upstreams if u.name == name)
 
 
-# (service, port as written in the rule) -> the servers behind it now
-ServersOf = Callable[[str, int | str], Sequence[UpstreamServer]]
+# (service, service port key) -> the servers behind it now. The key is the
+# port's name, else its number as text (what endpoints are keyed by).
+Servers = Mapping[tuple[str, str], Sequence[UpstreamServer]]
 
 
 def normalise_path(path: str, exact: bool) -> str:
@@ -89,26 +90,37 @@ def normalise_path(path: str, exact: bool) -> str:
     return path.rstrip("/") or "/"
 
 
-def upstream_name(service: str, port: int | str) -> str:
-    """A name both proxies accept: letters, digits, dashes."""
-    return f"{service}-{port}"
+def port_key(service: Service, port: int | str) -> str:
+    """The key of the service port a rule names by name or number ("" if none)."""
+    for candidate in service.ports:
+        key = candidate.name or str(candidate.port)
+        if port in (candidate.name, candidate.port, key):
+            return key
+    return ""
 
 
-def routing_table(ingress: Ingress, servers_of: ServersOf) -> RoutingTable:
-    """The table both renderers read: routes in match order and their upstreams."""
+def routing_table(
+    ingress: Ingress, services: Mapping[str, Service], servers: Servers
+) -> RoutingTable:
+    """The table both renderers read: routes in match order and their upstreams.
+
+    One upstream per service port, however the rules name the port.
+    """
     upstreams: dict[str, Upstream] = {}
 
     def use(service: str, port: int | str) -> str:
-        name = upstream_name(service, port)
+        key = port_key(services[service], port)
+        name = f"{service}-{key}"
         if name not in upstreams:
-            servers = tuple(sorted(set(servers_of(service, port))))
-            upstreams[name] = Upstream(name, servers)
+            upstreams[name] = Upstream(name, tuple(sorted(set(servers.get((service, key), ())))))
         return name
 
     by_host: dict[str | None, list[Route]] = {}
     for rule in ingress.rules:
         exact = rule.path_type == "Exact"
-        route = Route(rule.host, normalise_path(rule.path, exact), exact, use(rule.service, rule.port))
+        route = Route(
+            rule.host, normalise_path(rule.path, exact), exact, use(rule.service, rule.port)
+        )
         by_host.setdefault(rule.host, [])
         if not any((r.path, r.exact) == (route.path, route.exact) for r in by_host[rule.host]):
             by_host[rule.host].append(route)  # a duplicate (refused by validation) keeps the first
@@ -119,11 +131,6 @@ def routing_table(ingress: Ingress, servers_of: ServersOf) -> RoutingTable:
     if ingress.default_backend is not None:
         default = use(ingress.default_backend.service, ingress.default_backend.port)
     return RoutingTable(ingress.port, tuple(ordered), tuple(upstreams.values()), default)
-
-
-def servers_from(table: Mapping[tuple[str, str], Sequence[UpstreamServer]]) -> ServersOf:
-    """A `ServersOf` over a plain mapping keyed (service, str(port))."""
-    return lambda service, port: table.get((service, str(port)), ())
 
 
 @dataclass(frozen=True)

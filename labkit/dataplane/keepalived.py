@@ -10,7 +10,7 @@ instance goes to FAULT and gives the VIP away although the node lives.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Interface
 
 CONFIG_PATH = "/etc/labkit/keepalived/keepalived.conf"
 PID_FILE = "/run/labkit/keepalived.pid"
@@ -42,8 +42,6 @@ class VrrpNode:
     advert_interval: float
     preempt: bool
     router_id: int
-    unicast_src: IPv4Address | None = None  # set with peers: unicast instead of multicast
-    unicast_peers: tuple[IPv4Address, ...] = ()
 
 
 def proxy_check_command(port: int) -> str:
@@ -90,11 +88,6 @@ def render(node: VrrpNode, check: HealthCheck | None = None) -> str:
     ]
     if not node.preempt:
         lines.append("    nopreempt")
-    if node.unicast_peers:
-        lines.append(f"    unicast_src_ip {node.unicast_src}")
-        lines.append("    unicast_peer {")
-        lines += [f"        {peer}" for peer in node.unicast_peers]
-        lines.append("    }")
     lines += [
         "    virtual_ipaddress {",
         f"        {node.vip} dev {node.interface}",
@@ -112,9 +105,13 @@ def check_command(path: str) -> str:
 
 
 def start_command() -> str:
-    """keepalived in the foreground of a detached session, logging to a file."""
+    """keepalived in the foreground of a detached session, logging to a file.
+
+    For when it does not run: pid files left by a node that was stopped may
+    name a pid reused since, which keepalived would take for itself running.
+    """
     return (
-        f"mkdir -p /run/labkit /var/log/labkit && "
+        f"mkdir -p /run/labkit /var/log/labkit && rm -f {PID_FILE} {VRRP_PID_FILE} && "
         f"setsid keepalived -n -l -D -f {CONFIG_PATH} -p {PID_FILE} -r {VRRP_PID_FILE} "
         f">>{LOG_FILE} 2>&1 </dev/null &"
     )
@@ -129,6 +126,10 @@ def reload_command() -> str:
     return f"kill -HUP $(cat {PID_FILE})"
 
 
-def stop_command(signal: str = "TERM") -> str:
-    """TERM: a master sends priority 0 on the way out (fast hand-over); KILL: silent death."""
-    return f"kill -{signal} $(cat {PID_FILE})"
+def stop_command() -> str:
+    """TERM: a master sends priority 0 on its way out, so a backup takes over at once.
+
+    (A silent death, as in a crash, is a stopped node: a KILLed keepalived
+    would leave its VIP behind on the interface.)
+    """
+    return f"kill -TERM $(cat {PID_FILE})"

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from labkit.topology.model import Topology
+from labkit.topology.services_alloc import ServiceEndpoint, port_key
 
 
 @dataclass(frozen=True)
@@ -76,3 +80,102 @@ def changed_services(old: ProxyPlan, new: ProxyPlan) -> set[tuple[str, str]]:
     """Keys of the service ports added, removed or different between two plans."""
     before, after = old.by_name(), new.by_name()
     return {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
+
+
+# -- from the topology ------------------------------------------------------------
+
+
+def build_plan(
+    topology: Topology,
+    vips: Mapping[str, IPv4Address],
+    node_ports: Mapping[str, int],
+    endpoints: Mapping[str, Sequence[ServiceEndpoint]],
+) -> ProxyPlan:
+    """What every node programs: one entry per service port, endpoints resolved."""
+    services = []
+    for name, service in topology.services.items():
+        affinity = service.affinity_timeout if service.session_affinity == "ClientIP" else None
+        for port in service.ports:
+            key = port_key(port)
+            backends = [
+                EndpointPlan(endpoint.ip, endpoint.ports[key], endpoint.pod)
+                for endpoint in endpoints.get(name, ())
+                if key in endpoint.ports
+            ]
+            services.append(
+                ServicePortPlan(
+                    namespace=service.namespace,
+                    service=name,
+                    port_name=port.name or "",
+                    protocol=port.protocol,
+                    vip=vips[name],
+                    port=port.port,
+                    node_port=node_ports.get(f"{name}/{key}"),
+                    affinity_seconds=affinity,
+                    endpoints=sort_endpoints(backends),
+                )
+            )
+    return ProxyPlan(topology.cluster.pod_cidr, tuple(services))
+
+
+# -- conntrack: what a change leaves behind ------------------------------------------
+
+
+def conntrack_flushes(old: ProxyPlan, new: ProxyPlan) -> list[str]:
+    """conntrack deletions kube-proxy makes after a change (UDP has no connection to end).
+
+    A removed endpoint's flows are deleted, or a client keeps sending to it;
+    a service that gets its first endpoint loses its flows (they hit REJECT).
+    """
+    commands: list[str] = []
+    before = old.by_name()
+    for key, service in new.by_name().items():
+        if service.proto != "udp":
+            continue
+        previous = before.get(key)
+        if previous is None:
+            continue
+        if not previous.endpoints and service.endpoints:
+            commands.append(f"conntrack -D -p udp --orig-dst {service.vip}")
+        kept = {e.ip for e in service.endpoints}
+        for gone in sorted({e.ip for e in previous.endpoints} - kept):
+            commands.append(f"conntrack -D -p udp --orig-dst {previous.vip} --dst-nat {gone}")
+            if previous.node_port is not None:
+                commands.append(
+                    f"conntrack -D -p udp --orig-port-dst {previous.node_port} --dst-nat {gone}"
+                )
+    for key, previous in before.items():
+        if previous.proto == "udp" and key not in new.by_name():
+            commands.append(f"conntrack -D -p udp --orig-dst {previous.vip}")
+    # Nothing to delete is not a failure.
+    return [f"{command} >/dev/null 2>&1 || true" for command in commands]
+
+
+# -- state ----------------------------------------------------------------------------
+
+
+def plan_to_json(plan: ProxyPlan) -> dict[str, Any]:
+    return {
+        "cluster_cidr": str(plan.cluster_cidr),
+        "services": [
+            {
+                **{k: v for k, v in asdict(s).items() if k not in ("vip", "endpoints")},
+                "vip": str(s.vip),
+                "endpoints": [[str(e.ip), e.port, e.pod] for e in s.endpoints],
+            }
+            for s in plan.services
+        ],
+    }
+
+
+def plan_from_json(document: Mapping[str, Any]) -> ProxyPlan:
+    services = []
+    for raw in document["services"]:
+        fields = dict(raw)
+        endpoints = tuple(
+            EndpointPlan(IPv4Address(ip), port, pod) for ip, port, pod in fields.pop("endpoints")
+        )
+        services.append(
+            ServicePortPlan(**{**fields, "vip": IPv4Address(fields["vip"]), "endpoints": endpoints})
+        )
+    return ProxyPlan(IPv4Network(document["cluster_cidr"]), tuple(services))

@@ -105,7 +105,7 @@ def service_entry_rules(service: ServicePortPlan) -> list[str]:
     vip, proto, port = service.vip, service.proto, service.port
     rules = [
         f"-A KUBE-SERVICES -d {vip}/32 {_match(service)} "
-        f'{_comment(f"{service.name} cluster IP")} -m {proto} --dport {port} -j {svc_chain(service)}'
+        f"{_comment(f'{service.name} cluster IP')} -m {proto} --dport {port} -j {svc_chain(service)}"
     ]
     if service.node_port is not None:
         rules.append(
@@ -120,13 +120,13 @@ def service_chain_rules(service: ServicePortPlan, cluster_cidr: str) -> list[str
     svc, proto = svc_chain(service), service.proto
     rules = [
         f"-A {svc} ! -s {cluster_cidr} -d {service.vip}/32 {_match(service)} "
-        f'{_comment(f"{service.name} cluster IP")} -m {proto} --dport {service.port} '
+        f"{_comment(f'{service.name} cluster IP')} -m {proto} --dport {service.port} "
         "-j KUBE-MARK-MASQ"
     ]
     if service.node_port is not None:
         ext = ext_chain(service)
         rules += [
-            f'-A {ext} {_comment(f"masquerade traffic for {service.name} external destinations")} '
+            f"-A {ext} {_comment(f'masquerade traffic for {service.name} external destinations')} "
             "-j KUBE-MARK-MASQ",
             f"-A {ext} -j {svc}",
         ]
@@ -137,7 +137,7 @@ def service_chain_rules(service: ServicePortPlan, cluster_cidr: str) -> list[str
         for endpoint in endpoints:
             sep = sep_chain(service, endpoint)
             rules.append(
-                f'-A {svc} {_comment(f"{service.name} -> {endpoint.address}")} '
+                f"-A {svc} {_comment(f'{service.name} -> {endpoint.address}')} "
                 f"-m recent --rcheck --seconds {service.affinity_seconds} --reap --name {sep} "
                 f"--mask 255.255.255.255 --rsource -j {sep}"
             )
@@ -146,7 +146,7 @@ def service_chain_rules(service: ServicePortPlan, cluster_cidr: str) -> list[str
         pick = ""
         if index < len(endpoints) - 1:
             pick = f"-m statistic --mode random --probability {probability(index, len(endpoints))} "
-        rules.append(f'-A {svc} {_comment(f"{service.name} -> {endpoint.address}")} {pick}-j {sep}')
+        rules.append(f"-A {svc} {_comment(f'{service.name} -> {endpoint.address}')} {pick}-j {sep}")
     for endpoint in endpoints:
         sep = sep_chain(service, endpoint)
         remember = ""
@@ -183,9 +183,9 @@ def filter_section(plan: ProxyPlan) -> list[str]:
             lines += reject_rules(service)
     lines += [
         "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP",
-        f'-A KUBE-FORWARD {_comment("kubernetes forwarding rules")} '
+        f"-A KUBE-FORWARD {_comment('kubernetes forwarding rules')} "
         f"-m mark --mark {MASQ_MARK}/{MASQ_MARK} -j ACCEPT",
-        f'-A KUBE-FORWARD {_comment("kubernetes forwarding conntrack rule")} '
+        f"-A KUBE-FORWARD {_comment('kubernetes forwarding conntrack rule')} "
         "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
         "COMMIT",
     ]
@@ -196,7 +196,7 @@ def _nat_top_rules(plan: ProxyPlan) -> list[str]:
     lines = [
         f"-A KUBE-POSTROUTING -m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN",
         f"-A KUBE-POSTROUTING -j MARK --xor-mark {MASQ_MARK}",
-        f'-A KUBE-POSTROUTING {_comment("kubernetes service traffic requiring SNAT")} '
+        f"-A KUBE-POSTROUTING {_comment('kubernetes service traffic requiring SNAT')} "
         "-j MASQUERADE --random-fully",
         f"-A KUBE-MARK-MASQ -j MARK --or-mark {MASQ_MARK}",
     ]
@@ -205,13 +205,15 @@ def _nat_top_rules(plan: ProxyPlan) -> list[str]:
             lines += service_entry_rules(service)
     lines.append(
         "-A KUBE-SERVICES "
-        f'{_comment("kubernetes service nodeports; NOTE: this must be the last rule in this chain")} '
+        f"{_comment('kubernetes service nodeports; NOTE: this must be the last rule in this chain')} "
         "-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS"
     )
     return lines
 
 
-def nat_section(plan: ProxyPlan, services: Iterable[ServicePortPlan], stale: Iterable[str]) -> list[str]:
+def nat_section(
+    plan: ProxyPlan, services: Iterable[ServicePortPlan], stale: Iterable[str]
+) -> list[str]:
     """The nat table: top-level chains always, the chains of `services`, stale chains deleted."""
     services = list(services)
     stale = sorted(set(stale))

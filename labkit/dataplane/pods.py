@@ -86,16 +86,34 @@ def container_names(commands: tuple[str, ...] | list[str]) -> dict[str, str]:
     return names
 
 
+def pod_mac(ip: IPv4Address) -> str:
+    """The pod's MAC, from its IP (as OVN-Kubernetes does): a pod that comes back with
+    its IP (sticky, pinned) keeps its MAC, so no neighbour cache on the bridge goes stale."""
+    return "0a:58:" + ":".join(f"{byte:02x}" for byte in ip.packed)
+
+
 def pod_add_script(pod: PodSpec) -> str:
-    """Create the pod's namespace, wire it through CNI, start its containers."""
+    """Create the pod's namespace, wire it through CNI, start its containers.
+
+    Idempotent: an earlier incarnation goes first. After a node container's
+    stop/start, /var/run/netns/<pod> files remain without their mounts and
+    host-local still holds the pod's IP: `ip netns del` removes such a file,
+    then CNI DEL (no netns left) releases the IP.
+    """
     ns = q(pod.name)
-    cni_args = f"IgnoreUnknown=1;IP={pod.ip};K8S_POD_NAME={pod.name};K8S_POD_NAMESPACE={pod.namespace}"
+    cni_args = (
+        f"IgnoreUnknown=1;IP={pod.ip};K8S_POD_NAME={pod.name};K8S_POD_NAMESPACE={pod.namespace}"
+        f";MAC={pod_mac(pod.ip)}"
+    )
     cap_args = json.dumps({"portMappings": list(pod.port_mappings)}) if pod.port_mappings else ""
     add = f"labkit-cni add {ns} /var/run/netns/{pod.name} --args {q(cni_args)}"
     if cap_args:
         add += f" --cap-args {q(cap_args)}"
     return script(
         [
+            kill_containers_script(pod.name),
+            f"ip netns del {ns} 2>/dev/null || true",
+            f"labkit-cni del {ns} /var/run/netns/{pod.name} >/dev/null 2>&1 || true",
             f"ip netns add {ns}",
             f"ip -n {ns} link set lo up",
             f"{add} > {STATE_DIR}/{pod.name}.cni.json",

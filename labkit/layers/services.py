@@ -13,22 +13,39 @@ timing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any
 
-from labkit.dataplane import pods as pod_plan
-from labkit.errors import UsageError
-from labkit.topology.model import ServicePort
+from labkit.dataplane import dns
+from labkit.dataplane.kubeproxy import (
+    ProxyPlan,
+    build_plan,
+    conntrack_flushes,
+    plan_from_json,
+    plan_to_json,
+)
+from labkit.dataplane.proxy_modes import Mode, mode_of
+from labkit.dataplane.script import script
+from labkit.errors import FeatureMissing, UsageError
+from labkit.lab import LAYERS, parallel
+from labkit.layers.proxy_program import SyncReport, program
+from labkit.layers.readiness import probe_ready
+from labkit.runtime import features
+from labkit.topology.model import Service, ServicePort
 from labkit.topology.services_alloc import (
     ServiceEndpoint,
     allocate_node_ports,
     allocate_vips,
+    dns_vip,
     find_port,
     port_key,
+    selects,
     service_endpoints,
 )
+from labkit.topology.validate import check_services
 
 if TYPE_CHECKING:
     from labkit.lab import Lab
@@ -63,62 +80,6 @@ def node_ports(lab: Lab) -> dict[str, int]:
     if allocated != known:
         state["node_ports"] = allocated
     return allocated
-
-
-# -- readiness: one exec per node -----------------------------------------------
-
-
-def _readiness_script(pods: Iterable[str]) -> str:
-    """Per pod: `== <pod> netns|gone`, then `<container> up|down` lines."""
-    parts = []
-    for pod in pods:
-        parts.append(
-            f"if [ -e /var/run/netns/{pod} ]; then echo '== {pod} netns'; "
-            f"else echo '== {pod} gone'; fi"
-        )
-        parts.append(pod_plan.containers_alive_script(pod))
-    return "\n".join(parts) + "\n"
-
-
-def parse_readiness(output: str, expected: dict[str, set[str]]) -> set[str]:
-    """Ready pods: namespace present and every container the spec names alive."""
-    alive: dict[str, set[str]] = {}
-    present: set[str] = set()
-    current = ""
-    for line in output.splitlines():
-        words = line.split()
-        if len(words) == 3 and words[0] == "==":
-            current = words[1]
-            alive.setdefault(current, set())
-            if words[2] == "netns":
-                present.add(current)
-        elif len(words) == 2 and current and words[1] == "up":
-            alive[current].add(words[0])
-    return {
-        pod
-        for pod, containers in expected.items()
-        if pod in present and containers <= alive.get(pod, set())
-    }
-
-
-def probe_ready(lab: Lab, nodes: Iterable[str] | None = None) -> set[str]:
-    """The pods whose containers are all alive, probed with one exec per node."""
-    from labkit.lab import parallel
-
-    wanted = set(nodes) if nodes is not None else set(lab.addresses.pod_subnets)
-
-    def on_node(node: str) -> set[str]:
-        pods = lab.pods_on(node)
-        if not pods:
-            return set()
-        expected = {pod: set(lab.pod_spec(pod).containers()) for pod in pods}
-        output = lab.node(node).exec(_readiness_script(pods)).stdout
-        return parse_readiness(output, expected)
-
-    ready: set[str] = set()
-    for found in parallel(on_node, sorted(wanted)):
-        ready |= found
-    return ready
 
 
 def ready_pods(lab: Lab, fresh: bool = False) -> set[str]:
@@ -204,3 +165,278 @@ def service_handle(lab: Lab, name: str) -> ServiceHandle:
     _service(lab, name)
     return ServiceHandle(lab, name)
 
+
+# -- programming the nodes ----------------------------------------------------------
+
+
+def proxy_mode(lab: Lab) -> Mode:
+    cluster = lab.topology.cluster
+    return mode_of(cluster.proxy_mode, cluster.iptables_backend)
+
+
+def current_plan(lab: Lab, ready: set[str]) -> ProxyPlan:
+    """The plan for the topology as it is now, with these ready pods."""
+    topology = lab.topology
+    found = {
+        name: service_endpoints(service, topology.pods, lab.addresses.pod_ips, ready)
+        for name, service in topology.services.items()
+    }
+    return build_plan(topology, vips(lab), node_ports(lab), found)
+
+
+def _dns_enabled(lab: Lab) -> bool:
+    return lab.topology.cluster.dns and bool(lab.topology.services)
+
+
+def _hosts(lab: Lab) -> str:
+    addresses = vips(lab)
+    return dns.hosts_file(
+        {name: (svc.namespace, addresses[name]) for name, svc in lab.topology.services.items()}
+    )
+
+
+def _route_lines(lab: Lab, node: str) -> list[str]:
+    """A route for the service CIDR: nodes have no default route (internal networks),
+    and a node's own connections to a VIP need one before OUTPUT's DNAT."""
+    ip = lab.addresses.node_ip(node)
+    return [
+        f"dev=$(ip -o -4 addr show | awk '$4 ~ /^{ip}\\// {{print $2; exit}}')",
+        f'ip route replace {lab.topology.cluster.service_cidr} dev "$dev" src {ip}',
+    ]
+
+
+def _resolv_lines(lab: Lab, pods: Iterable[str]) -> list[str]:
+    if not _dns_enabled(lab):
+        return []
+    vip = dns_vip(lab.topology.cluster)
+    return dns.pod_resolv_lines(vip, {p: lab.topology.pods[p].namespace for p in pods})
+
+
+def _members(lab: Lab) -> list[str]:
+    return list(lab.addresses.pod_subnets)
+
+
+def _record(
+    lab: Lab, plan: ProxyPlan, ready: set[str], report: SyncReport, reason: str, started: float
+) -> None:
+    """Remember what the nodes hold; the latency counts from the moment the change was seen."""
+    state = layer_state(lab)
+    state["ready"] = sorted(ready)
+    state["plan"] = plan_to_json(plan)
+    state["digests"] = {**state.get("digests", {}), **report.digests}
+    state["mode"] = proxy_mode(lab).name
+    state["last_sync"] = {
+        "reason": reason,
+        **report.summary(),
+        "seconds": round(time.perf_counter() - started, 4),  # readiness probe + plan + write
+        "write_seconds": round(report.seconds, 4),
+    }
+
+
+def _apply(lab: Lab) -> SyncReport:
+    """A fresh lab: routes, DNS, every pod's resolv.conf, then a full sync everywhere."""
+    started = time.perf_counter()
+    ready = probe_ready(lab)
+    plan = current_plan(lab, ready)
+    setup: dict[str, list[str]] = {}
+    for node in _members(lab):
+        lines = _route_lines(lab, node)
+        if _dns_enabled(lab):
+            lines += dns.node_dns_lines(dns_vip(lab.topology.cluster), _hosts(lab))
+            lines += _resolv_lines(lab, lab.pods_on(node))
+        setup[node] = lines
+    report = program(lab, _members(lab), proxy_mode(lab), None, plan, {}, before=setup, fresh=True)
+    _record(lab, plan, ready, report, "lab up", started)
+    return report
+
+
+def sync(lab: Lab, changed_pods: Sequence[str] = (), *, reason: str = "") -> SyncReport:
+    """Re-read readiness where pods changed, re-program every node (partial where it can).
+
+    With no changed pods it still checks every node's rules against what labkit
+    wrote last, and rewrites a node whose rules were changed by hand.
+    """
+    started = time.perf_counter()
+    state = layer_state(lab)
+    topology = lab.topology
+    old = plan_from_json(state["plan"]) if "plan" in state else None
+    changed = [p for p in changed_pods if p in topology.pods]
+    probe_nodes = {topology.pods[p].node for p in changed}
+    ready = {
+        p
+        for p in ready_pods(lab)
+        if p in topology.pods and topology.pods[p].node not in probe_nodes
+    }
+    ready |= probe_ready(lab, probe_nodes)
+    plan = current_plan(lab, ready)
+    gone = [p for p in changed_pods if p not in topology.pods]
+    before: dict[str, list[str]] = {}
+    for node in _members(lab):
+        lines = dns.forget_pods_lines(gone)
+        lines += _resolv_lines(lab, [p for p in changed if topology.pods[p].node == node])
+        before[node] = lines
+    conntrack = conntrack_flushes(old, plan) if old is not None else []
+    report = program(
+        lab, _members(lab), proxy_mode(lab), old, plan, state.get("digests", {}),
+        conntrack=conntrack, before=before,
+    )  # fmt: skip
+    why = reason or (f"pods changed: {', '.join(changed_pods)}" if changed_pods else "check")
+    _record(lab, plan, ready, report, why, started)
+    return report
+
+
+def resync(lab: Lab) -> SyncReport:
+    """Forget what the nodes were programmed with and write everything again."""
+    state = layer_state(lab)
+    state.pop("digests", None)
+    state.pop("ready", None)
+    return sync(lab, reason="full resync")
+
+
+def last_sync(lab: Lab) -> dict[str, Any] | None:
+    """The last sync's summary: kind, seconds until every node committed, nodes restored."""
+    found = layer_state(lab).get("last_sync")
+    return dict(found) if found else None
+
+
+# -- services changing on a running lab ------------------------------------------------
+
+
+def add_service(lab: Lab, name: str, service: Service | dict[str, Any]) -> ServiceHandle:
+    """Create a service on a running lab: VIP, rules on every node, DNS name."""
+    spec = service if isinstance(service, Service) else Service.model_validate(service)
+    if name in lab.topology.services:
+        raise UsageError(f"service {name!r} exists already")
+    candidate = lab.topology.model_copy(deep=True)
+    candidate.services[name] = spec
+    problems = [p for p in check_services(candidate) if p.path[:2] == ("services", name)]
+    if problems:
+        raise UsageError("; ".join(str(p) for p in problems))
+    first = not lab.topology.services
+    lab.topology.services[name] = spec
+    _services_changed(lab, first)
+    return service_handle(lab, name)
+
+
+def delete_service(lab: Lab, name: str) -> None:
+    _service(lab, name)
+    del lab.topology.services[name]
+    state = layer_state(lab)
+    state.get("vips", {}).pop(name, None)
+    state["node_ports"] = {
+        k: v for k, v in state.get("node_ports", {}).items() if not k.startswith(f"{name}/")
+    }
+    _services_changed(lab, False)
+
+
+def _services_changed(lab: Lab, first: bool) -> None:
+    if first:
+        _apply(lab)
+    else:
+        sync(lab, reason="services changed")
+        if lab.topology.cluster.dns:  # also when the last service went: its name must go
+            hosts = dns.hosts_update_lines(_hosts(lab))
+            parallel(lambda node: lab.node(node).exec(script(hosts)), _members(lab))
+    lab.save()
+
+
+# -- the layer --------------------------------------------------------------------------
+
+
+def _features(lab: Lab) -> list[tuple[str, str]]:
+    mode = lab.topology.cluster.proxy_mode
+    if mode == "ipvs":
+        return [("ipvs", "proxy mode ipvs")]
+    needed = [
+        ("conntrack", "the service proxy"),
+        ("br_netfilter", "services with endpoints on the caller's bridge"),
+    ]
+    if mode == "nftables":
+        return [("nftables", "proxy mode nftables"), *needed]
+    needed += [
+        ("iptables", "proxy mode iptables"),
+        ("statistic", "proxy mode iptables (load balancing)"),
+    ]
+    if any(s.session_affinity == "ClientIP" for s in lab.topology.services.values()):
+        needed.append(("recent", "ClientIP session affinity in proxy mode iptables"))
+    return needed
+
+
+def _notes(lab: Lab, name: str, found: list[ServiceEndpoint]) -> list[str]:
+    service = lab.topology.services[name]
+    if found:
+        return []
+    selector = ",".join(f"{k}={v}" for k, v in service.selector.items()) or "(empty)"
+    picked = [p for p, pod in lab.topology.pods.items() if selects(service, pod)]
+    if not picked:
+        return [f"selector {selector} matches no pod: connections are refused"]
+    return [f"no ready endpoint (pods {', '.join(picked)} not ready or lack the target port)"]
+
+
+def describe(lab: Lab) -> dict[str, Any]:
+    """What `labkit status` shows: each service, its endpoints, and the proxy's last sync."""
+    addresses, ports = vips(lab), node_ports(lab)
+    ready = ready_pods(lab)
+    services = []
+    for name, service in lab.topology.services.items():
+        found = service_endpoints(service, lab.topology.pods, lab.addresses.pod_ips, ready)
+        services.append(
+            {
+                "name": name,
+                "namespace": service.namespace,
+                "type": service.type,
+                "vip": str(addresses[name]),
+                "dns": dns.service_name(name, service.namespace),
+                "session_affinity": service.session_affinity,
+                "ports": [
+                    {
+                        "name": port.name,
+                        "protocol": port.protocol,
+                        "port": port.port,
+                        "target_port": port.target_port
+                        if port.target_port is not None
+                        else port.port,
+                        "node_port": ports.get(f"{name}/{port_key(port)}"),
+                    }
+                    for port in service.ports
+                ],
+                "endpoints": [
+                    {"pod": e.pod, "ip": str(e.ip), "node": e.node, "ports": e.ports} for e in found
+                ],
+                "notes": _notes(lab, name, found),
+            }
+        )
+    mode = proxy_mode(lab)
+    proxy: dict[str, Any] = {
+        "mode": mode.name + (f" ({mode.backend} backend)" if mode.name == "iptables" else ""),
+        "dns": str(dns_vip(lab.topology.cluster)) if _dns_enabled(lab) else None,
+        "last_sync": last_sync(lab),
+    }
+    return {"services": services, "service_proxy": proxy}
+
+
+class ServicesLayer:
+    name = "services"
+
+    def wanted(self, lab: Lab) -> bool:
+        return bool(lab.topology.services) or lab.topology.cluster.proxy_mode == "ipvs"
+
+    def check(self, lab: Lab) -> None:
+        for feature, what in _features(lab):
+            features.require(feature, what)
+        if lab.topology.cluster.proxy_mode == "ipvs":
+            raise FeatureMissing(
+                "proxy mode ipvs is not implemented by labkit (the kernel has IPVS)"
+            )
+
+    def apply(self, lab: Lab) -> None:
+        _apply(lab)
+
+    def sync(self, lab: Lab, changed_pods: Sequence[str]) -> None:
+        sync(lab, changed_pods)
+
+    def describe(self, lab: Lab) -> dict[str, Any]:
+        return describe(lab)
+
+
+LAYERS.append(ServicesLayer())

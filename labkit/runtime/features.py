@@ -6,6 +6,7 @@ reason, and features that need it fail with it before anything is created.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from functools import cache
@@ -34,9 +35,10 @@ PROBES: dict[str, tuple[str, str]] = {
         "--seconds 10 -j RETURN && iptables -t nat -F LKR && iptables -t nat -X LKR",
         "session affinity",
     ),
-    "tbf": ("ip link add lkd0 type dummy && tc qdisc add dev lkd0 root tbf rate 1mbit burst 32k latency 50ms", "rate limits"),
-    "htb": ("ip link add lkd1 type dummy && tc qdisc add dev lkd1 root handle 1: htb", "rate limits"),
-    "netem": ("ip link add lkd2 type dummy && tc qdisc add dev lkd2 root netem delay 1ms", "delay/jitter/loss faults"),
+    # qdiscs on a veth: the dummy link type is a module some hosts lack, unlike veth.
+    "tbf": ("ip link add lkq0 type veth peer name lkq1 && tc qdisc add dev lkq0 root tbf rate 1mbit burst 32k latency 50ms", "rate limits"),
+    "htb": ("ip link add lkq0 type veth peer name lkq1 && tc qdisc add dev lkq0 root handle 1: htb", "rate limits"),
+    "netem": ("ip link add lkq0 type veth peer name lkq1 && tc qdisc add dev lkq0 root netem delay 1ms", "delay/jitter/loss faults"),
     "ipvs": ("test -e /proc/net/ip_vs", "proxy mode ipvs"),
     "ipip": ("ip link add lkip0 type ipip local 10.0.0.1 remote 10.0.0.2", "IPIP tunnels"),
     "gre": ("ip link add lkgre0 type gre local 10.0.0.1 remote 10.0.0.2", "GRE tunnels"),
@@ -59,7 +61,9 @@ def _probe_script() -> str:
 
 def _cache_file(kernel: str) -> Path:
     root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "labkit"
-    return root / f"features-{kernel}.json"
+    # Keyed by the probes too: changing a probe must not reuse an old answer.
+    probes = hashlib.sha256(json.dumps(PROBES, sort_keys=True).encode()).hexdigest()[:8]
+    return root / f"features-{kernel}-{probes}.json"
 
 
 @cache
@@ -98,11 +102,27 @@ def kernel_features() -> dict[str, dict[str, Any]]:
     return result
 
 
+# Features of the engine's host rather than its kernel, probed with throwaway
+# containers once per process (a host's firewall changes, its kernel does not).
+ENGINE_PROBES: dict[str, str] = {"l2-underlay": "backends host-gw and bgp, routed underlays"}
+
+
+@cache
+def engine_features() -> dict[str, dict[str, Any]]:
+    from labkit.runtime.underlay_probe import probe_l2_underlay
+
+    ok, detail = probe_l2_underlay()
+    return {"l2-underlay": {"ok": ok, "detail": detail, "needed_by": ENGINE_PROBES["l2-underlay"]}}
+
+
 def has(feature: str) -> bool:
-    return bool(kernel_features().get(feature, {}).get("ok"))
+    table = engine_features() if feature in ENGINE_PROBES else kernel_features()
+    return bool(table.get(feature, {}).get("ok"))
 
 
 def missing_reason(feature: str) -> str:
+    if feature in ENGINE_PROBES:
+        return f"the engine's host {engine_features()[feature]['detail']}"
     detail = kernel_features().get(feature, {}).get("detail", "not probed")
     return f"the host kernel lacks {feature} ({detail or 'probe failed'})"
 
@@ -128,4 +148,5 @@ def diagnose() -> dict[str, Any]:
         "node image": image,
         "node mode": ("privileged" if mode.privileged else "capabilities") + f": {mode.reason}",
         "kernel features": kernel_features(),
+        "engine features": engine_features(),
     }

@@ -91,6 +91,31 @@ def allocate_pod_ip(
     raise LabkitError(f"pod subnet {subnet} is full")
 
 
+def choose_pod_ip(
+    subnet: IPv4Network,
+    used: Iterable[IPv4Address],
+    *,
+    pinned: IPv4Address | None = None,
+    sticky: IPv4Address | str | None = None,
+    reserved: Iterable[IPv4Address | str] = (),
+) -> IPv4Address:
+    """A new pod's IP: pinned; else its own from before (sticky) when free; else the
+    lowest free address that no deleted pod may come back for (`reserved`), falling
+    back to those only when nothing else is left."""
+    used_set = set(used)
+    if pinned is not None:
+        return pinned
+    if sticky is not None:
+        own = IPv4Address(str(sticky))
+        if own in subnet and own not in used_set and own != subnet.network_address + 1:
+            return own
+    held = {IPv4Address(str(address)) for address in reserved}
+    try:
+        return allocate_pod_ip(subnet, used_set | held)
+    except LabkitError:
+        return allocate_pod_ip(subnet, used_set)
+
+
 def allocate_pod_ips(
     topology: Topology,
     pod_subnets: Mapping[str, IPv4Network],

@@ -72,6 +72,10 @@ class Cluster(Strict):
     service_cidr: IPv4Network = IPv4Network("10.96.0.0/12")
     backend: Backend = "vxlan"
     proxy_mode: ProxyMode = "iptables"
+    iptables_backend: Literal["nft", "legacy"] = Field(
+        default="nft",
+        description="proxy_mode iptables: iptables-nft (today's default) or iptables-legacy",
+    )
     bgp: BgpSettings = Field(default_factory=BgpSettings)
     dns: bool = Field(default=True, description="Run the cluster DNS when there are services")
 
@@ -225,6 +229,14 @@ class Topology(Strict):
     services: dict[Name, Service] = Field(default_factory=dict)
     ingress: Ingress | None = None
     vrrp: Vrrp | None = None
+    namespaces: dict[Name, Namespace] = Field(default_factory=dict)
+    policies: dict[Name, NetworkPolicy] = Field(default_factory=dict)
+    floating_ips: dict[Name, FloatingIp] = Field(default_factory=dict)
+
+    @field_validator("namespaces", "policies", "floating_ips")
+    @classmethod
+    def _more_names_are_labels(cls, value: dict[str, object]) -> dict[str, object]:
+        return cls._names_are_labels(value)  # type: ignore[no-any-return]
 
     @field_validator("networks", "nodes", "pods", "services")
     @classmethod

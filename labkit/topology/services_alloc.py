@@ -7,7 +7,7 @@ Kubernetes. Pinned values win, then sticky ones, then the lowest free.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
@@ -61,7 +61,7 @@ def allocate_vips(
     return {name: result[name] for name in topology.services}
 
 
-def _free_addresses(cidr: IPv4Network, taken: Collection[IPv4Address]) -> Iterable[IPv4Address]:
+def _free_addresses(cidr: IPv4Network, taken: Collection[IPv4Address]) -> Iterator[IPv4Address]:
     return (address for address in cidr.hosts() if address not in taken)
 
 
@@ -84,7 +84,7 @@ def allocate_node_ports(
     taken = set(result.values())
     for key, _ in wanted:
         kept = existing.get(key)
-        if key not in result and kept in NODE_PORT_RANGE and kept not in taken:
+        if key not in result and kept is not None and kept in NODE_PORT_RANGE and kept not in taken:
             result[key] = kept
             taken.add(kept)
     free = (port for port in NODE_PORT_RANGE if port not in taken)

@@ -1,0 +1,340 @@
+"""`labkit bench entry`: what each way into the cluster costs, and how long the
+entry is gone when its master fails.
+
+From the same external client (a node on the underlay, outside the pod
+network), wrk measures request latency (p50/p99) and requests per second on:
+
+- pod directly: the client routes the pod's node subnet via that node, as a
+  flat routed pod network (BGP to the top of rack) would give it;
+- Service VIP: the client routes the service CIDR via the floating VIP, as a
+  cluster that advertises its service range at the entry does; the VIP's
+  holder DNATs (kube-proxy) to a pod;
+- NodePort: the floating VIP on the service's node port;
+- ingress -> pods: the proxy on the VIP's holder, upstream mode `endpoints`;
+- ingress -> Service VIP -> pods: the same, upstream mode `service`.
+
+Then, for each VRRP advertisement interval, the continuous client measures
+the outage and the failed requests when the master's keepalived stops, its
+proxy is killed, and the whole master node stops (a silent death, where the
+advertisement interval decides).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from labkit.dataplane.script import q
+from labkit.errors import LabkitError
+from labkit.handles import NodeHandle
+from labkit.lab import Lab
+from labkit.layers import ingress, services
+from labkit.load import ContinuousClient
+from labkit.topology import load_topology
+
+ADVERT_INTERVALS = (1.0, 0.2)
+SCENARIOS = ("keepalived_stop", "proxy_kill", "node_stop")
+
+
+# -- wrk ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    p50_ms: float
+    p99_ms: float
+    requests_per_s: float
+    requests: int
+    errors: int  # socket errors plus non-2xx/3xx answers
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _ms(text: str) -> float:
+    found = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not found:
+        raise LabkitError(f"wrk: cannot read the duration {text!r}")
+    return float(found.group(1)) * _UNITS_MS[found.group(2)]
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """wrk's `--latency` report."""
+    percentiles = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", output, re.M))
+    rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
+    total = re.search(r"^\s+(\d+) requests in", output, re.M)
+    if not (rate and total and "50" in percentiles and "99" in percentiles):
+        raise LabkitError(f"wrk printed no report:\n{output[-600:]}")
+    socket = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = sum(map(int, socket.groups())) if socket else 0
+    errors += int(non_2xx.group(1)) if non_2xx else 0
+    return WrkResult(
+        _ms(percentiles["50"]), _ms(percentiles["99"]), float(rate.group(1)),
+        int(total.group(1)), errors,
+    )  # fmt: skip
+
+
+def wrk(
+    client: NodeHandle, url: str, host: str | None, seconds: float, connections: int
+) -> WrkResult:
+    words = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "2s"]
+    if host:
+        words += ["-H", q(f"Host: {host}")]
+    words.append(q(url))
+    return parse_wrk(client.exec(" ".join(words), timeout=seconds + 20).stdout)
+
+
+# -- the paths ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntryPath:
+    name: str
+    url: str
+    host: str | None
+    upstream: str | None  # the ingress upstream mode it needs, if it goes through the ingress
+    hops: str
+
+
+def entry_paths(lab: Lab, service: str, host: str) -> list[EntryPath]:
+    vrrp = lab.topology.vrrp
+    assert vrrp is not None
+    handle = lab.service(service)
+    port = handle.ports[0]
+    pod = services.endpoints(lab, service)[0]
+    target = pod.ports[port.name or str(port.port)]
+    node_port = handle.node_port(port.name or port.port)
+    vip = vrrp.vip
+    return [
+        EntryPath("pod direct", f"http://{pod.ip}:{target}/", None, None, f"client -> {pod.node} -> pod"),
+        EntryPath(
+            "Service VIP", f"http://{handle.vip}:{port.port}/", None, None,
+            "client -> VIP holder (DNAT) -> pod",
+        ),
+        EntryPath(
+            "NodePort", f"http://{vip}:{node_port}/", None, None,
+            "client -> VIP:nodePort (DNAT) -> pod",
+        ),
+        EntryPath(
+            "ingress -> pods", f"http://{vip}/", host, "endpoints", "client -> VIP: proxy -> pod"
+        ),
+        EntryPath(
+            "ingress -> Service VIP -> pods", f"http://{vip}/", host, "service",
+            "client -> VIP: proxy -> DNAT -> pod",
+        ),
+    ]  # fmt: skip
+
+
+def route_client(lab: Lab, client: NodeHandle, service: str) -> None:
+    """Give the external client its routes: to one pod's node, and to the services via the VIP."""
+    vrrp = lab.topology.vrrp
+    assert vrrp is not None
+    pod = services.endpoints(lab, service)[0]
+    subnet = lab.addresses.pod_subnets[pod.node]
+    client.exec(
+        f"ip route replace {subnet} via {lab.addresses.node_ip(pod.node)} && "
+        f"ip route replace {lab.topology.cluster.service_cidr} via {vrrp.vip}"
+    )
+
+
+def measure_paths(
+    lab: Lab, client: NodeHandle, paths: list[EntryPath], seconds: float, connections: int,
+    console: Console,
+) -> dict[str, dict[str, Any]]:  # fmt: skip
+    results: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        if path.upstream is not None:
+            ingress.set_upstream(lab, path.upstream)
+        console.print(f"  wrk {connections} connections, {seconds:g} s: {path.name} ({path.url})")
+        wrk(client, path.url, path.host, 1, connections)  # warm up: ARP, conntrack, pools
+        found = wrk(client, path.url, path.host, seconds, connections)
+        results[path.name] = {"hops": path.hops, "url": path.url, **asdict(found)}
+    return results
+
+
+# -- failover ----------------------------------------------------------------------------
+
+
+def failover_once(
+    lab: Lab, client: NodeHandle, scenario: str, host: str, master: str, backup: str
+) -> dict[str, Any]:
+    breaks: dict[str, Callable[[], None]] = {
+        "keepalived_stop": lambda: ingress.stop_keepalived(lab, master),
+        "proxy_kill": lambda: ingress.stop_proxy(lab, master),
+        "node_stop": lambda: lab.faults.stop_node(master) and None,
+    }
+    restores: dict[str, Callable[[], None]] = {
+        "keepalived_stop": lambda: ingress.start_keepalived(lab, master),
+        "proxy_kill": lambda: ingress.start_proxy(lab, master),
+        "node_stop": lambda: lab.faults.start_node(master),  # script + layers again
+    }
+    vip = lab.topology.vrrp.vip  # type: ignore[union-attr]
+    with ContinuousClient(client, vip, host=host, timeout=0.2, duration=60) as load:
+        load.wait_successes(10)
+        started = time.time()
+        breaks[scenario]()
+        ingress.wait_vip_holder(lab, backup, within=30)
+        moved = time.time() - started
+        load.wait_successes(10)
+    result = load.result
+    assert result is not None
+    restores[scenario]()
+    ingress.wait_vip_holder(lab, master, within=30)  # preempt: back to the master
+    return {
+        "outage_s": result.outage_s,
+        "failed_requests": result.failed,
+        "requests": result.sent,
+        "vip_moved_s": moved,
+        "errors": dict(result.errors()),
+    }
+
+
+def measure_failover(
+    lab: Lab, client: NodeHandle, host: str, repeats: int, console: Console
+) -> dict[str, dict[str, Any]]:
+    """Per scenario and advertisement interval: the median of `repeats` failovers."""
+    vrrp = lab.topology.vrrp
+    assert vrrp is not None
+    ranked = sorted(vrrp.priorities, key=lambda n: -vrrp.priorities[n])
+    master, backup = ranked[0], ranked[1]
+    results: dict[str, dict[str, Any]] = {}
+    for interval in ADVERT_INTERVALS:
+        ingress.set_vrrp(lab, advert_interval=interval)
+        ingress.wait_vip_holder(lab, master, within=30)
+        for scenario in SCENARIOS:
+            console.print(
+                f"  advert_int {interval:g} s: {scenario.replace('_', ' ')} on {master} "
+                f"(x{repeats})"
+            )
+            samples = [
+                failover_once(lab, client, scenario, host, master, backup) for _ in range(repeats)
+            ]
+            results[f"{scenario}@{interval:g}s"] = {
+                "scenario": scenario,
+                "advert_interval_s": interval,
+                "master_down_interval_s": ingress.master_down_interval(
+                    vrrp.model_copy(update={"advert_interval": interval}), vrrp.priorities[backup]
+                ),
+                **{
+                    key: statistics.median(sample[key] for sample in samples)
+                    for key in ("outage_s", "failed_requests", "requests", "vip_moved_s")
+                },
+                "outage_range_s": [
+                    min(s["outage_s"] for s in samples),
+                    max(s["outage_s"] for s in samples),
+                ],
+                "samples": samples,
+            }
+    return results
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def bench_lab_name(topology_name: str) -> str:
+    return os.environ.get("LABKIT_NAME_PREFIX", "") + f"bench-{topology_name}"
+
+
+def run(
+    topology_ref: str,
+    *,
+    seconds: float,
+    connections: int,
+    failover: bool,
+    repeats: int,
+    out: Path,
+    png: Path,
+    console: Console,
+) -> dict[str, Any]:
+    topology = load_topology(topology_ref)
+    if topology.ingress is None or topology.vrrp is None or not topology.ingress.rules:
+        raise LabkitError(
+            f"topology {topology.name} needs an ingress with rules and a vrrp section"
+        )
+    rule = topology.ingress.rules[0]
+    service, host = rule.service, rule.host
+    client_name = next((n for n, spec in topology.nodes.items() if "external" in spec.roles), None)
+    if client_name is None:
+        raise LabkitError(f"topology {topology.name} has no node with role external (the client)")
+    console.print(f"bringing up {topology.name} for the benchmark...")
+    lab = Lab.up(topology, name=bench_lab_name(topology.name))
+    try:
+        client = lab.node(client_name)
+        route_client(lab, client, service)
+        console.print("latency and throughput per entry path:")
+        paths = measure_paths(
+            lab, client, entry_paths(lab, service, host or ""), seconds, connections, console
+        )
+        results: dict[str, Any] = {
+            "topology": topology.name,
+            "controller": topology.ingress.controller,
+            "client": client_name,
+            "wrk": {"seconds": seconds, "connections": connections, "threads": 1},
+            "paths": paths,
+        }
+        if failover:
+            console.print("failover under continuous requests:")
+            results["failover"] = measure_failover(lab, client, host or "", repeats, console)
+            results["failover_repeats"] = repeats
+    finally:
+        lab.down()
+    show(results, console)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    from labkit.bench.entry_chart import chart
+
+    chart(results, png)
+    console.print(f"written: {out}, {png}")
+    return results
+
+
+def show(results: dict[str, Any], console: Console) -> None:
+    table = Table(
+        title=f"labkit bench entry ({results['controller']}, wrk "
+        f"{results['wrk']['connections']} connections x {results['wrk']['seconds']:g} s)"
+    )
+    for column in ("path", "hops", "p50 ms", "p99 ms", "req/s", "errors"):
+        table.add_column(column, justify="left" if column in ("path", "hops") else "right")
+    for name, found in results["paths"].items():
+        table.add_row(
+            name, found["hops"], f"{found['p50_ms']:.2f}", f"{found['p99_ms']:.2f}",
+            f"{found['requests_per_s']:.0f}", str(found["errors"]),
+        )  # fmt: skip
+    console.print(table)
+    if "failover" not in results:
+        return
+    failover = Table(
+        title=f"failover through the floating VIP: median of {results['failover_repeats']} "
+        "(continuous client, one request at a time, 0.2 s timeout)"
+    )
+    for column in (
+        "scenario", "advert_int", "master down interval s", "VIP moved s", "outage s",
+        "outage min-max s", "failed", "requests",
+    ):  # fmt: skip
+        failover.add_column(column, justify="left" if column == "scenario" else "right")
+    for found in results["failover"].values():
+        low, high = found["outage_range_s"]
+        failover.add_row(
+            found["scenario"].replace("_", " "), f"{found['advert_interval_s']:g} s",
+            f"{found['master_down_interval_s']:.2f}", f"{found['vip_moved_s']:.2f}",
+            f"{found['outage_s']:.2f}", f"{low:.2f}-{high:.2f}",
+            f"{found['failed_requests']:g}", f"{found['requests']:g}",
+        )  # fmt: skip
+    console.print(failover)
+    console.print(
+        "outage: the client's longest time without an answer; failed: requests without an "
+        "answer (a refused connection fails at once, so a dead proxy on a live node counts many)"
+    )

@@ -1,0 +1,188 @@
+"""How each proxy mode writes and checks its rules on a node: the node scripts. Pure.
+
+A sync on a node is one script, so one exec:
+
+ 1. check: the digest of the rules labkit owns, as found on the node, against
+    the digest recorded after labkit's last write. A difference (rules
+    deleted or changed by hand) prints DRIFT and the chains found, and stops:
+    the caller then writes everything (a full sync) instead.
+ 2. write: one transaction (`iptables-restore --noflush` or `nft -f`).
+ 3. the jumps from the built-in chains (iptables), conntrack deletions.
+ 4. the new digest, for the next check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from labkit.dataplane import kubeproxy_iptables as ipt
+from labkit.dataplane import kubeproxy_nft as nft
+from labkit.dataplane.kubeproxy import ProxyPlan
+from labkit.dataplane.script import q
+
+DRIFT = "LABKIT-DRIFT"
+DIGEST = "LABKIT-DIGEST"
+CHAIN = "LABKIT-CHAIN"
+MARKER = "LABKIT_RULES_EOF"
+# awk: drop the `elements = { ... }` (one line or several) of `set affinity-*` blocks.
+_WITHOUT_AFFINITY_ELEMENTS = (
+    r"/^\tset affinity-/ {inset = 1} "
+    r"inset && /elements = \{/ {skip = 1} "
+    r"!skip {print} "
+    r"skip && /\}/ {skip = 0; next} "
+    r"/^\t\}/ {inset = 0}"
+)
+
+
+@dataclass(frozen=True)
+class Mode:
+    """A proxy mode's tools on the node."""
+
+    name: str  # iptables | nftables
+    backend: str = "nft"  # iptables only: which iptables (nft | legacy)
+
+    @property
+    def _ipt(self) -> str:
+        return "iptables-legacy" if self.backend == "legacy" else "iptables"
+
+    # -- what the node runs ---------------------------------------------------
+
+    def digest_command(self) -> str:
+        if self.name == "nftables":
+            # Everything but the affinity sets' elements, which come and go with traffic.
+            return (
+                f"{{ nft list table {nft.FAMILY} {nft.TABLE} 2>/dev/null || true; }} "
+                f"| awk {q(_WITHOUT_AFFINITY_ELEMENTS)} | md5sum"
+            )
+        save = f"{self._ipt}-save"
+        return (
+            f"{{ {save} -t filter; {save} -t nat; }} 2>/dev/null "
+            "| grep -E '^(:KUBE-|-A KUBE-|-A [A-Z]+ .*-j KUBE-)' | sed 's/ \\[[0-9]*:[0-9]*\\]$//' "
+            "| md5sum"
+        )
+
+    def chains_command(self) -> str:
+        """Print `LABKIT-CHAIN <name>` for each per-service chain found (iptables only)."""
+        if self.name == "nftables":
+            return "true"
+        return (
+            f"{self._ipt}-save -t nat | sed -n 's/^:\\(KUBE-\\(SVC\\|EXT\\|SEP\\)-[^ ]*\\) .*/"
+            f"{CHAIN} \\1/p'"
+        )
+
+    def apply_command(self, path: str) -> str:
+        if self.name == "nftables":
+            return f"nft -f {path}"
+        return f"{self._ipt}-restore --noflush < {path}"
+
+    def hook_commands(self) -> list[str]:
+        """Ensure the jumps from the built-in chains (inserted first, as kube-proxy does)."""
+        if self.name == "nftables":
+            return []  # the table's own base chains hook in
+        commands = []
+        for table, chain, spec in reversed(ipt.HOOKS):
+            commands.append(
+                f"{self._ipt} -w -t {table} -C {chain} {spec} 2>/dev/null || "
+                f"{self._ipt} -w -t {table} -I {chain} 1 {spec}"
+            )
+        return commands
+
+    # -- payloads ----------------------------------------------------------------
+
+    def render_full(self, plan: ProxyPlan, existing_chains: Iterable[str] = ()) -> str:
+        if self.name == "nftables":
+            return nft.render_full(plan)
+        return ipt.render_full(plan, existing_chains)
+
+    def render_partial(self, old: ProxyPlan, new: ProxyPlan) -> str:
+        if self.name == "nftables":
+            return nft.render_partial(old, new)
+        return ipt.render_partial(old, new)
+
+    def rule_count(self, plan: ProxyPlan) -> int:
+        if self.name == "nftables":
+            return nft.rule_count(plan)
+        return ipt.rule_count(ipt.render_full(plan))
+
+    def cleanup_script(self) -> str:
+        """Remove everything this mode wrote (used when switching modes, and by the bench)."""
+        if self.name == "nftables":
+            return f"nft delete table {nft.FAMILY} {nft.TABLE} 2>/dev/null || true\n"
+        lines = [
+            f"{self._ipt} -w -t {table} -D {chain} {spec} 2>/dev/null || true"
+            for table, chain, spec in ipt.HOOKS
+        ]
+        save = f"{self._ipt}-save"
+        for table in ("nat", "filter"):
+            chains = f"$({save} -t {table} | sed -n 's/^:\\(KUBE-[^ ]*\\) .*/\\1/p')"
+            lines.append(f"for c in {chains}; do {self._ipt} -w -t {table} -F $c; done")
+            lines.append(f"for c in {chains}; do {self._ipt} -w -t {table} -X $c; done")
+        return "\n".join(lines) + "\n"
+
+
+def mode_of(proxy_mode: str, iptables_backend: str = "nft") -> Mode:
+    return Mode(proxy_mode, iptables_backend if proxy_mode == "iptables" else "nft")
+
+
+def payload_step(mode: Mode, payload: str | None, path: str) -> list[str]:
+    """Write the payload (inline when given, else it was copied to `path` already) and load it."""
+    lines = []
+    if payload is not None:
+        assert MARKER not in payload
+        lines.append(f"cat > {path} <<'{MARKER}'\n{payload.rstrip()}\n{MARKER}")
+    lines.append(mode.apply_command(path))
+    return lines
+
+
+def sync_script(
+    mode: Mode,
+    *,
+    payload: str | None,
+    path: str,
+    expected_digest: str | None,
+    conntrack: Sequence[str] = (),
+    before: Sequence[str] = (),
+    after: Sequence[str] = (),
+    record_digest: bool = True,
+) -> str:
+    """The node's script for one sync; `expected_digest` None skips the drift check."""
+    lines = ["set -e", *before]
+    if expected_digest is not None:
+        lines += [
+            f'found=$({mode.digest_command()} | cut -d" " -f1)',
+            f'if [ "$found" != {q(expected_digest)} ]; then',
+            f'  echo "{DRIFT} $found"',
+            f"  {mode.chains_command()}",
+            "  exit 0",
+            "fi",
+        ]
+    lines += payload_step(mode, payload, path)
+    lines += mode.hook_commands()
+    lines += conntrack
+    lines += after
+    if record_digest:
+        lines.append(f'echo "{DIGEST} $({mode.digest_command()} | cut -d" " -f1)"')
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class SyncOutput:
+    drift: bool
+    digest: str
+    chains: tuple[str, ...]
+
+
+def parse_sync_output(output: str) -> SyncOutput:
+    drift, digest, chains = False, "", []
+    for line in output.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == DRIFT:
+            drift = True
+        elif words[0] == DIGEST and len(words) > 1:
+            digest = words[1]
+        elif words[0] == CHAIN and len(words) > 1:
+            chains.append(words[1])
+    return SyncOutput(drift, digest, tuple(chains))

@@ -1,0 +1,176 @@
+"""The pod network's convergence: `up` returns once the backend carries traffic.
+
+vxlan and host-gw are ready when their scripts end (static entries). The udp
+backend is ready once every socat holds its TUN device; bgp once every BIRD
+session is Established and every node has every other node's pod subnet in
+its kernel table. A backend that does not converge fails `up` with its own
+state (`birdc show protocols`, the tunnels that have no process).
+
+Also here, for tests and benchmarks: `bgp_protocols`, `bgp_routes`,
+`wait_bgp_converged`, `stop_bird`, `start_bird`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from ipaddress import IPv4Network
+from typing import TYPE_CHECKING, Any
+
+from labkit import expect
+from labkit.dataplane import backends, bgp, udp
+from labkit.lab import LAYERS
+
+if TYPE_CHECKING:
+    from labkit.handles import NodeHandle
+    from labkit.lab import Lab
+
+BGP_CONVERGENCE_SECONDS = 30.0
+UDP_ATTACH_SECONDS = 10.0
+
+
+# -- bgp ------------------------------------------------------------------------
+
+
+def bird_protocols_text(node: NodeHandle) -> str:
+    """BIRD's own view of its sessions (or why birdc could not ask)."""
+    return node.exec(bgp.birdc("show protocols"), check=False, timeout=10).output
+
+
+def bgp_protocols(node: NodeHandle) -> dict[str, bgp.ProtocolState]:
+    """The BGP sessions of BIRD on `node`, by protocol name."""
+    parsed = bgp.parse_protocols(bird_protocols_text(node))
+    return {name: state for name, state in parsed.items() if state.proto == "BGP"}
+
+
+def bgp_routes(node: NodeHandle) -> set[IPv4Network]:
+    """Pod subnets BIRD installed in the node's kernel, its own blackhole left out."""
+    output = node.exec("ip -4 route show proto bird", check=False, timeout=10).stdout
+    own = node.lab.addresses.pod_subnets.get(node.name)
+    return {net for net in bgp.parse_bird_routes(output) if net != own}
+
+
+def _expected_routes(lab: Lab, node: str) -> set[IPv4Network]:
+    return {subnet for peer, subnet in lab.addresses.pod_subnets.items() if peer != node}
+
+
+def bgp_problems(lab: Lab, nodes: Sequence[str] | None = None) -> list[str]:
+    """What keeps BGP from being converged: down sessions, missing routes
+    (on every node running BIRD, routers included)."""
+    from labkit.lab import parallel
+
+    speakers = list(nodes) if nodes is not None else backends.bgp_speakers(lab.topology)
+
+    def problems_on(name: str) -> list[str]:
+        node = lab.node(name)
+        text = bird_protocols_text(node)
+        sessions = {
+            k: v for k, v in bgp.parse_protocols(text).items() if v.proto == "BGP"
+        }
+        found: list[str] = []
+        if not sessions or not all(s.established for s in sessions.values()):
+            found.append(f"{name}: sessions not all Established; birdc show protocols:\n{text}")
+        missing = _expected_routes(lab, name) - bgp_routes(node)
+        if missing:
+            found.append(f"{name}: no kernel route yet for {', '.join(map(str, sorted(missing)))}")
+        return found
+
+    return [p for found in parallel(problems_on, speakers) for p in found]
+
+
+def wait_bgp_converged(
+    lab: Lab, within: float = BGP_CONVERGENCE_SECONDS, nodes: Sequence[str] | None = None
+) -> None:
+    """Every session Established and every pod subnet in every node's kernel."""
+
+    def converged() -> None:
+        problems = bgp_problems(lab, nodes)
+        if problems:
+            raise AssertionError("\n".join(problems))
+
+    expect.eventually(converged, within=within, every=0.3, what="BGP convergence")
+
+
+def stop_bird(node: NodeHandle) -> None:
+    """Stop BIRD cleanly (its peers get a Cease and withdraw its routes)."""
+    node.exec(bgp.stop_script(), timeout=10)
+
+
+def freeze_bird(node: NodeHandle, frozen: bool = True) -> None:
+    """SIGSTOP/SIGCONT BIRD: a hung daemon, noticed by its peers' hold timers."""
+    signal = "STOP" if frozen else "CONT"
+    node.exec(f"kill -{signal} $(cat {bgp.PID_FILE})", timeout=10)
+
+
+def start_bird(node: NodeHandle) -> None:
+    """Start BIRD again with the node's rendered config."""
+    lab = node.lab
+    spec = backends.bgp_node(lab.topology, lab.addresses, node.name)
+    node.exec(bgp.start_script(spec), timeout=20)
+
+
+# -- udp ------------------------------------------------------------------------
+
+
+def udp_tunnels(node: NodeHandle) -> dict[str, bool]:
+    """Each TUN device of the node and whether its socat holds it."""
+    lab = node.lab
+    devices = [p.device for p in backends.udp_peers(lab.topology, lab.addresses, node.name)]
+    if not devices:
+        return {}
+    out = node.exec(udp.attached_script(devices), timeout=10).stdout
+    return {device: state == "up" for device, state in (line.split() for line in out.splitlines())}
+
+
+def wait_udp_tunnels(lab: Lab, within: float = UDP_ATTACH_SECONDS) -> None:
+    from labkit.lab import parallel
+
+    def attached() -> None:
+        states = parallel(lambda n: (n, udp_tunnels(lab.node(n))), list(lab.addresses.pod_subnets))
+        down = [f"{n}: {d}" for n, tunnels in states for d, up in tunnels.items() if not up]
+        if down:
+            raise AssertionError(
+                f"no socat holds {', '.join(down)} (see /var/log/labkit/lkudp-*.log on the node)"
+            )
+
+    expect.eventually(attached, within=within, what="udp tunnels")
+
+
+# -- the layer --------------------------------------------------------------------
+
+
+class Convergence:
+    name = "pod network convergence"
+
+    def wanted(self, lab: Lab) -> bool:
+        return lab.topology.cluster.backend in ("bgp", "udp")
+
+    def check(self, lab: Lab) -> None:
+        pass
+
+    def apply(self, lab: Lab) -> None:
+        if lab.topology.cluster.backend == "bgp":
+            wait_bgp_converged(lab)
+        else:
+            wait_udp_tunnels(lab)
+
+    def sync(self, lab: Lab, changed_pods: Sequence[str]) -> None:
+        pass  # pods come and go inside each node's block: nothing to re-announce
+
+    def describe(self, lab: Lab) -> dict[str, Any]:
+        from labkit.lab import parallel
+
+        if lab.topology.cluster.backend == "bgp":
+            nodes = backends.bgp_speakers(lab.topology)
+            states = parallel(lambda n: bgp_protocols(lab.node(n)), nodes)
+            return {
+                "bgp": {
+                    node: {s.name: f"{s.state} {s.info}".strip() for s in found.values()}
+                    for node, found in zip(nodes, states, strict=True)
+                }
+            }
+        nodes = list(lab.addresses.pod_subnets)
+        tunnels = parallel(lambda n: udp_tunnels(lab.node(n)), nodes)
+        return {"udp_tunnels": dict(zip(nodes, tunnels, strict=True))}
+
+
+LAYERS.append(Convergence())

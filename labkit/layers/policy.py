@@ -1,0 +1,148 @@
+"""The network policy layer: each node enforces the policies of its own pods.
+
+`apply` loads every node's rules; `sync` (pods added, deleted, moved,
+relabelled) reloads only the nodes whose rules changed, since a policy's
+peers are pod IPs that may live anywhere. `set_policies` switches the
+policies (and namespaces) of a running lab: checked like a topology file
+first, so a bad policy changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from labkit.dataplane import policy as plan
+from labkit.errors import Problem, TopologyError
+from labkit.lab import LAYERS
+from labkit.runtime import features
+from labkit.topology.model import Namespace, NetworkPolicy, Topology
+from labkit.topology.validate import check_references
+
+if TYPE_CHECKING:
+    from labkit.lab import Lab
+
+STATE_KEY = "policy"
+
+
+def _state(lab: Lab) -> dict[str, Any]:
+    state: dict[str, Any] = lab.layer_state.setdefault(STATE_KEY, {"applied": {}})
+    return state
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def enforcing(topology: Topology) -> bool:
+    return bool(topology.policies) or any(ns.isolated for ns in topology.namespaces.values())
+
+
+def push(lab: Lab, *, force: bool) -> dict[str, float]:
+    """Load each node's rules (all, or those that changed); the seconds each node took."""
+    from labkit.faults import stopped_nodes
+    from labkit.lab import parallel
+
+    wanted = plan.plan(lab.topology, lab.addresses.pod_ips, lab.addresses.pod_subnets)
+    applied: dict[str, str] = _state(lab)["applied"]
+    down = stopped_nodes(lab)  # they get all their rules when they return
+    todo = {
+        node: rules
+        for node, rules in wanted.items()
+        if node not in down and (force or applied.get(node) != _digest(rules.payload))
+    }
+
+    def load(node: str) -> float:
+        started = time.perf_counter()
+        lab.node(node).exec(plan.node_script(todo[node]))
+        return time.perf_counter() - started
+
+    seconds = dict(zip(todo, parallel(load, todo), strict=True))
+    applied.update({node: _digest(rules.payload) for node, rules in todo.items()})
+    return seconds
+
+
+def set_policies(
+    lab: Lab,
+    policies: Mapping[str, NetworkPolicy | dict[str, Any]],
+    namespaces: Mapping[str, Namespace | dict[str, Any]] | None = None,
+) -> dict[str, float]:
+    """Replace the lab's policies (and, if given, namespaces); nodes follow.
+
+    Checked like a topology file: a malformed CIDR or port raises
+    TopologyError (exit code 2) and nothing changes. Returns the seconds each
+    reloaded node took.
+    """
+    PolicyLayer().check(lab)
+    document = lab.topology.model_dump(mode="json", exclude_none=True)
+    document["policies"] = {
+        name: p.model_dump(mode="json", exclude_none=True) if isinstance(p, NetworkPolicy) else p
+        for name, p in policies.items()
+    }
+    if namespaces is not None:
+        document["namespaces"] = {
+            name: n.model_dump(mode="json") if isinstance(n, Namespace) else n
+            for name, n in namespaces.items()
+        }
+    try:
+        candidate = Topology.model_validate(document)
+    except ValidationError as exc:
+        problems = [Problem(tuple(error["loc"]), error["msg"]) for error in exc.errors()]
+        raise TopologyError(problems, "set_policies") from None
+    problems = [
+        p for p in check_references(candidate) if p.path[:1] in (("policies",), ("namespaces",))
+    ]
+    if problems:
+        raise TopologyError(problems, "set_policies")
+    lab.topology.policies = candidate.policies
+    lab.topology.namespaces = candidate.namespaces
+    seconds = push(lab, force=False)
+    lab.save()
+    return seconds
+
+
+def rule_counts(lab: Lab) -> dict[str, int]:
+    """Per cluster node, how many policy rules it holds (from the plan)."""
+    wanted = plan.plan(lab.topology, lab.addresses.pod_ips, lab.addresses.pod_subnets)
+    return {node: rules.rules for node, rules in wanted.items()}
+
+
+class PolicyLayer:
+    name = "network policy"
+
+    def wanted(self, lab: Lab) -> bool:
+        if enforcing(lab.topology):
+            return True
+        # Once rules were loaded, keep syncing them (the policies may have been removed since).
+        return bool(lab.layer_state.get(STATE_KEY, {}).get("applied"))
+
+    def check(self, lab: Lab) -> None:
+        features.require("iptables", "network policy")
+        features.require("conntrack", "network policy (stateful rules)")
+        features.require("br_netfilter", "network policy between pods of one node")
+
+    def apply(self, lab: Lab) -> None:
+        push(lab, force=True)
+
+    def sync(self, lab: Lab, changed_pods: Sequence[str]) -> None:
+        push(lab, force=False)
+
+    def describe(self, lab: Lab) -> dict[str, Any]:
+        topology = lab.topology
+        return {
+            "network_policy": {
+                "policies": sorted(topology.policies),
+                "isolated_namespaces": sorted(
+                    n for n, ns in topology.namespaces.items() if ns.isolated
+                ),
+                "rules_per_node": rule_counts(lab),
+                "warnings": plan.warnings(topology),
+            }
+        }
+
+
+LAYERS.append(PolicyLayer())

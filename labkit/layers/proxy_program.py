@@ -1,0 +1,157 @@
+"""Programming the service proxy on nodes: one exec per node, all nodes in parallel.
+
+A partial sync writes only what changed since the plan the nodes were last
+programmed with; a node whose rules were changed by someone else (its digest
+differs from the one recorded) gets a full sync instead. Timing is measured
+from the start to the moment every node has committed its transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from labkit.dataplane.kubeproxy import ProxyPlan
+from labkit.dataplane.proxy_modes import Mode, SyncOutput, parse_sync_output, sync_script
+
+if TYPE_CHECKING:
+    from labkit.lab import Lab
+
+RULES_DIR = "/var/lib/labkit/proxy"
+INLINE_LIMIT = 100_000  # bytes: above this the payload is copied first (exec args are limited)
+
+
+@dataclass
+class NodeSync:
+    node: str
+    kind: str  # full | partial
+    seconds: float
+    digest: str
+    drifted: bool = False
+
+
+@dataclass
+class SyncReport:
+    kind: str  # full | partial (partial when every node could take the partial payload)
+    seconds: float  # from the start until every node has committed
+    nodes: dict[str, NodeSync] = field(default_factory=dict)
+
+    @property
+    def drifted(self) -> list[str]:
+        return sorted(name for name, node in self.nodes.items() if node.drifted)
+
+    @property
+    def digests(self) -> dict[str, str]:
+        return {name: node.digest for name, node in self.nodes.items()}
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "seconds": round(self.seconds, 4),
+            "per_node": {name: round(node.seconds, 4) for name, node in self.nodes.items()},
+            "restored_on": self.drifted,
+        }
+
+
+def _path(mode: Mode) -> str:
+    return f"{RULES_DIR}/rules.{mode.name}"
+
+
+def _run(
+    lab: Lab,
+    node: str,
+    mode: Mode,
+    payload: str,
+    expected_digest: str | None,
+    conntrack: Sequence[str],
+    before: Sequence[str],
+    verify: bool = True,
+) -> SyncOutput:
+    handle = lab.node(node)
+    path = _path(mode)
+    inline = len(payload) + sum(map(len, before)) < INLINE_LIMIT
+    if not inline:
+        lab.runtime.put_file(handle.container, path, payload)
+    script = sync_script(
+        mode,
+        payload=payload if inline else None,
+        path=path,
+        expected_digest=expected_digest,
+        conntrack=conntrack,
+        before=[f"mkdir -p {RULES_DIR}", *before],
+        record_digest=verify,
+    )
+    return parse_sync_output(handle.exec(script).stdout)
+
+
+def _existing_chains(lab: Lab, node: str, mode: Mode) -> list[str]:
+    return list(parse_sync_output(lab.node(node).exec(mode.chains_command()).stdout).chains)
+
+
+def program(
+    lab: Lab,
+    nodes: Sequence[str],
+    mode: Mode,
+    old: ProxyPlan | None,
+    new: ProxyPlan,
+    digests: Mapping[str, str],
+    *,
+    conntrack: Sequence[str] = (),
+    before: Mapping[str, Sequence[str]] | None = None,
+    fresh: bool = False,
+    verify: bool = True,
+) -> SyncReport:
+    """Bring `nodes` from `old` to `new`: partial where the node is as labkit left it.
+
+    `fresh` says the nodes hold none of labkit's rules yet (a new lab), so a full
+    sync needs no look at what is there first. `verify=False` skips the drift
+    check and the digest (the bench's kube-proxy-like write-only sync): a
+    partial sync then needs only an old plan.
+    """
+    from labkit.lab import parallel
+
+    before = before or {}
+    started = time.perf_counter()
+    partial = mode.render_partial(old, new) if old is not None else None
+    full_cache: dict[tuple[str, ...], str] = {}
+
+    def full_payload(existing: Sequence[str]) -> str:
+        key = tuple(sorted(existing))
+        if key not in full_cache:
+            full_cache[key] = mode.render_full(new, existing)
+        return full_cache[key]
+
+    def on_node(node: str) -> NodeSync:
+        node_started = time.perf_counter()
+        extra = list(before.get(node, ()))
+        if partial is not None and not verify:
+            out = _run(lab, node, mode, partial, None, conntrack, extra, verify=False)
+            return NodeSync(node, "partial", time.perf_counter() - node_started, "")
+        if partial is not None and node in digests:
+            out = _run(lab, node, mode, partial, digests[node], conntrack, extra)
+            if not out.drift:
+                return NodeSync(node, "partial", time.perf_counter() - node_started, out.digest)
+            existing: Sequence[str] = out.chains
+            drifted = True
+        else:
+            existing = () if fresh else _existing_chains(lab, node, mode)
+            drifted = False
+        out = _run(lab, node, mode, full_payload(existing), None, conntrack, extra, verify=verify)
+        return NodeSync(node, "full", time.perf_counter() - node_started, out.digest, drifted)
+
+    results = parallel(on_node, nodes)
+    seconds = time.perf_counter() - started
+    kind = "partial" if results and all(r.kind == "partial" for r in results) else "full"
+    return SyncReport(kind, seconds, {r.node: r for r in results})
+
+
+def record_digests(lab: Lab, nodes: Sequence[str], mode: Mode) -> dict[str, str]:
+    """The digest of the rules each node holds now (what the next drift check compares to)."""
+    from labkit.lab import parallel
+
+    def on_node(node: str) -> str:
+        return lab.node(node).exec(mode.digest_command()).stdout.split()[0]
+
+    return dict(zip(nodes, parallel(on_node, nodes), strict=True))

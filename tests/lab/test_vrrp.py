@@ -1,0 +1,148 @@
+"""VRRP in front of the ingress: keepalived on both edge nodes holds the
+floating VIP; while the external client sends requests continuously, each
+failure of the master moves the VIP to the backup. Each test measures the
+failover (the client's longest time without an answer) and the failed
+requests, then brings the master back and checks preempt / nopreempt.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+from labkit import expect
+from labkit.dataplane import keepalived
+from labkit.faults import Faults
+from labkit.lab import Lab
+from labkit.layers import ingress
+from labkit.load import ContinuousClient, LoadResult
+
+pytestmark = pytest.mark.topology("ingress")  # one test also runs on ingress-haproxy
+
+MASTER, BACKUP = "edge-1", "edge-2"  # by priority in topologies/ingress.yaml
+
+
+@pytest.fixture
+def vrrp_lab(lab: Lab) -> Iterator[Lab]:
+    """Each test starts (and leaves the lab) with everything running and edge-1 the master."""
+    ingress.wait_vip_holder(lab, MASTER)
+    yield lab
+    for node in (MASTER, BACKUP):
+        if lab.runtime.is_running(lab.node(node).container):
+            ingress.start_proxy(lab, node)
+            ingress.start_keepalived(lab, node)
+    if not lab.topology.vrrp.preempt:  # type: ignore[union-attr]
+        ingress.set_vrrp(lab, preempt=True)
+    ingress.wait_vip_holder(lab, MASTER)
+
+
+def fail_over(
+    lab: Lab, break_master: Callable[[], None], measure: Callable[..., float], what: str
+) -> LoadResult:
+    """Break the master under continuous load; the VIP must move and service come back."""
+    vip = lab.topology.vrrp.vip  # type: ignore[union-attr]
+    with ContinuousClient(
+        lab.node("client"), vip, host="web.example", timeout=0.3, duration=60
+    ) as client:
+        client.wait_successes(10)
+        started = time.time()
+        break_master()
+        ingress.wait_vip_holder(lab, BACKUP, within=20)
+        moved = time.time() - started
+        client.wait_successes(10)  # served again, through the backup
+    result = client.result
+    assert result is not None
+    print(f"{what}: {result.summary()}")
+    measure(f"{what}_vip_moved_s", moved, "s")
+    measure(f"{what}_failover_s", result.outage_s, "s")
+    measure(f"{what}_failed_requests", result.failed, "requests")
+    assert result.recovered
+    return result
+
+
+def test_the_vip_is_held_by_the_highest_priority(vrrp_lab: Lab):
+    lab = vrrp_lab
+    assert ingress.vip_holders(lab) == [MASTER]
+    assert ingress.keepalived_running(lab, BACKUP)
+    assert lab.node("client").http(lab.topology.vrrp.vip, 80, host="web.example").ok  # type: ignore[union-attr]
+
+
+def test_stopping_the_masters_keepalived_moves_the_vip_and_preempt_brings_it_back(
+    vrrp_lab: Lab, measure: Callable[..., float]
+):
+    lab = vrrp_lab
+    fail_over(lab, lambda: ingress.stop_keepalived(lab, MASTER), measure, "keepalived_stop")
+    ingress.start_keepalived(lab, MASTER)
+    ingress.wait_vip_holder(lab, MASTER, within=20)  # preempt: the higher priority takes it back
+
+
+@pytest.mark.parametrize(
+    "controller",
+    [
+        pytest.param("nginx", id="nginx"),
+        pytest.param("haproxy", marks=pytest.mark.topology("ingress-haproxy"), id="haproxy"),
+    ],
+)
+def test_killing_the_masters_proxy_gives_the_vip_away(
+    vrrp_lab: Lab, measure: Callable[..., float], controller: str
+):
+    lab = vrrp_lab
+    assert lab.topology.ingress.controller == controller  # type: ignore[union-attr]
+    fail_over(lab, lambda: ingress.stop_proxy(lab, MASTER), measure, f"{controller}_kill")
+    assert ingress.keepalived_running(lab, MASTER), "the node is alive, only its proxy died"
+    ingress.start_proxy(lab, MASTER)
+    ingress.wait_vip_holder(lab, MASTER, within=20)
+
+
+def test_stopping_the_master_node_moves_the_vip(
+    vrrp_lab: Lab, faults: Faults, measure: Callable[..., float]
+):
+    lab = vrrp_lab
+    fail_over(lab, lambda: faults.stop_node(MASTER) and None, measure, "node_stop")
+    faults.start_node(MASTER)  # node script and every layer's apply again
+    ingress.wait_vip_holder(lab, MASTER, within=20)
+    assert lab.node("client").http(lab.topology.vrrp.vip, 80, host="web.example").ok  # type: ignore[union-attr]
+
+
+def test_nopreempt_leaves_the_vip_with_the_backup(vrrp_lab: Lab):
+    lab = vrrp_lab
+    ingress.set_vrrp(lab, preempt=False)
+    ingress.stop_keepalived(lab, MASTER)
+    ingress.wait_vip_holder(lab, BACKUP)
+    backups_before = backup_entries(lab, MASTER)
+    ingress.start_keepalived(lab, MASTER)
+
+    def old_master_is_backup() -> None:
+        assert backup_entries(lab, MASTER) > backups_before, "not BACKUP yet"
+
+    expect.eventually(old_master_is_backup, within=15, what=f"{MASTER} back as BACKUP")
+    # A preempting node would now take over within an advert interval or two.
+    vrrp = lab.topology.vrrp
+    assert vrrp is not None
+    holds_for(
+        3 * ingress.master_down_interval(vrrp, vrrp.priorities[MASTER]),
+        lambda: assert_holders(lab, [BACKUP]),
+    )
+
+
+def backup_entries(lab: Lab, node: str) -> int:
+    """How often keepalived on `node` has entered BACKUP state (its log)."""
+    out = lab.node(node).exec(f"grep -c 'Entering BACKUP STATE' {keepalived.LOG_FILE}", check=False)
+    return int(out.stdout.strip() or 0)
+
+
+def assert_holders(lab: Lab, nodes: list[str]) -> None:
+    assert ingress.vip_holders(lab) == nodes
+
+
+def holds_for(seconds: float, check: Callable[[], None], every: float = 0.5) -> None:
+    """`check` passes on every try during `seconds` (the first failure is raised)."""
+    Retrying(
+        stop=stop_after_delay(seconds),
+        wait=wait_fixed(every),
+        retry=retry_if_result(lambda _: True),
+        retry_error_callback=lambda _: None,
+    )(check)

@@ -1,0 +1,106 @@
+"""`labkit bench paths` without labs: parsing, medians, ratios, goals, the chart."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from labkit.bench import paths
+from labkit.bench.paths import Figures
+
+SOCKPERF = """\
+sockperf: Summary: Round trip is 23.098 usec
+sockperf: Total 67061 observations; each percentile contains 670.61 observations
+sockperf: ---> <MAX> observation = 3581.856
+sockperf: ---> percentile 99.999 = 3341.529
+sockperf: ---> percentile 99.000 =   64.355
+sockperf: ---> percentile 90.000 =   45.657
+sockperf: ---> percentile 50.000 =   18.257
+sockperf: ---> <MIN> observation =   17.646
+"""
+
+
+def test_parse_sockperf_percentiles():
+    found = paths.parse_sockperf(SOCKPERF)
+    assert found["50.000"] == 18.257 and found["99.000"] == 64.355
+
+
+def test_sockperf_without_percentiles_is_an_error():
+    with pytest.raises(paths.LabkitError, match="no percentiles"):
+        paths.parse_sockperf("sockperf: ERROR: connection refused")
+
+
+def figures(scale: float) -> Figures:
+    return Figures(10 * scale, 12 * scale, 1 * scale, 5.0, 20 / scale, 80 / scale)
+
+
+def test_median_and_ratios():
+    middle = paths.median([figures(1), figures(3), figures(2)])
+    assert middle == figures(2)
+    ratio = paths.ratios(figures(0.5), figures(1))
+    assert ratio["tcp1_gbit_s"] == pytest.approx(0.5)
+    assert ratio["rtt_p50_us"] == pytest.approx(2.0)  # latency: above 1 is worse
+    assert "udp_loss_pct" not in ratio
+
+
+def fake_run() -> dict:
+    measured = {
+        "vxlan": {"pod_mtu": 1450, "up_s": 4.0, "samples": {
+            "baseline": [figures(1)], "same-node": [figures(1.2)], "cross-node": [figures(0.8)]}},
+        "host-gw": {"pod_mtu": 1500, "up_s": 4.0, "samples": {
+            "baseline": [figures(1.1)], "same-node": [figures(1.2)], "cross-node": [figures(0.85)]}},
+        "udp": {"pod_mtu": 1472, "up_s": 4.0, "samples": {
+            "baseline": [figures(0.9)], "same-node": [figures(1.2)], "cross-node": [figures(0.05)]}},
+        "bgp": {"skipped": "backend bgp needs l2-underlay, but ..."},
+    }  # fmt: skip
+    results = {
+        "settings": {"repeats": 1, "seconds": 2.0, "paths": paths.PATHS},
+        "host": {"kernel": "6.x", "cpus": 2},
+        **paths.summarize(measured),
+        "wall_s": 12.0,
+    }
+    results["goals"] = [
+        {"goal": g, "met": m, "figure": f} for g, m, f in paths.goal_notes(results)
+    ]
+    return results
+
+
+def test_the_baseline_is_pooled_over_the_labs_and_ratios_use_it():
+    results = fake_run()
+    assert results["baseline"]["figures"]["tcp1_gbit_s"] == pytest.approx(10.0)
+    assert len(results["baseline"]["samples"]) == 3
+    assert results["backends"]["vxlan"]["ratios"]["cross-node"]["tcp1_gbit_s"] == pytest.approx(0.8)
+    assert results["backends"]["bgp"] == {"skipped": "backend bgp needs l2-underlay, but ..."}
+
+
+def test_goals():
+    goals = {g["goal"]: (g["met"], g["figure"]) for g in fake_run()["goals"]}
+    assert goals["vxlan cross-node TCP x1 >= 0.7x baseline"] == (True, "0.80x")
+    assert goals["host-gw cross-node TCP x1 >= 0.9x baseline"] == (False, "0.85x")
+    assert goals["udp cross-node TCP x1 well below vxlan (<= 0.5x)"] == (True, "0.06x vxlan")
+    assert not any(g.startswith("bgp") for g in goals)
+
+
+def test_table_and_chart(tmp_path):
+    results = fake_run()
+    out = io.StringIO()
+    paths.show(results, Console(file=out, width=80))
+    text = out.getvalue()
+    assert "vxlan MTU 1450" in text and "0.80x" in text and "skipped" in text
+    assert "MISSED" in text
+    pytest.importorskip("matplotlib")
+    from labkit.bench.paths_chart import draw
+
+    png = tmp_path / "paths.png"
+    draw(results, png)
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_busy_host_is_named_as_the_reason_for_missed_goals():
+    results = fake_run()
+    results["host"]["load_1min"] = [1.0, 1.5]
+    assert paths.busy_note(results) == ""
+    results["host"]["load_1min"] = [1.0, 9.5]
+    assert "load average up to 9.5 on 2 CPUs" in paths.busy_note(results)
