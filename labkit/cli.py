@@ -496,8 +496,9 @@ def bench_policy(
 @friendly
 def bench_entry(
     topology: Annotated[str, typer.Argument(help="A topology with ingress and vrrp")] = "ingress",
-    seconds: Annotated[float, typer.Option(min=1, help="Length of each wrk run")] = 5.0,
+    seconds: Annotated[float, typer.Option(min=1, help="Length of each wrk run")] = 3.0,
     connections: Annotated[int, typer.Option(min=1, help="wrk connections")] = 8,
+    rounds: Annotated[int, typer.Option(min=1, help="wrk runs per path; the median")] = 3,
     failover: Annotated[bool, typer.Option(help="Also measure VRRP failover")] = True,
     repeats: Annotated[int, typer.Option(min=1, help="Failovers per case; the median")] = 3,
     out: Annotated[Path, typer.Option(help="JSON results")] = Path("bench-results/entry.json"),
@@ -508,7 +509,7 @@ def bench_entry(
     from labkit.bench.entry import run
 
     run(
-        topology, seconds=seconds, connections=connections, failover=failover,
+        topology, seconds=seconds, connections=connections, rounds=rounds, failover=failover,
         repeats=repeats, out=out, png=png, console=console,
     )  # fmt: skip
 

@@ -119,21 +119,16 @@ def entry_paths(lab: Lab, service: str, host: str) -> list[EntryPath]:
     node_port = handle.node_port(port.name or port.port)
     vip = vrrp.vip
     return [
-        EntryPath("pod direct", f"http://{pod.ip}:{target}/", None, None, f"client -> {pod.node} -> pod"),
+        EntryPath("pod direct", f"http://{pod.ip}:{target}/", None, None, f"{pod.node} -> pod"),
         EntryPath(
             "Service VIP", f"http://{handle.vip}:{port.port}/", None, None,
-            "client -> VIP holder (DNAT) -> pod",
+            "VIP holder: DNAT -> pod",
         ),
-        EntryPath(
-            "NodePort", f"http://{vip}:{node_port}/", None, None,
-            "client -> VIP:nodePort (DNAT) -> pod",
-        ),
-        EntryPath(
-            "ingress -> pods", f"http://{vip}/", host, "endpoints", "client -> VIP: proxy -> pod"
-        ),
+        EntryPath("NodePort", f"http://{vip}:{node_port}/", None, None, "VIP: DNAT -> pod"),
+        EntryPath("ingress -> pods", f"http://{vip}/", host, "endpoints", "VIP: proxy -> pod"),
         EntryPath(
             "ingress -> Service VIP -> pods", f"http://{vip}/", host, "service",
-            "client -> VIP: proxy -> DNAT -> pod",
+            "VIP: proxy -> DNAT -> pod",
         ),
     ]  # fmt: skip
 
@@ -150,18 +145,50 @@ def route_client(lab: Lab, client: NodeHandle, service: str) -> None:
     )
 
 
+def answering_pods(client: NodeHandle, path: EntryPath, count: int = 40) -> dict[str, int]:
+    """Which pods answer `count` requests sent one after another (load balancing as seen)."""
+    header = f"-H {q(f'Host: {path.host}')} " if path.host else ""
+    out = client.exec(
+        f"for i in $(seq {count}); do curl -s -m 2 {header}{q(path.url)}; echo; done",
+        timeout=count * 2 + 10,
+    ).stdout
+    pods = re.findall(r'"pod": "([^"]+)"', out)
+    return {pod: pods.count(pod) for pod in sorted(set(pods))}
+
+
 def measure_paths(
     lab: Lab, client: NodeHandle, paths: list[EntryPath], seconds: float, connections: int,
-    console: Console,
+    rounds: int, console: Console,
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """wrk on every path, `rounds` times interleaved (the host's noise spreads over all
+    paths alike); the median of each figure."""
+    samples: dict[str, list[WrkResult]] = {path.name: [] for path in paths}
+    pods: dict[str, dict[str, int]] = {}
+    for round_number in range(1, rounds + 1):
+        console.print(
+            f"  round {round_number}/{rounds}: wrk {connections} connections x {seconds:g} s"
+        )
+        for path in paths:
+            if path.upstream is not None:
+                ingress.set_upstream(lab, path.upstream)
+            wrk(client, path.url, path.host, 1, connections)  # warm up: ARP, conntrack, pools
+            samples[path.name].append(wrk(client, path.url, path.host, seconds, connections))
+            if path.name not in pods:
+                pods[path.name] = answering_pods(client, path)
     results: dict[str, dict[str, Any]] = {}
     for path in paths:
-        if path.upstream is not None:
-            ingress.set_upstream(lab, path.upstream)
-        console.print(f"  wrk {connections} connections, {seconds:g} s: {path.name} ({path.url})")
-        wrk(client, path.url, path.host, 1, connections)  # warm up: ARP, conntrack, pools
-        found = wrk(client, path.url, path.host, seconds, connections)
-        results[path.name] = {"hops": path.hops, "url": path.url, **asdict(found)}
+        found = samples[path.name]
+        results[path.name] = {
+            "hops": path.hops,
+            "url": path.url,
+            **{
+                key: statistics.median(getattr(sample, key) for sample in found)
+                for key in ("p50_ms", "p99_ms", "requests_per_s")
+            },
+            "errors": sum(sample.errors for sample in found),
+            "answering_pods": pods[path.name],
+            "rounds": [asdict(sample) for sample in found],
+        }
     return results
 
 
@@ -253,6 +280,7 @@ def run(
     *,
     seconds: float,
     connections: int,
+    rounds: int,
     failover: bool,
     repeats: int,
     out: Path,
@@ -276,13 +304,14 @@ def run(
         route_client(lab, client, service)
         console.print("latency and throughput per entry path:")
         paths = measure_paths(
-            lab, client, entry_paths(lab, service, host or ""), seconds, connections, console
-        )
+            lab, client, entry_paths(lab, service, host or ""), seconds, connections, rounds,
+            console,
+        )  # fmt: skip
         results: dict[str, Any] = {
             "topology": topology.name,
             "controller": topology.ingress.controller,
             "client": client_name,
-            "wrk": {"seconds": seconds, "connections": connections, "threads": 1},
+            "wrk": {"seconds": seconds, "connections": connections, "threads": 1, "rounds": rounds},
             "paths": paths,
         }
         if failover:
@@ -302,39 +331,54 @@ def run(
 
 
 def show(results: dict[str, Any], console: Console) -> None:
+    if not console.is_terminal:  # a log file: do not squeeze the tables into 80 columns
+        console = Console(width=130, file=console.file)
+    wrk_settings = results["wrk"]
     table = Table(
-        title=f"labkit bench entry ({results['controller']}, wrk "
-        f"{results['wrk']['connections']} connections x {results['wrk']['seconds']:g} s)"
+        title=f"labkit bench entry: {results['controller']}, from the external client; wrk "
+        f"{wrk_settings['connections']} connections x {wrk_settings['seconds']:g} s, median of "
+        f"{wrk_settings.get('rounds', 1)}",
+        caption="; ".join(f"{name}: {found['hops']}" for name, found in results["paths"].items()),
     )
-    for column in ("path", "hops", "p50 ms", "p99 ms", "req/s", "errors"):
-        table.add_column(column, justify="left" if column in ("path", "hops") else "right")
+    for column in ("path", "p50 ms", "p99 ms", "req/s", "errors", "pods answering 40 requests"):
+        table.add_column(
+            column, justify="left" if column[0] == "p" and "ms" not in column else "right"
+        )
     for name, found in results["paths"].items():
+        pods = " ".join(f"{pod}:{n}" for pod, n in found.get("answering_pods", {}).items())
         table.add_row(
-            name, found["hops"], f"{found['p50_ms']:.2f}", f"{found['p99_ms']:.2f}",
-            f"{found['requests_per_s']:.0f}", str(found["errors"]),
+            name, f"{found['p50_ms']:.2f}", f"{found['p99_ms']:.2f}",
+            f"{found['requests_per_s']:.0f}", str(found["errors"]), pods,
         )  # fmt: skip
     console.print(table)
     if "failover" not in results:
         return
     failover = Table(
-        title=f"failover through the floating VIP: median of {results['failover_repeats']} "
-        "(continuous client, one request at a time, 0.2 s timeout)"
+        title=f"failover through the floating VIP, seconds; median of "
+        f"{results['failover_repeats']} (continuous client, 0.2 s timeout)"
     )
     for column in (
-        "scenario", "advert_int", "master down interval s", "VIP moved s", "outage s",
-        "outage min-max s", "failed", "requests",
-    ):  # fmt: skip
-        failover.add_column(column, justify="left" if column == "scenario" else "right")
+        "case",
+        "advert",
+        "down intvl",
+        "VIP moved",
+        "outage",
+        "range",
+        "failed",
+        "sent",
+    ):
+        failover.add_column(column, justify="left" if column == "case" else "right")
     for found in results["failover"].values():
         low, high = found["outage_range_s"]
         failover.add_row(
-            found["scenario"].replace("_", " "), f"{found['advert_interval_s']:g} s",
+            found["scenario"].replace("_", " "), f"{found['advert_interval_s']:g}",
             f"{found['master_down_interval_s']:.2f}", f"{found['vip_moved_s']:.2f}",
             f"{found['outage_s']:.2f}", f"{low:.2f}-{high:.2f}",
             f"{found['failed_requests']:g}", f"{found['requests']:g}",
         )  # fmt: skip
     console.print(failover)
     console.print(
-        "outage: the client's longest time without an answer; failed: requests without an "
-        "answer (a refused connection fails at once, so a dead proxy on a live node counts many)"
+        "down intvl: RFC 5798 master down interval of the backup; outage: the client's longest "
+        "time without an answer; failed: requests without an answer (a refused connection fails "
+        "at once, so a dead proxy on a live node counts many)"
     )

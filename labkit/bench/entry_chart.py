@@ -52,7 +52,8 @@ def chart(results: dict[str, Any], png: Path) -> None:
     wrk = results["wrk"]
     figure.suptitle(
         f"labkit bench entry: {results['controller']} ingress behind a VRRP VIP, from an external "
-        f"client (wrk {wrk['connections']} connections x {wrk['seconds']:g} s)",
+        f"client (wrk {wrk['connections']} connections x {wrk['seconds']:g} s, median of "
+        f"{wrk.get('rounds', 1)})",
         fontsize=11,
     )
     figure.tight_layout(rect=(0, 0, 1, 0.94))

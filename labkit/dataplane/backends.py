@@ -87,24 +87,20 @@ def _host_gw_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]
 def udp_peers(topology: Topology, addresses: Addresses, node: str) -> list[udp.UdpPeer]:
     """The tunnels of `node`: one per other cluster node."""
     members = topology.member_nodes()
-    return [
-        udp.UdpPeer(
-            udp.device_name(index),
-            addresses.pod_subnets[peer],
-            dial(topology, addresses, node, peer)[1],
-        )
-        for index, peer in enumerate(members)
-        if peer != node
-    ]
+    peers = []
+    for index, peer in enumerate(members):
+        if peer != node:
+            local, remote = dial(topology, addresses, node, peer)
+            peers.append(
+                udp.UdpPeer(udp.device_name(index), addresses.pod_subnets[peer], remote, local)
+            )
+    return peers
 
 
 def _udp_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
     return {
         node: udp.udp_script(
-            addresses.node_ip(node),
-            addresses.pod_subnets[node],
-            udp_peers(topology, addresses, node),
-            UNDERLAY_MTU,
+            addresses.pod_subnets[node], udp_peers(topology, addresses, node), UNDERLAY_MTU
         )
         for node in topology.member_nodes()
     }

@@ -20,6 +20,12 @@ from labkit.dataplane.script import q, script
 PORT = 8285
 OVERHEAD = 28  # outer IPv4 20 + UDP 8; the inner IP packet travels as is
 DEVICE_PREFIX = "lkudp-"
+# 4 MiB socket buffers (SO_RCVBUFFORCE/SO_SNDBUFFORCE: above net.core.*mem_max,
+# nodes have CAP_NET_ADMIN). With the default 208 KiB, a descheduled socat
+# overflows its receive buffer and TCP collapses on the drops; the bench
+# should measure the cost of userspace encapsulation, not that.
+SOCKET_BUFFER = 4 * 1024 * 1024
+BUFFERS = f"setsockopt-int=1:33:{SOCKET_BUFFER},setsockopt-int=1:32:{SOCKET_BUFFER}"
 STATE_DIR = "/var/lib/labkit/udp"
 LOG_DIR = "/var/log/labkit"
 
@@ -31,6 +37,7 @@ class UdpPeer:
     device: str
     subnet: IPv4Network  # the peer's pod subnet, routed into `device`
     address: IPv4Address  # the peer's underlay address
+    local: IPv4Address  # this node's address towards the peer (the socket binds it)
 
 
 def device_name(index: int) -> str:
@@ -38,14 +45,14 @@ def device_name(index: int) -> str:
     return f"{DEVICE_PREFIX}{index}"
 
 
-def tunnel_command(local_ip: IPv4Address, peer: UdpPeer) -> str:
+def tunnel_command(peer: UdpPeer) -> str:
     """The socat process of one tunnel, detached; its pid kept for `stop`.
 
     Every tunnel's socket binds local port 8285 (reuseaddr); each is connected
     to its peer, so the kernel hands each datagram to the socket of its sender.
     """
     tun = f"TUN,tun-type=tun,tun-name={peer.device},iff-no-pi,iff-up"
-    udp = f"UDP:{peer.address}:{PORT},bind={local_ip},sourceport={PORT},reuseaddr"
+    udp = f"UDP:{peer.address}:{PORT},bind={peer.local},sourceport={PORT},reuseaddr,{BUFFERS}"
     pidfile = f"{STATE_DIR}/{peer.device}.pid"
     inner = f"echo $$ > {pidfile}; exec socat -d {tun} {udp}"
     return f"setsid -f sh -c {q(inner)} > {LOG_DIR}/{peer.device}.log 2>&1 < /dev/null"
@@ -56,12 +63,7 @@ def stop_command(device: str) -> str:
     return f"[ -f {pidfile} ] && kill $(cat {pidfile}) 2>/dev/null; rm -f {pidfile}"
 
 
-def udp_script(
-    local_ip: IPv4Address,
-    own_subnet: IPv4Network,
-    peers: list[UdpPeer],
-    underlay_mtu: int = 1500,
-) -> str:
+def udp_script(own_subnet: IPv4Network, peers: list[UdpPeer], underlay_mtu: int = 1500) -> str:
     """Per peer: a TUN device with the route to its pod subnet, and a socat on it."""
     lines = [f"mkdir -p {STATE_DIR} {LOG_DIR}"]
     for peer in peers:
@@ -76,7 +78,7 @@ def udp_script(
             f"ip addr add {own_subnet.network_address}/32 dev {device}",
             f"ip link set {device} up",
             f"ip route replace {q(peer.subnet)} dev {device}",
-            tunnel_command(local_ip, peer),
+            tunnel_command(peer),
         ]
     return script(lines)
 

@@ -1,3 +1,4 @@
+# ruff: noqa: I001  (import order is the order the layers are applied)
 """The layers above the pod network. Importing this package registers them in
 `labkit.lab.LAYERS`, in the order they are applied."""
 

@@ -9,7 +9,10 @@ message is raised (`IngressConfigError`) and kept for `labkit status`.
 
 What tests and benchmarks use: `vip_holders`, `wait_vip_holder`,
 `set_upstream`, `set_vrrp`, `deploy`, `start_keepalived`, `stop_keepalived`,
-`start_proxy`, `stop_proxy`, `node_restarted`.
+`start_proxy`, `stop_proxy`.
+
+`apply` is also safe on a running lab (a reload or a start per node): the
+faults API runs it again after a node comes back.
 
 State in `lab.layer_state["ingress"]`: the hash of the configuration each
 edge node serves, and the last refused render's error per node.
@@ -147,7 +150,7 @@ def deploy_all(lab: Lab, *, force: bool = False) -> list[str]:
     """Render once and deploy on every running edge node whose configuration differs.
 
     A stopped node is left out; it gets the current render when it comes back
-    (`IngressLayer.node_restarted`). Returns the nodes deployed to.
+    (`apply` runs again then). Returns the nodes deployed to.
     """
     text = render(lab)
     deployed = _state(lab).get("deployed", {})
@@ -359,14 +362,6 @@ class IngressLayer:
     def sync(self, lab: Lab, changed_pods: Sequence[str]) -> None:
         if lab.topology.ingress is not None and changed_pods:
             deploy_all(lab)
-
-    def node_restarted(self, lab: Lab, node: str) -> None:
-        """After a node container restart (its processes are gone): the current
-        configurations, then the proxy and keepalived, started."""
-        if lab.topology.ingress is not None and node in lab.topology.ingress.nodes:
-            deploy(lab, node, render(lab))
-        if lab.topology.vrrp is not None and node in lab.topology.vrrp.priorities:
-            _install_keepalived(lab, node)
 
     def describe(self, lab: Lab) -> dict[str, Any]:
         document: dict[str, Any] = {}

@@ -162,6 +162,20 @@ def test_endpoint_on_the_callers_bridge(lab, mode):
 
 
 @both
+def test_without_bridge_netfilter_the_same_bridge_endpoint_breaks(lab, mode):
+    """The reason for bridge-nf-call-iptables: the endpoint's reply is bridged
+    straight to the client, never un-DNATed, and the client drops it."""
+    node, client = lab.node("node-1"), lab.pod("client")
+    knob = "net.bridge.bridge-nf-call-iptables"
+    node.exec(f"sysctl -qw {knob}=0")
+    try:
+        assert not client.tcp(lab.service("solo").vip, 80, timeout=1).ok
+    finally:
+        node.exec(f"sysctl -qw {knob}=1")
+    assert client.tcp(lab.service("solo").vip, 80).ok
+
+
+@both
 def test_service_without_endpoints_refuses_at_once(lab, mode):
     empty = lab.service("empty")
     assert empty.endpoints() == []

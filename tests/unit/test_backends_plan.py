@@ -99,20 +99,46 @@ def test_udp_gives_each_peer_a_tun_device_and_a_socat():
     assert "ip addr add 10.244.0.0/32 dev lkudp-1" in node1
     socat = next(line for line in node1.splitlines() if "socat" in line and "setsid" in line)
     assert "TUN,tun-type=tun,tun-name=lkudp-1,iff-no-pi,iff-up" in socat
-    assert "UDP:172.31.0.3:8285,bind=172.31.0.2,sourceport=8285,reuseaddr" in socat
+    assert "UDP:172.31.0.3:8285,bind=172.31.0.2,sourceport=8285,reuseaddr," in socat
+    # Socket buffers beyond the default, forced (SOL_SOCKET 1, SO_RCVBUFFORCE 33, SO_SNDBUFFORCE 32).
+    assert "setsockopt-int=1:33:4194304,setsockopt-int=1:32:4194304" in socat
     # Detached, so the exec that starts it returns.
     assert socat.endswith("> /var/log/labkit/lkudp-1.log 2>&1 < /dev/null")
 
 
 def test_udp_tunnel_command_keeps_the_pid():
-    peer = udp.UdpPeer("lkudp-3", IPv4Network("10.244.3.0/24"), IPv4Address("172.31.0.5"))
-    command = udp.tunnel_command(IPv4Address("172.31.0.2"), peer)
+    peer = udp.UdpPeer(
+        "lkudp-3", IPv4Network("10.244.3.0/24"), IPv4Address("172.31.0.5"), IPv4Address("172.31.0.2")
+    )
+    command = udp.tunnel_command(peer)
     assert command.startswith("setsid -f sh -c ")
     assert "echo $$ > /var/lib/labkit/udp/lkudp-3.pid; exec socat -d" in command
     assert udp.attached_script(["lkudp-3"]) == (
         "[ \"$(cat /sys/class/net/lkudp-3/carrier 2>/dev/null)\" = 1 ] "
         "&& echo 'lkudp-3 up' || echo 'lkudp-3 down'"
     )
+
+
+MULTI_HOMED = """\
+name: t
+networks:
+  a: {subnet: 172.31.1.0/24}
+  b: {subnet: 172.31.2.0/24}
+nodes:
+  node-1: {networks: [a, b]}
+  node-2: {networks: [b]}
+cluster:
+  backend: BACKEND
+"""
+
+
+def test_a_multi_homed_node_talks_on_the_network_it_shares_with_the_peer():
+    _, host_gw = plan(MULTI_HOMED, "host-gw")
+    assert "ip route replace 10.244.1.0/24 via 172.31.2.3" in host_gw["node-1"]
+    assert "ip route replace 10.244.0.0/24 via 172.31.2.2" in host_gw["node-2"]
+    _, tunnels = plan(MULTI_HOMED, "udp")
+    assert "UDP:172.31.2.3:8285,bind=172.31.2.2," in tunnels["node-1"]
+    assert "UDP:172.31.2.2:8285,bind=172.31.2.3," in tunnels["node-2"]
 
 
 # -- bgp -------------------------------------------------------------------------------------
