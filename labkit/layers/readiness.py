@@ -50,9 +50,11 @@ def parse_readiness(output: str, expected: dict[str, set[str]]) -> set[str]:
 
 def probe_ready(lab: Lab, nodes: Iterable[str] | None = None) -> set[str]:
     """The pods whose containers are all alive, probed with one exec per node."""
+    from labkit.faults import stopped_nodes
     from labkit.lab import parallel
 
     wanted = set(nodes) if nodes is not None else set(lab.addresses.pod_subnets)
+    wanted -= stopped_nodes(lab)  # a stopped node's pods are not ready
 
     def on_node(node: str) -> set[str]:
         pods = lab.pods_on(node)

@@ -213,7 +213,11 @@ def _resolv_lines(lab: Lab, pods: Iterable[str]) -> list[str]:
 
 
 def _members(lab: Lab) -> list[str]:
-    return list(lab.addresses.pod_subnets)
+    """Cluster nodes that are running: a stopped node gets everything when it returns."""
+    from labkit.faults import stopped_nodes
+
+    down = stopped_nodes(lab)
+    return [node for node in lab.addresses.pod_subnets if node not in down]
 
 
 def _record(

@@ -15,6 +15,20 @@ from labkit.topology.validate import check_references
 Marks = dict[tuple[str | int, ...], str]
 
 TOPOLOGY_DIRS = ("topologies",)
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def merged_keys(node: yaml.MappingNode) -> set[Any]:
+    """Keys a mapping got from its merge keys (overriding those is not a duplicate)."""
+    keys: set[Any] = set()
+    for key_node, value_node in node.value:
+        if key_node.tag != MERGE_TAG:
+            continue
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for source in sources:
+            if isinstance(source, yaml.MappingNode):
+                keys |= {k.value for k, _ in source.value}
+    return keys
 
 
 def resolve_topology_path(ref: str | Path, search_from: Path | None = None) -> Path:
@@ -91,9 +105,19 @@ def _compose(text: str, source: str) -> tuple[Any, Marks]:
         marks[path] = f"{source}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
+            # `<<: *anchor` merge keys: the merged entries come first, so that
+            # the mapping's own keys override them (YAML 1.1 semantics).
             for key_node, value_node in node.value:
+                if key_node.tag == MERGE_TAG:
+                    merged = build(value_node, path)
+                    for item in merged if isinstance(merged, list) else [merged]:
+                        if isinstance(item, dict):
+                            result.update(item)
+            for key_node, value_node in node.value:
+                if key_node.tag == MERGE_TAG:
+                    continue
                 key = constructor.construct_object(key_node)
-                if key in result:
+                if key in result and key not in merged_keys(node):
                     where = f"{source}:{key_node.start_mark.line + 1}:{key_node.start_mark.column + 1}"
                     problems.append(Problem((*path, key), "duplicate name", where))
                 result[key] = build(value_node, (*path, key))

@@ -138,3 +138,19 @@ def test_pod_ips_are_sticky_and_pinned_ones_win():
     ips = allocate_pod_ips(topology, subnets, existing={"a": IPv4Address("10.244.0.9")})
     assert ips["c"] == IPv4Address("10.244.0.2")
     assert ips["a"] == IPv4Address("10.244.0.9")
+
+
+def test_yaml_anchors_and_merge_keys():
+    text = """\
+name: t
+nodes:
+  node-1: {}
+  node-2: {}
+pods:
+  web-1: &web {node: node-1, labels: {app: web}, run: [echo-server]}
+  web-2: {<<: *web, node: node-2}
+"""
+    topology = parse_topology(text)
+    assert topology.pods["web-2"].node == "node-2"
+    assert topology.pods["web-2"].labels == {"app": "web"}
+    assert topology.pods["web-1"].node == "node-1"
