@@ -1,4 +1,7 @@
-"""The command line: `labkit up|down|status|exec|shell|check|images|doctor|schema|bench|pod`."""
+"""labkit: emulate a container platform's network model inside Docker.
+
+Bring a lab up from a topology file, poke it, break it, measure it.
+"""
 
 from __future__ import annotations
 

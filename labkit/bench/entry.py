@@ -21,8 +21,6 @@ advertisement interval decides).
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import statistics
 import time
@@ -32,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
+from labkit.bench.report import figures_table, lab_name, write_json
 from labkit.dataplane.script import q
 from labkit.errors import LabkitError
 from labkit.handles import NodeHandle
@@ -271,10 +269,6 @@ def measure_failover(
 # -- the run ---------------------------------------------------------------------------------
 
 
-def bench_lab_name(topology_name: str) -> str:
-    return os.environ.get("LABKIT_NAME_PREFIX", "") + f"bench-{topology_name}"
-
-
 def run(
     topology_ref: str,
     *,
@@ -298,7 +292,7 @@ def run(
     if client_name is None:
         raise LabkitError(f"topology {topology.name} has no node with role external (the client)")
     console.print(f"bringing up {topology.name} for the benchmark...")
-    lab = Lab.up(topology, name=bench_lab_name(topology.name))
+    lab = Lab.up(topology, name=lab_name(topology.name))
     try:
         client = lab.node(client_name)
         route_client(lab, client, service)
@@ -321,8 +315,7 @@ def run(
     finally:
         lab.down()
     show(results, console)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    write_json(out, results, newline=False)
     from labkit.bench.entry_chart import chart
 
     chart(results, png)
@@ -334,16 +327,14 @@ def show(results: dict[str, Any], console: Console) -> None:
     if not console.is_terminal:  # a log file: do not squeeze the tables into 80 columns
         console = Console(width=130, file=console.file)
     wrk_settings = results["wrk"]
-    table = Table(
-        title=f"labkit bench entry: {results['controller']}, from the external client; wrk "
+    table = figures_table(
+        f"labkit bench entry: {results['controller']}, from the external client; wrk "
         f"{wrk_settings['connections']} connections x {wrk_settings['seconds']:g} s, median of "
         f"{wrk_settings.get('rounds', 1)}",
+        ("path", "p50 ms", "p99 ms", "req/s", "errors", "pods answering 40 requests"),
+        left=("path", "pods answering 40 requests"),
         caption="; ".join(f"{name}: {found['hops']}" for name, found in results["paths"].items()),
     )
-    for column in ("path", "p50 ms", "p99 ms", "req/s", "errors", "pods answering 40 requests"):
-        table.add_column(
-            column, justify="left" if column[0] == "p" and "ms" not in column else "right"
-        )
     for name, found in results["paths"].items():
         pods = " ".join(f"{pod}:{n}" for pod, n in found.get("answering_pods", {}).items())
         table.add_row(
@@ -353,21 +344,12 @@ def show(results: dict[str, Any], console: Console) -> None:
     console.print(table)
     if "failover" not in results:
         return
-    failover = Table(
-        title=f"failover through the floating VIP, seconds; median of "
-        f"{results['failover_repeats']} (continuous client, 0.2 s timeout)"
+    failover = figures_table(
+        f"failover through the floating VIP, seconds; median of "
+        f"{results['failover_repeats']} (continuous client, 0.2 s timeout)",
+        ("case", "advert", "down intvl", "VIP moved", "outage", "range", "failed", "sent"),
+        left=("case",),
     )
-    for column in (
-        "case",
-        "advert",
-        "down intvl",
-        "VIP moved",
-        "outage",
-        "range",
-        "failed",
-        "sent",
-    ):
-        failover.add_column(column, justify="left" if column == "case" else "right")
     for found in results["failover"].values():
         low, high = found["outage_range_s"]
         failover.add_row(

@@ -6,15 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from labkit.bench import charts
+
 INTERVAL_COLORS = ("#4c78a8", "#f58518", "#54a24b")
 
 
 def chart(results: dict[str, Any], png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = charts.pyplot()
     failover = results.get("failover")
     columns = 3 if failover else 2
     figure, axes = plt.subplots(1, columns, figsize=(6 * columns, 5.5))
@@ -46,9 +44,7 @@ def chart(results: dict[str, Any], png: Path) -> None:
     if failover:
         _failover_panel(axes[2], failover)
     for axis in axes:
-        axis.grid(axis="y", alpha=0.3)
-        axis.set_axisbelow(True)
-        axis.margins(y=0.15)
+        charts.bar_panel_style(axis, y_margin=0.15)
     wrk = results["wrk"]
     figure.suptitle(
         f"labkit bench entry: {results['controller']} ingress behind a VRRP VIP, from an external "
@@ -57,9 +53,7 @@ def chart(results: dict[str, Any], png: Path) -> None:
         fontsize=11,
     )
     figure.tight_layout(rect=(0, 0, 1, 0.94))
-    png.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(png, dpi=110)
-    plt.close(figure)
+    charts.save(figure, png)
 
 
 def _failover_panel(axis: Any, failover: dict[str, dict[str, Any]]) -> None:

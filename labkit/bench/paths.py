@@ -23,7 +23,6 @@ baseline for host-gw and bgp, >= 0.7 for vxlan, and udp well below vxlan.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
@@ -34,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from labkit import expect, probes
+from labkit.bench.report import figures_table, lab_name, write_json
 from labkit.dataplane import backends
 from labkit.errors import FeatureMissing, LabkitError
 from labkit.handles import Endpoint
@@ -155,10 +154,6 @@ def backend_topology(backend: str) -> Topology:
     return load_topology(f"backend-{backend}", search_from=Path(__file__).resolve().parent)
 
 
-def bench_name(topology: Topology) -> str:
-    return os.environ.get("LABKIT_NAME_PREFIX", "") + f"bench-{topology.name}"
-
-
 def bench_backend(
     backend: str,
     runtime: DockerRuntime,
@@ -175,7 +170,7 @@ def bench_backend(
     except FeatureMissing as exc:
         console.print(f"[yellow]{backend}: skipped[/yellow]: {exc}")
         return {"skipped": str(exc)}
-    name = bench_name(topology)
+    name = lab_name(topology.name)
     runtime.remove_lab(name)  # a leftover of an interrupted run
     started = time.perf_counter()
     lab = Lab.up(topology, runtime=runtime, name=name)
@@ -317,8 +312,7 @@ def run(
     results["wall_s"] = time.perf_counter() - started
     results["note"] = busy_note(results) if not all(g["met"] for g in results["goals"]) else ""
     show(results, console)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    write_json(out, results, newline=False)
     console.print(f"written: {out}")
     if png is not None:
         from labkit.bench.paths_chart import draw
@@ -336,15 +330,15 @@ def _cell(figures: dict[str, float], ratio: dict[str, float] | None, name: str) 
 
 def show(results: dict[str, Any], console: Console) -> None:
     settings = results["settings"]
-    table = Table(
-        title=f"labkit bench paths: median of {settings['repeats']} x {settings['seconds']:g} s "
+    table = figures_table(
+        f"labkit bench paths: median of {settings['repeats']} x {settings['seconds']:g} s "
         "(Nx: ratio to the baseline)",
+        ("backend", "path", "TCP x1\nGbit/s", "TCP x4\nGbit/s", "UDP Gbit/s\n(loss)",
+         "RTT p50\nµs", "RTT p99\nµs"),
+        left=("backend", "path"),
+        no_wrap=True,
         title_justify="left",
-    )
-    for column in ("backend", "path", "TCP x1\nGbit/s", "TCP x4\nGbit/s", "UDP Gbit/s\n(loss)",
-                   "RTT p50\nµs", "RTT p99\nµs"):  # fmt: skip
-        justify = "left" if column in ("backend", "path") else "right"
-        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    )  # fmt: skip
 
     def add(backend: str, path: str, figures: dict[str, float], ratio: dict[str, float] | None,
             last: bool = False) -> None:  # fmt: skip

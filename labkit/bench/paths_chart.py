@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from labkit.bench import charts
+
 COLORS = {"same-node": "#4c78a8", "cross-node": "#f58518"}
 LABELS = {"same-node": "pod to pod, same node", "cross-node": "pod to pod, across nodes"}
 PANELS = (
@@ -18,13 +20,9 @@ GOAL_METRICS = ("tcp1_gbit_s", "tcp4_gbit_s")
 
 
 def draw(results: dict[str, Any], png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from labkit.bench.paths import GOALS
 
+    plt = charts.pyplot()
     ran = {b: r for b, r in results["backends"].items() if "paths" in r}
     names = list(ran)
     baseline = results["baseline"]["figures"]
@@ -59,9 +57,7 @@ def draw(results: dict[str, Any], png: Path) -> None:
         axis.set_title(title, fontsize=11)
         axis.set_xticks(range(len(names)))
         axis.set_xticklabels([f"{b}\npod MTU {ran[b]['pod_mtu']}" for b in names])
-        axis.grid(axis="y", alpha=0.3)
-        axis.set_axisbelow(True)
-        axis.margins(y=0.12)
+        charts.bar_panel_style(axis, y_margin=0.12)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="upper center", ncol=3, frameon=False, fontsize=10,
                   bbox_to_anchor=(0.5, 0.935))  # fmt: skip
@@ -74,6 +70,4 @@ def draw(results: dict[str, Any], png: Path) -> None:
         fontsize=11,
     )
     figure.tight_layout(rect=(0, 0, 1, 0.925))
-    png.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(png, dpi=110)
-    plt.close(figure)
+    charts.save(figure, png)

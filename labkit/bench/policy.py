@@ -20,9 +20,6 @@ noisy); each round is kept in the JSON.
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import statistics
 import time
 from ipaddress import IPv4Address
@@ -34,12 +31,12 @@ from rich.table import Table
 
 from labkit import probes
 from labkit.bench.paths import rtt_percentiles
+from labkit.bench.report import document, figures_table, fresh_lab, lab_name, write_json
 from labkit.dataplane.script import q
 from labkit.errors import LabkitError
 from labkit.handles import Endpoint
 from labkit.lab import Lab
 from labkit.layers.policy import rule_counts
-from labkit.runtime.docker import DockerRuntime
 from labkit.topology import Topology, parse_topology
 
 TOPOLOGY = """\
@@ -144,11 +141,7 @@ def topology() -> Topology:
 def run(
     counts: list[int], *, seconds: int, repeats: int, out: Path, console: Console
 ) -> dict[str, Any]:
-    runtime = DockerRuntime()
-    name = os.environ.get("LABKIT_NAME_PREFIX", "") + "bench-policy"
-    runtime.remove_lab(name)  # a leftover of an interrupted run
-    console.print(f"bringing up {name}")
-    lab = Lab.up(topology(), runtime=runtime, name=name)
+    lab = fresh_lab(topology(), lab_name("policy"), console)
     rows = []
     try:
         for rules in counts:
@@ -156,32 +149,23 @@ def run(
             rows.append(measure(lab, rules, seconds, repeats))
     finally:
         lab.down()
-    document = {
-        "bench": "policy",
-        "host": platform.node(),
-        "kernel": platform.release(),
-        "seconds_per_run": seconds,
-        "repeats": repeats,
-        "connects_per_sample": CONNECTS,
-        "results": rows,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=2) + "\n")
+    results = document(
+        "policy", seconds_per_run=seconds, repeats=repeats, connects_per_sample=CONNECTS,
+        results=rows,
+    )  # fmt: skip
+    write_json(out, results)
     console.print(render(rows))
     console.print(f"results: {out}")
-    return document
+    return results
 
 
 def render(rows: list[dict[str, Any]]) -> Table:
-    table = Table(
-        title="network policy, client (node-1) -> server (node-2); times in µs unless said",
+    table = figures_table(
+        "network policy, client (node-1) -> server (node-2); times in µs unless said",
+        ("rules", "loaded", "apply s", "change s", "rtt p50", "rtt p99", "conn p50", "conn p99",
+         "Gbit/s"),
         title_justify="left",
-    )
-    for column in (
-        "rules", "loaded", "apply s", "change s", "rtt p50", "rtt p99",
-        "conn p50", "conn p99", "Gbit/s",
-    ):  # fmt: skip
-        table.add_column(column, justify="right")
+    )  # fmt: skip
     for row in rows:
         table.add_row(
             str(row["rules"]),

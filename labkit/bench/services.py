@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
 import statistics
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -33,12 +32,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from labkit.bench.report import document, figures_table, fresh_lab, lab_name, write_json
 from labkit.dataplane.kubeproxy import EndpointPlan, ProxyPlan, ServicePortPlan
 from labkit.dataplane.proxy_modes import Mode
 from labkit.dataplane.script import q
 from labkit.lab import Lab
 from labkit.layers.proxy_program import program, record_digests
-from labkit.runtime.docker import DockerRuntime
 from labkit.topology import Topology, parse_topology
 
 ENDPOINTS = 10
@@ -181,11 +180,7 @@ def run(
         from labkit.errors import UsageError
 
         raise UsageError(f"unknown mode(s) {', '.join(unknown)} (known: {', '.join(MODES)})")
-    runtime = DockerRuntime()
-    name = os.environ.get("LABKIT_NAME_PREFIX", "") + "bench-services"
-    runtime.remove_lab(name)  # a leftover of an interrupted run
-    console.print(f"bringing up {name}")
-    lab = Lab.up(topology(), runtime=runtime, name=name)
+    lab = fresh_lab(topology(), lab_name("services"), console)
     load_at_start = os.getloadavg()
     rows = []
     try:
@@ -201,20 +196,17 @@ def run(
         f"synthetic endpoints: every service has the same {ENDPOINTS} real echo-server pods "
         "(on node-1 with the client); 3 nodes programmed in parallel"
     )
-    document: dict[str, Any] = {
-        "bench": "services",
-        "host": platform.node(),
-        "kernel": platform.release(),
-        "cpus": os.cpu_count(),
-        "note": note,
-        "connections_per_latency_sample": connections,
+    results = document(
+        "services",
+        cpus=os.cpu_count(),
+        note=note,
+        connections_per_latency_sample=connections,
         # A shared host: other work running meanwhile shows here.
-        "load_average_1m": load,
-        "goals": GOALS,
-        "results": rows,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=2) + "\n")
+        load_average_1m=load,
+        goals=GOALS,
+        results=rows,
+    )
+    write_json(out, results)
     png = out.with_suffix(".png")
     draw(rows, png)
     console.print(render(rows))
@@ -224,18 +216,17 @@ def run(
         highlight=False,
     )
     console.print(f"results: {out}, plot: {png}")
-    return document
+    return results
 
 
 def render(rows: list[dict[str, Any]]) -> Table:
-    table = Table(
-        title="service proxy on 3 nodes: sync times (s); first-packet connect() from a pod to the "
+    table = figures_table(
+        "service proxy on 3 nodes: sync times (s); first-packet connect() from a pod to the "
         "last service (µs); ok/MISS against the goals",
+        ("mode", "svcs", "full", "change", "+check", "rules", "p50", "p99"),
+        left=("mode",),
         title_justify="left",
     )
-    columns = ("mode", "svcs", "full", "change", "+check", "rules", "p50", "p99")
-    for column in columns:
-        table.add_column(column, justify="left" if column == "mode" else "right")
     for row in rows:
         full = f"{row['full_sync_s']:.2f}"
         if row["services"] == 1000:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from labkit.bench import charts
+
 COLORS = {"iptables": "#e45756", "iptables-legacy": "#f58518", "nftables": "#4c78a8"}
 MARKERS = {"iptables": "o", "iptables-legacy": "s", "nftables": "^"}
 PANELS = (
@@ -18,14 +20,15 @@ PANELS = (
         True,
     ),
 )
+# A panel's second, fainter line per mode: (figure, line style).
+COMPANIONS = {
+    "first_packet_p50_us": ("first_packet_p99_us", "--"),
+    "change_s": ("change_checked_s", ":"),
+}
 
 
 def draw(rows: list[dict[str, Any]], png: Path, goals: dict[str, float]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = charts.pyplot()
     modes = [m for m in COLORS if any(r["mode"] == m for r in rows)]
     figure, axes = plt.subplots(2, 2, figsize=(12, 8.5))
     for axis, (metric, title, log) in zip(axes.flat, PANELS, strict=True):
@@ -39,12 +42,10 @@ def draw(rows: list[dict[str, Any]], png: Path, goals: dict[str, float]) -> None
                 color=COLORS[mode],
                 label=mode,
             )
-            if metric == "first_packet_p50_us":
-                p99 = [r["first_packet_p99_us"] for _, r in points]
-                axis.plot(xs, p99, linestyle="--", color=COLORS[mode], alpha=0.6)
-            if metric == "change_s":
-                checked = [r["change_checked_s"] for _, r in points]
-                axis.plot(xs, checked, linestyle=":", color=COLORS[mode], alpha=0.6)
+            if metric in COMPANIONS:
+                companion, style = COMPANIONS[metric]
+                values = [r[companion] for _, r in points]
+                axis.plot(xs, values, linestyle=style, color=COLORS[mode], alpha=0.6)
         if metric == "full_sync_s":
             axis.scatter([1000], [goals["full_sync_1000_s"]], marker="_", s=400, color="black",
                          label="goal at 1,000")  # fmt: skip
@@ -62,6 +63,4 @@ def draw(rows: list[dict[str, Any]], png: Path, goals: dict[str, float]) -> None
         axis.legend(fontsize=8)
     figure.suptitle("labkit bench services: kube-proxy's iptables vs nftables modes")
     figure.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(png, dpi=110)
-    plt.close(figure)
+    charts.save(figure, png)

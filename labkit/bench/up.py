@@ -7,7 +7,6 @@ iperf3 across nodes over VXLAN >= 0.7 of node-to-node over the underlay.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from pathlib import Path
@@ -16,12 +15,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from labkit.bench.report import lab_name, write_json
 from labkit.lab import Lab, parallel
 from labkit.runtime.docker import LAB_LABEL, DockerRuntime
 from labkit.runtime.images import node_image
 from labkit.topology import Topology, load_topology, parse_topology
 
-BARE_LAB = "bench-bare"
+BARE_LAB = lab_name("bare")
 
 
 def big_topology(nodes: int = 20, pods_per_node: int = 5) -> Topology:
@@ -39,7 +39,7 @@ def time_up_down(topology: Topology, runtime: DockerRuntime, repeats: int) -> di
     ups, downs, phases = [], [], []
     for _ in range(repeats):
         started = time.perf_counter()
-        lab = Lab.up(topology.model_copy(deep=True), runtime=runtime, name=f"bench-{topology.name}")
+        lab = Lab.up(topology.model_copy(deep=True), runtime=runtime, name=lab_name(topology.name))
         ups.append(time.perf_counter() - started)
         phases.append(dict(lab.timings))
         started = time.perf_counter()
@@ -75,7 +75,7 @@ def time_bare(count: int, runtime: DockerRuntime, repeats: int) -> float:
 
 
 def throughput_ratio(topology: Topology, runtime: DockerRuntime, seconds: int) -> dict[str, float]:
-    lab = Lab.up(topology.model_copy(deep=True), runtime=runtime, name=f"bench-{topology.name}")
+    lab = Lab.up(topology.model_copy(deep=True), runtime=runtime, name=lab_name(topology.name))
     try:
         members = topology.member_nodes()
         nodes = [lab.node(members[0]), lab.node(members[1])]
@@ -104,8 +104,7 @@ def run(topology_ref: str, *, big: bool, out: Path, console: Console, repeats: i
     console.print("iperf3: pod to pod over the backend vs node to node over the underlay...")
     results["throughput"] = throughput_ratio(topology, runtime, seconds=3)
     show(results, console)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    write_json(out, results, newline=False)
     console.print(f"written: {out}")
     return results
 

@@ -11,7 +11,14 @@ their requests.
 
 from __future__ import annotations
 
-from labkit.dataplane.ingress_routes import DEFAULT_404_BODY, Controller, Route, RoutingTable
+from labkit.dataplane.ingress_routes import (
+    DEFAULT_404_BODY,
+    Controller,
+    Route,
+    RoutingTable,
+    config_text,
+    master_running,
+)
 
 CONFIG_PATH = "/etc/labkit/ingress/haproxy.cfg"
 PID_FILE = "/run/labkit/haproxy.pid"
@@ -93,10 +100,7 @@ def _backends(table: RoutingTable) -> list[str]:
 
 
 def render(table: RoutingTable) -> str:
-    lines = [HEADER.format(stats=STATS_SOCKET).rstrip("\n")]
-    lines += _frontend(table)
-    lines += _backends(table)
-    return "\n".join(lines) + "\n"
+    return config_text(HEADER.format(stats=STATS_SOCKET), _frontend(table), _backends(table))
 
 
 CONTROLLER = Controller(
@@ -106,5 +110,5 @@ CONTROLLER = Controller(
     check=lambda path: f"haproxy -c -f {path}",
     start=f"mkdir -p /run/labkit && haproxy -W -D -p {PID_FILE} -f {CONFIG_PATH}",
     reload=f"kill -USR2 $(cat {PID_FILE})",
-    running=f'test -s {PID_FILE} && grep -qx haproxy "/proc/$(cat {PID_FILE})/comm"',
+    running=master_running(PID_FILE, "haproxy"),
 )

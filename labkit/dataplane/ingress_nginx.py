@@ -9,7 +9,14 @@ and the longest prefix next, which is the Ingress precedence.
 
 from __future__ import annotations
 
-from labkit.dataplane.ingress_routes import DEFAULT_404_BODY, Controller, Route, RoutingTable
+from labkit.dataplane.ingress_routes import (
+    DEFAULT_404_BODY,
+    Controller,
+    Route,
+    RoutingTable,
+    config_text,
+    master_running,
+)
 
 CONFIG_PATH = "/etc/labkit/ingress/nginx.conf"
 PID_FILE = "/run/labkit/nginx.pid"
@@ -92,13 +99,13 @@ def _upstreams(table: RoutingTable) -> list[str]:
 
 
 def render(table: RoutingTable) -> str:
-    lines = [HEADER.format(pid=PID_FILE, error_log=ERROR_LOG).rstrip("\n")]
-    lines += _upstreams(table)
-    lines += _server(table, None)
-    for host in table.hosts():
-        lines += _server(table, host)
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    return config_text(
+        HEADER.format(pid=PID_FILE, error_log=ERROR_LOG),
+        _upstreams(table),
+        _server(table, None),
+        *(_server(table, host) for host in table.hosts()),
+        ["}"],  # closes `http {` of the header
+    )
 
 
 CONTROLLER = Controller(
@@ -109,5 +116,5 @@ CONTROLLER = Controller(
     start=f"mkdir -p /run/labkit /var/log/labkit && nginx -c {CONFIG_PATH}",
     # SIGHUP: the master re-reads the file, starts new workers, old ones drain.
     reload=f"nginx -c {CONFIG_PATH} -s reload",
-    running=f'test -s {PID_FILE} && grep -qx nginx "/proc/$(cat {PID_FILE})/comm"',
+    running=master_running(PID_FILE, "nginx"),
 )

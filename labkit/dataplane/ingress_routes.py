@@ -16,7 +16,7 @@ implements it:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -148,3 +148,16 @@ class Controller:
     start: str
     reload: str  # graceful: in-flight requests finish on the old workers
     running: str  # exit 0 while the proxy's master process lives
+
+
+def config_text(header: str, *sections: Iterable[str]) -> str:
+    """A proxy's configuration file: its fixed header, then the rendered sections' lines."""
+    lines = [header.rstrip("\n")]
+    for section in sections:
+        lines += section
+    return "\n".join(lines) + "\n"
+
+
+def master_running(pid_file: str, process: str) -> str:
+    """Exit 0 while the pid file names a live `process` (not a reused pid)."""
+    return f'test -s {pid_file} && grep -qx {process} "/proc/$(cat {pid_file})/comm"'

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from labkit.topology.model import Topology
 from labkit.topology.services_alloc import ServiceEndpoint, port_key
+
+# The packet mark that asks for masquerading on the way out (kube-proxy's, both modes).
+MASQ_MARK = "0x4000"
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,22 @@ def changed_services(old: ProxyPlan, new: ProxyPlan) -> set[tuple[str, str]]:
     """Keys of the service ports added, removed or different between two plans."""
     before, after = old.by_name(), new.by_name()
     return {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
+
+
+def owned_chains(
+    service: ServicePortPlan,
+    own: Callable[[ServicePortPlan], str],
+    external: Callable[[ServicePortPlan], str],
+    endpoint: Callable[[ServicePortPlan, EndpointPlan], str],
+) -> list[str]:
+    """The chains a service port owns, named by the mode: its own, the external one
+    with a node port, one per endpoint; none without endpoints (it is rejected instead)."""
+    if not service.endpoints:
+        return []
+    chains = [own(service)]
+    if service.node_port is not None:
+        chains.append(external(service))
+    return chains + [endpoint(service, e) for e in service.endpoints]
 
 
 # -- from the topology ------------------------------------------------------------

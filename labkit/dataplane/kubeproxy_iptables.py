@@ -26,14 +26,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from labkit.dataplane.kubeproxy import (
+    MASQ_MARK,
     EndpointPlan,
     ProxyPlan,
     ServicePortPlan,
     changed_services,
+    owned_chains,
     proto_hash,
 )
-
-MASQ_MARK = "0x4000"
 
 # (table, built-in chain, rule spec): the jumps into labkit's chains, as kube-proxy installs them.
 HOOKS: tuple[tuple[str, str, str], ...] = (
@@ -80,12 +80,7 @@ def _match(service: ServicePortPlan) -> str:
 
 def service_chains(service: ServicePortPlan) -> list[str]:
     """The nat chains a service port owns (none without endpoints)."""
-    if not service.endpoints:
-        return []
-    chains = [svc_chain(service)]
-    if service.node_port is not None:
-        chains.append(ext_chain(service))
-    return chains + [sep_chain(service, endpoint) for endpoint in service.endpoints]
+    return owned_chains(service, svc_chain, ext_chain, sep_chain)
 
 
 def wanted_chains(plan: ProxyPlan) -> set[str]:
@@ -231,19 +226,22 @@ def nat_section(
     return lines
 
 
+def _payload(plan: ProxyPlan, services: Iterable[ServicePortPlan], stale: Iterable[str]) -> str:
+    return "\n".join([*filter_section(plan), *nat_section(plan, services, stale)]) + "\n"
+
+
 def render_full(plan: ProxyPlan, existing_chains: Iterable[str] = ()) -> str:
     """Every chain labkit owns, rewritten; `existing_chains` found on the node and unwanted go."""
     stale = set(existing_chains) - wanted_chains(plan)
     stale = {c for c in stale if c.startswith(SERVICE_CHAIN_PREFIXES)}
-    return "\n".join([*filter_section(plan), *nat_section(plan, plan.services, stale)]) + "\n"
+    return _payload(plan, plan.services, stale)
 
 
 def render_partial(old: ProxyPlan, new: ProxyPlan) -> str:
     """kube-proxy's partial sync: top-level chains plus the chains of changed service ports."""
     touched = changed_services(old, new)
     services = [s for s in new.services if (s.name, s.proto) in touched]
-    stale = wanted_chains(old) - wanted_chains(new)
-    return "\n".join([*filter_section(new), *nat_section(new, services, stale)]) + "\n"
+    return _payload(new, services, wanted_chains(old) - wanted_chains(new))
 
 
 def rule_count(payload: str) -> int:

@@ -19,16 +19,17 @@ from collections.abc import Callable
 from typing import Any
 
 from labkit.dataplane.kubeproxy import (
+    MASQ_MARK,
     EndpointPlan,
     ProxyPlan,
     ServicePortPlan,
     changed_services,
+    owned_chains,
     proto_hash,
 )
 
 TABLE = "labkit-proxy"
 FAMILY = "ip"
-MASQ_MARK = "0x4000"
 SERVICE_IPS = "service-ips"  # ipv4_addr . inet_proto . inet_service : verdict
 SERVICE_NODEPORTS = "service-nodeports"  # inet_proto . inet_service : verdict
 NO_ENDPOINT_SERVICES = "no-endpoint-services"
@@ -75,18 +76,18 @@ def _name(text: str) -> str:
 
 
 def service_chains(service: ServicePortPlan) -> list[str]:
-    if not service.endpoints:
-        return []
-    chains = [service_chain(service)]
-    if service.node_port is not None:
-        chains.append(external_chain(service))
-    return chains + [endpoint_chain(service, e) for e in service.endpoints]
+    return owned_chains(service, service_chain, external_chain, endpoint_chain)
 
 
 def service_sets(service: ServicePortPlan) -> list[str]:
     if service.affinity_seconds is None:
         return []
     return [affinity_set(service, e) for e in service.endpoints]
+
+
+def _affinity_set_body(service: ServicePortPlan) -> str:
+    """Client addresses, each forgotten after the affinity timeout."""
+    return f"{{ type ipv4_addr; flags dynamic,timeout; timeout {service.affinity_seconds}s; }}"
 
 
 def chain_rules(service: ServicePortPlan, cluster_cidr: str) -> dict[str, list[str]]:
@@ -122,26 +123,18 @@ def chain_rules(service: ServicePortPlan, cluster_cidr: str) -> dict[str, list[s
 
 def elements(service: ServicePortPlan) -> list[tuple[str, str]]:
     """(map, element) pairs of a service port: where its packets are sent."""
-    key = f"{service.vip} . {service.proto} . {service.port}"
+    if service.endpoints:
+        ips, nodeports = SERVICE_IPS, SERVICE_NODEPORTS
+        to_vip, to_node_port = service_chain(service), external_chain(service)
+    else:
+        ips, nodeports = NO_ENDPOINT_SERVICES, NO_ENDPOINT_NODEPORTS
+        to_vip = to_node_port = "reject-chain"
     comment = f'comment "{service.name}"'
-    if not service.endpoints:
-        result = [(NO_ENDPOINT_SERVICES, f"{key} {comment} : goto reject-chain")]
-        if service.node_port is not None:
-            result.append(
-                (
-                    NO_ENDPOINT_NODEPORTS,
-                    f"{service.proto} . {service.node_port} {comment} : goto reject-chain",
-                )
-            )
-        return result
-    result = [(SERVICE_IPS, f"{key} {comment} : goto {_name(service_chain(service))}")]
+    vip_key = f"{service.vip} . {service.proto} . {service.port}"
+    result = [(ips, f"{vip_key} {comment} : goto {_name(to_vip)}")]
     if service.node_port is not None:
-        result.append(
-            (
-                SERVICE_NODEPORTS,
-                f"{service.proto} . {service.node_port} {comment} : goto {_name(external_chain(service))}",
-            )
-        )
+        node_port_key = f"{service.proto} . {service.node_port}"
+        result.append((nodeports, f"{node_port_key} {comment} : goto {_name(to_node_port)}"))
     return result
 
 
@@ -195,11 +188,8 @@ def render_full(plan: ProxyPlan) -> str:
     cidr = str(plan.cluster_cidr)
     lines = [f"add table {table}", f"delete table {table}", f"table {table} {{", *_base_table()]
     for service in plan.services:
-        for name in service_sets(service):
-            lines.append(
-                f"\tset {_name(name)} {{ type ipv4_addr; flags dynamic,timeout; "
-                f"timeout {service.affinity_seconds}s; }}"
-            )
+        body = _affinity_set_body(service)
+        lines += [f"\tset {_name(name)} {body}" for name in service_sets(service)]
     for service in plan.services:
         if not service.endpoints:
             continue
@@ -237,12 +227,11 @@ def render_partial(old: ProxyPlan, new: ProxyPlan) -> str:
         service = after.get(key)
         if service is None:
             continue
-        for name in service_sets(service):
-            if name not in old_sets:
-                lines.append(
-                    f"add set {table} {_name(name)} {{ type ipv4_addr; flags dynamic,timeout; "
-                    f"timeout {service.affinity_seconds}s; }}"
-                )
+        lines += [
+            f"add set {table} {_name(name)} {_affinity_set_body(service)}"
+            for name in service_sets(service)
+            if name not in old_sets
+        ]
         rules = chain_rules(service, cidr) if service.endpoints else {}
         for chain in rules:
             lines += [f"add chain {table} {_name(chain)}", f"flush chain {table} {_name(chain)}"]

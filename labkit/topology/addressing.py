@@ -11,7 +11,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from labkit.errors import LabkitError
 from labkit.topology.model import Topology
-from labkit.topology.validate import networks_of
+from labkit.topology.networks import networks_of
 
 # Where underlay subnets are picked from when the topology does not pin one.
 UNDERLAY_POOL = IPv4Network("172.20.0.0/14")

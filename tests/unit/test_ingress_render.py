@@ -35,6 +35,11 @@ RULES = {
 }
 
 
+def ingress(*rules: dict[str, object], **options: object) -> dict[str, object]:
+    """An ingress section with `rules` on edge node `e` (only the topology checks read nodes)."""
+    return {"nodes": ["e"], "rules": list(rules), **options}
+
+
 def server(ip: str, port: int = 8080) -> UpstreamServer:
     return UpstreamServer(IPv4Address(ip), port)
 
@@ -65,13 +70,10 @@ def test_routes_are_in_match_order_hosts_first():
 
 
 def test_one_upstream_per_service_port_however_the_rule_names_it():
-    rules = {
-        "nodes": ["e"],
-        "rules": [
-            {"host": "a.example", "path": "/", "service": "web", "port": "http"},
-            {"host": "b.example", "path": "/", "service": "web", "port": 80},
-        ],
-    }
+    rules = ingress(
+        {"host": "a.example", "path": "/", "service": "web", "port": "http"},
+        {"host": "b.example", "path": "/", "service": "web", "port": 80},
+    )
     built = table(rules, web=[server("10.244.2.3"), server("10.244.2.2"), server("10.244.2.2")])
     assert [u.name for u in built.upstreams] == ["web-http"]
     assert [str(s) for s in built.upstreams[0].servers] == ["10.244.2.2:8080", "10.244.2.3:8080"]
@@ -129,12 +131,11 @@ def test_nginx_servers_per_host_prefix_as_exact_plus_slash_and_503_without_endpo
 
 
 def test_nginx_default_backend_and_port():
-    rules = {
-        "nodes": ["e"],
-        "port": 8000,
-        "rules": [{"host": "a.example", "path": "/x", "service": "api", "port": 80}],
-        "default_backend": {"service": "web", "port": "http"},
-    }
+    rules = ingress(
+        {"host": "a.example", "path": "/x", "service": "api", "port": 80},
+        port=8000,
+        default_backend={"service": "web", "port": "http"},
+    )
     text = ingress_nginx.render(
         table(rules, web=[server("10.244.2.2")], api=[server("10.244.3.2")])
     )
@@ -191,11 +192,9 @@ def test_haproxy_acls_in_match_order_known_host_falls_to_default():
 
 
 def test_haproxy_default_backend_replaces_the_404():
-    rules = {
-        "nodes": ["e"],
-        "rules": [{"path": "/", "service": "api", "port": 80}],
-        "default_backend": {"service": "web", "port": 80},
-    }
+    rules = ingress(
+        {"path": "/", "service": "api", "port": 80}, default_backend={"service": "web", "port": 80}
+    )
     text = ingress_haproxy.render(table(rules))
     assert "    use_backend api-80\n    default_backend web-http\n" in text
 

@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
+
+from kubeproxy_cases import CHANGED, EMPTY, KUBE_EP1, KUBE_SVC1, PLAN, WEB
 
 from labkit.dataplane import kubeproxy_iptables as ipt
-from labkit.dataplane.kubeproxy import EndpointPlan, ProxyPlan, ServicePortPlan
+from labkit.dataplane.kubeproxy import EndpointPlan
 
-WEB = ServicePortPlan(
-    "default", "web", "http", "TCP", IPv4Address("10.96.0.1"), 80, node_port=30080,
-    endpoints=(
-        EndpointPlan(IPv4Address("10.244.0.2"), 8080, "web-1"),
-        EndpointPlan(IPv4Address("10.244.1.2"), 8080, "web-2"),
-    ),
-)  # fmt: skip
-DNS = ServicePortPlan(
-    "default", "dns", "", "UDP", IPv4Address("10.96.0.2"), 53, affinity_seconds=60,
-    endpoints=(EndpointPlan(IPv4Address("10.244.0.3"), 5353, "dns-1"),),
-)  # fmt: skip
-EMPTY = ServicePortPlan("default", "empty", "", "TCP", IPv4Address("10.96.0.3"), 80)
-PLAN = ProxyPlan(IPv4Network("10.244.0.0/16"), (WEB, DNS, EMPTY))
-# web loses its endpoint on 10.244.1.2
-CHANGED = dataclasses.replace(
-    PLAN, services=(dataclasses.replace(WEB, endpoints=WEB.endpoints[:1]), DNS, EMPTY)
-)
-# kube-proxy's own test service: its chain names must come out the same.
-KUBE_SVC1 = ServicePortPlan("ns1", "svc1", "p80", "TCP", IPv4Address("172.30.0.41"), 80)
-KUBE_EP1 = EndpointPlan(IPv4Address("10.180.0.1"), 80)
-
-FULL = """\
+# The parts both payloads below share (PLAN's full one, PLAN -> CHANGED's partial one).
+FILTER_TABLE = """\
 *filter
 :KUBE-SERVICES - [0:0]
 :KUBE-EXTERNAL-SERVICES - [0:0]
@@ -39,6 +21,8 @@ FULL = """\
 -A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT
 -A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 COMMIT
+"""
+NAT_TOP_AND_WEB_CHAINS = """\
 *nat
 :KUBE-SERVICES - [0:0]
 :KUBE-NODEPORTS - [0:0]
@@ -48,9 +32,8 @@ COMMIT
 :KUBE-EXT-CDGGSHYLG3RE2FKL - [0:0]
 :KUBE-SEP-QA4PSDNF5R2OJOPA - [0:0]
 :KUBE-SEP-UIQK3OSOSTRHRPBX - [0:0]
-:KUBE-SVC-CR2V5ZP3AXU5XYAF - [0:0]
-:KUBE-SEP-DQ6NHHCTWXWUGO7E - [0:0]
-:KUBE-SVC-OLDOLDOLDOLDOLD - [0:0]
+"""
+NAT_TOP_RULES = """\
 -A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
 -A KUBE-POSTROUTING -j MARK --xor-mark 0x4000
 -A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully
@@ -59,9 +42,24 @@ COMMIT
 -A KUBE-NODEPORTS -p tcp -m comment --comment default/web:http -m tcp --dport 30080 -j KUBE-EXT-CDGGSHYLG3RE2FKL
 -A KUBE-SERVICES -d 10.96.0.2/32 -p udp -m comment --comment "default/dns cluster IP" -m udp --dport 53 -j KUBE-SVC-CR2V5ZP3AXU5XYAF
 -A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
+"""
+WEB_MASQ_RULES = """\
 -A KUBE-SVC-CDGGSHYLG3RE2FKL ! -s 10.244.0.0/16 -d 10.96.0.1/32 -p tcp -m comment --comment "default/web:http cluster IP" -m tcp --dport 80 -j KUBE-MARK-MASQ
 -A KUBE-EXT-CDGGSHYLG3RE2FKL -m comment --comment "masquerade traffic for default/web:http external destinations" -j KUBE-MARK-MASQ
 -A KUBE-EXT-CDGGSHYLG3RE2FKL -j KUBE-SVC-CDGGSHYLG3RE2FKL
+"""
+
+FULL = (
+    FILTER_TABLE
+    + NAT_TOP_AND_WEB_CHAINS
+    + """\
+:KUBE-SVC-CR2V5ZP3AXU5XYAF - [0:0]
+:KUBE-SEP-DQ6NHHCTWXWUGO7E - [0:0]
+:KUBE-SVC-OLDOLDOLDOLDOLD - [0:0]
+"""
+    + NAT_TOP_RULES
+    + WEB_MASQ_RULES
+    + """\
 -A KUBE-SVC-CDGGSHYLG3RE2FKL -m comment --comment "default/web:http -> 10.244.0.2:8080" -m statistic --mode random --probability 0.5000000000 -j KUBE-SEP-QA4PSDNF5R2OJOPA
 -A KUBE-SVC-CDGGSHYLG3RE2FKL -m comment --comment "default/web:http -> 10.244.1.2:8080" -j KUBE-SEP-UIQK3OSOSTRHRPBX
 -A KUBE-SEP-QA4PSDNF5R2OJOPA -s 10.244.0.2/32 -m comment --comment default/web:http -j KUBE-MARK-MASQ
@@ -76,43 +74,21 @@ COMMIT
 -X KUBE-SVC-OLDOLDOLDOLDOLD
 COMMIT
 """
+)
 
-PARTIAL = """\
-*filter
-:KUBE-SERVICES - [0:0]
-:KUBE-EXTERNAL-SERVICES - [0:0]
-:KUBE-FORWARD - [0:0]
--A KUBE-SERVICES -d 10.96.0.3/32 -p tcp -m comment --comment "default/empty has no endpoints" -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable
--A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP
--A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT
--A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
-COMMIT
-*nat
-:KUBE-SERVICES - [0:0]
-:KUBE-NODEPORTS - [0:0]
-:KUBE-POSTROUTING - [0:0]
-:KUBE-MARK-MASQ - [0:0]
-:KUBE-SVC-CDGGSHYLG3RE2FKL - [0:0]
-:KUBE-EXT-CDGGSHYLG3RE2FKL - [0:0]
-:KUBE-SEP-QA4PSDNF5R2OJOPA - [0:0]
-:KUBE-SEP-UIQK3OSOSTRHRPBX - [0:0]
--A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
--A KUBE-POSTROUTING -j MARK --xor-mark 0x4000
--A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully
--A KUBE-MARK-MASQ -j MARK --or-mark 0x4000
--A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m comment --comment "default/web:http cluster IP" -m tcp --dport 80 -j KUBE-SVC-CDGGSHYLG3RE2FKL
--A KUBE-NODEPORTS -p tcp -m comment --comment default/web:http -m tcp --dport 30080 -j KUBE-EXT-CDGGSHYLG3RE2FKL
--A KUBE-SERVICES -d 10.96.0.2/32 -p udp -m comment --comment "default/dns cluster IP" -m udp --dport 53 -j KUBE-SVC-CR2V5ZP3AXU5XYAF
--A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
--A KUBE-SVC-CDGGSHYLG3RE2FKL ! -s 10.244.0.0/16 -d 10.96.0.1/32 -p tcp -m comment --comment "default/web:http cluster IP" -m tcp --dport 80 -j KUBE-MARK-MASQ
--A KUBE-EXT-CDGGSHYLG3RE2FKL -m comment --comment "masquerade traffic for default/web:http external destinations" -j KUBE-MARK-MASQ
--A KUBE-EXT-CDGGSHYLG3RE2FKL -j KUBE-SVC-CDGGSHYLG3RE2FKL
+PARTIAL = (
+    FILTER_TABLE
+    + NAT_TOP_AND_WEB_CHAINS
+    + NAT_TOP_RULES
+    + WEB_MASQ_RULES
+    + """\
 -A KUBE-SVC-CDGGSHYLG3RE2FKL -m comment --comment "default/web:http -> 10.244.0.2:8080" -j KUBE-SEP-QA4PSDNF5R2OJOPA
 -A KUBE-SEP-QA4PSDNF5R2OJOPA -s 10.244.0.2/32 -m comment --comment default/web:http -j KUBE-MARK-MASQ
 -A KUBE-SEP-QA4PSDNF5R2OJOPA -p tcp -m comment --comment default/web:http -m tcp -j DNAT --to-destination 10.244.0.2:8080
 -X KUBE-SEP-UIQK3OSOSTRHRPBX
 COMMIT
 """
+)
 
 
 def test_full_payload_is_kube_proxys_layout():

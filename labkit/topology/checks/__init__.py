@@ -1,0 +1,40 @@
+"""Checks that relate one part of a topology to another, one module per part.
+
+Each check yields `Problem`s with the path of the offending value, so the
+loader can point at its line. Nothing here touches Docker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from labkit.errors import Problem
+from labkit.topology.checks.backends import check_backend
+from labkit.topology.checks.ingress import check_ingress, check_vrrp
+from labkit.topology.checks.pods import check_pods
+from labkit.topology.checks.policy import check_floating_ips, check_policies
+from labkit.topology.checks.services import check_services
+from labkit.topology.checks.underlay import check_cidrs, check_networks
+from labkit.topology.model import Topology
+
+Check = Callable[[Topology], Iterable[Problem]]
+
+# The order problems are reported in.
+CHECKS: list[Check] = [
+    check_networks,
+    check_cidrs,
+    check_pods,
+    check_backend,
+    check_ingress,
+    check_vrrp,
+    check_policies,
+    check_floating_ips,
+    check_services,
+]
+
+
+def check_references(topology: Topology) -> list[Problem]:
+    problems: list[Problem] = []
+    for check in CHECKS:
+        problems.extend(check(topology))
+    return problems

@@ -1,0 +1,79 @@
+"""Service checks: VIPs, ports and node ports, target port names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from ipaddress import IPv4Address
+
+from labkit.errors import Problem
+from labkit.topology.model import Service, Topology
+from labkit.topology.services_alloc import NODE_PORT_RANGE, dns_vip, selects
+
+
+def check_services(topology: Topology) -> Iterator[Problem]:
+    """VIPs inside the service CIDR and unique, node ports in range and unique, target ports
+    that exist. A selector that matches nothing is allowed (the service refuses connections)."""
+    cidr = topology.cluster.service_cidr
+    vips: dict[IPv4Address, str] = {dns_vip(topology.cluster): "the cluster DNS"}
+    node_ports: dict[int, str] = {}
+    for name, service in topology.services.items():
+        if service.vip is not None:
+            path = ("services", name, "vip")
+            if service.vip not in cidr:
+                yield Problem(path, f"{service.vip} is outside the service CIDR {cidr}")
+            elif service.vip in vips:
+                yield Problem(path, f"{service.vip} is taken by {vips[service.vip]}")
+            vips[service.vip] = f"service {name!r}"
+        yield from _check_service_ports(name, service)
+        yield from _check_target_port_names(topology, name, service)
+        own: set[int] = set()
+        for index, port in enumerate(service.ports):
+            if port.node_port is None or port.node_port in own:
+                continue
+            own.add(port.node_port)
+            if port.node_port in node_ports:
+                yield Problem(
+                    ("services", name, "ports", index, "node_port"),
+                    f"node port {port.node_port} is taken by {node_ports[port.node_port]}",
+                )
+            node_ports[port.node_port] = f"service {name!r}"
+
+
+def _check_service_ports(name: str, service: Service) -> Iterator[Problem]:
+    base: tuple[str | int, ...] = ("services", name, "ports")
+    seen_names: set[str] = set()
+    seen_ports: set[tuple[int, str]] = set()
+    for index, port in enumerate(service.ports):
+        if len(service.ports) > 1 and not port.name:
+            yield Problem((*base, index), "a service with several ports must name each of them")
+        if port.name and port.name in seen_names:
+            yield Problem((*base, index, "name"), f"port name {port.name!r} is used twice")
+        if (port.port, port.protocol) in seen_ports:
+            yield Problem(
+                (*base, index, "port"), f"port {port.port}/{port.protocol} is listed twice"
+            )
+        seen_names.add(port.name or "")
+        seen_ports.add((port.port, port.protocol))
+        if port.node_port is not None:
+            if service.type != "NodePort":
+                yield Problem((*base, index, "node_port"), "a node port needs `type: NodePort`")
+            elif port.node_port not in NODE_PORT_RANGE:
+                yield Problem(
+                    (*base, index, "node_port"),
+                    f"node port {port.node_port} is out of range 30000-32767",
+                )
+
+
+def _check_target_port_names(topology: Topology, name: str, service: Service) -> Iterator[Problem]:
+    picked = [pod for pod in topology.pods.values() if selects(service, pod)]
+    candidates = picked or list(topology.pods.values())
+    for index, port in enumerate(service.ports):
+        if not isinstance(port.target_port, str):
+            continue
+        declared = {p.name for pod in candidates for p in pod.ports if p.protocol == port.protocol}
+        if port.target_port not in declared:
+            whose = "the pods its selector picks" if picked else "any pod"
+            yield Problem(
+                ("services", name, "ports", index, "target_port"),
+                f"no {port.protocol} port named {port.target_port!r} is declared by {whose}",
+            )
