@@ -102,11 +102,24 @@ def up(
         lab.save()
     console.print(f"[green]lab {lab.name} is up[/green] in {lab.timings['up']:.1f} s")
     _print_lab(lab)
-    console.print(
-        f"\nnext: [bold]labkit exec {next(iter(lab.topology.pods), 'node-1')} -- ping -c1 <ip>[/bold], "
-        f"[bold]labkit check {lab.name}[/bold], [bold]labkit shell <node|pod>[/bold], "
-        f"[bold]labkit down {lab.name}[/bold]"
-    )
+    console.print("\nnext:")
+    for line in next_steps(lab):
+        console.print(f"  [bold]{line}[/bold]", highlight=False)
+
+
+def next_steps(lab: Any) -> list[str]:
+    """Commands worth typing next, with this lab's own names and addresses."""
+    steps = []
+    pods = lab.pods()
+    if pods:
+        client = next((p for p in pods if not p.spec.run), pods[0])
+        server = next((p for p in pods if p.spec.run and p.node.name != client.node.name), None)
+        if server is not None:
+            steps.append(f"labkit exec {client.name} -- curl -s {server.ip}:8080/   # {server.name} on {server.node.name}")
+        for name in list(lab.topology.services)[:1]:
+            steps.append(f"labkit exec {client.name} -- curl -s {name}:{lab.topology.services[name].ports[0].port}/")
+    steps += [f"labkit check {lab.name}", f"labkit shell {lab.node(next(iter(lab.topology.nodes))).name}", f"labkit down {lab.name}"]
+    return steps
 
 
 @app.command()

@@ -6,7 +6,8 @@ A sync on a node is one script, so one exec:
     the digest recorded after labkit's last write. A difference (rules
     deleted or changed by hand) prints DRIFT and the chains found, and stops:
     the caller then writes everything (a full sync) instead.
- 2. write: one transaction (`iptables-restore --noflush` or `nft -f`).
+ 2. write: one transaction (`iptables-restore --noflush` or `nft -f`); in
+    ipvs mode a script: VIPs on kube-ipvs0, `ipvsadm -R`, `iptables-restore`.
  3. the jumps from the built-in chains (iptables), conntrack deletions.
  4. the new digest, for the next check.
 """
@@ -17,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from labkit.dataplane import kubeproxy_iptables as ipt
+from labkit.dataplane import kubeproxy_ipvs as ipvs
 from labkit.dataplane import kubeproxy_nft as nft
 from labkit.dataplane.kubeproxy import ProxyPlan
 from labkit.dataplane.script import q
@@ -39,7 +41,7 @@ _WITHOUT_AFFINITY_ELEMENTS = (
 class Mode:
     """A proxy mode's tools on the node."""
 
-    name: str  # iptables | nftables
+    name: str  # iptables | nftables | ipvs
     backend: str = "nft"  # iptables only: which iptables (nft | legacy)
 
     @property
@@ -49,6 +51,8 @@ class Mode:
     # -- what the node runs ---------------------------------------------------
 
     def digest_command(self) -> str:
+        if self.name == "ipvs":
+            return ipvs.digest_command(self._ipt)
         if self.name == "nftables":
             # Everything but the affinity sets' elements, which come and go with traffic.
             return (
@@ -64,7 +68,7 @@ class Mode:
 
     def chains_command(self) -> str:
         """Print `LABKIT-CHAIN <name>` for each per-service chain found (iptables only)."""
-        if self.name == "nftables":
+        if self.name in ("nftables", "ipvs"):  # ipvs: fixed chain names, nothing goes stale
             return "true"
         return (
             f"{self._ipt}-save -t nat | sed -n 's/^:\\(KUBE-\\(SVC\\|EXT\\|SEP\\)-[^ ]*\\) .*/"
@@ -72,6 +76,8 @@ class Mode:
         )
 
     def apply_command(self, path: str) -> str:
+        if self.name == "ipvs":
+            return f"sh -e {path}"  # the payload is a script: addresses, ipvsadm, iptables
         if self.name == "nftables":
             return f"nft -f {path}"
         return f"{self._ipt}-restore --noflush < {path}"
@@ -81,26 +87,36 @@ class Mode:
         if self.name == "nftables":
             return []  # the table's own base chains hook in
         commands = []
-        for table, chain, spec in reversed(ipt.HOOKS):
+        for table, chain, spec in reversed(self._hooks):
             commands.append(
                 f"{self._ipt} -w -t {table} -C {chain} {spec} 2>/dev/null || "
                 f"{self._ipt} -w -t {table} -I {chain} 1 {spec}"
             )
         return commands
 
+    @property
+    def _hooks(self) -> tuple[tuple[str, str, str], ...]:
+        return ipvs.HOOKS if self.name == "ipvs" else ipt.HOOKS
+
     # -- payloads ----------------------------------------------------------------
 
     def render_full(self, plan: ProxyPlan, existing_chains: Iterable[str] = ()) -> str:
+        if self.name == "ipvs":
+            return ipvs.render_full(plan, self._ipt)
         if self.name == "nftables":
             return nft.render_full(plan)
         return ipt.render_full(plan, existing_chains)
 
     def render_partial(self, old: ProxyPlan, new: ProxyPlan) -> str:
+        if self.name == "ipvs":
+            return ipvs.render_partial(old, new, self._ipt)
         if self.name == "nftables":
             return nft.render_partial(old, new)
         return ipt.render_partial(old, new)
 
     def rule_count(self, plan: ProxyPlan) -> int:
+        if self.name == "ipvs":
+            return ipvs.rule_count(plan)
         if self.name == "nftables":
             return nft.rule_count(plan)
         return ipt.rule_count(ipt.render_full(plan))
@@ -111,8 +127,10 @@ class Mode:
             return f"nft delete table {nft.FAMILY} {nft.TABLE} 2>/dev/null || true\n"
         lines = [
             f"{self._ipt} -w -t {table} -D {chain} {spec} 2>/dev/null || true"
-            for table, chain, spec in ipt.HOOKS
+            for table, chain, spec in self._hooks
         ]
+        if self.name == "ipvs":
+            lines += ipvs.cleanup_lines()
         save = f"{self._ipt}-save"
         for table in ("nat", "filter"):
             chains = f"$({save} -t {table} | sed -n 's/^:\\(KUBE-[^ ]*\\) .*/\\1/p')"

@@ -29,7 +29,7 @@ from labkit.dataplane.kubeproxy import (
 )
 from labkit.dataplane.proxy_modes import Mode, mode_of
 from labkit.dataplane.script import script
-from labkit.errors import FeatureMissing, UsageError
+from labkit.errors import UsageError
 from labkit.lab import LAYERS, parallel
 from labkit.layers.proxy_program import SyncReport, program
 from labkit.layers.readiness import probe_ready
@@ -349,12 +349,18 @@ def _services_changed(lab: Lab, first: bool) -> None:
 
 def _features(lab: Lab) -> list[tuple[str, str]]:
     mode = lab.topology.cluster.proxy_mode
-    if mode == "ipvs":
-        return [("ipvs", "proxy mode ipvs")]
     needed = [
         ("conntrack", "the service proxy"),
         ("br_netfilter", "services with endpoints on the caller's bridge"),
     ]
+    if mode == "ipvs":
+        # First: on a host without IPVS that is the reason given.
+        return [
+            ("ipvs", "proxy mode ipvs"),
+            ("dummy", "proxy mode ipvs (the VIPs' device kube-ipvs0)"),
+            *needed,
+            ("iptables", "proxy mode ipvs (masquerade)"),
+        ]
     if mode == "nftables":
         return [("nftables", "proxy mode nftables"), *needed]
     needed += [
@@ -428,10 +434,6 @@ class ServicesLayer:
     def check(self, lab: Lab) -> None:
         for feature, what in _features(lab):
             features.require(feature, what)
-        if lab.topology.cluster.proxy_mode == "ipvs":
-            raise FeatureMissing(
-                "proxy mode ipvs is not implemented by labkit (the kernel has IPVS)"
-            )
 
     def apply(self, lab: Lab) -> None:
         _apply(lab)

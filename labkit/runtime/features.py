@@ -39,7 +39,9 @@ PROBES: dict[str, tuple[str, str]] = {
     "tbf": ("ip link add lkq0 type veth peer name lkq1 && tc qdisc add dev lkq0 root tbf rate 1mbit burst 32k latency 50ms", "rate limits"),
     "htb": ("ip link add lkq0 type veth peer name lkq1 && tc qdisc add dev lkq0 root handle 1: htb", "rate limits"),
     "netem": ("ip link add lkq0 type veth peer name lkq1 && tc qdisc add dev lkq0 root netem delay 1ms", "delay/jitter/loss faults"),
-    "ipvs": ("test -e /proc/net/ip_vs", "proxy mode ipvs"),
+    # ipvsadm first: asking the kernel for IPVS loads the module where there is one.
+    "ipvs": ("ipvsadm -L -n >/dev/null && test -e /proc/net/ip_vs", "proxy mode ipvs"),
+    "dummy": ("ip link add lkdum0 type dummy", "proxy mode ipvs (the kube-ipvs0 device)"),
     "ipip": ("ip link add lkip0 type ipip local 10.0.0.1 remote 10.0.0.2", "IPIP tunnels"),
     "gre": ("ip link add lkgre0 type gre local 10.0.0.1 remote 10.0.0.2", "GRE tunnels"),
     "wireguard": ("ip link add lkwg0 type wireguard", "WireGuard"),

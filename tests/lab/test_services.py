@@ -2,7 +2,8 @@
 
 Modelled on Kubernetes' service e2e checks; each runs in kube-proxy's
 iptables mode (topologies/services.yaml) and nftables mode
-(topologies/services-nft.yaml). ipvs mode skips with the probed reason.
+(topologies/services-nft.yaml). ipvs mode has its own lab where the kernel
+has IPVS, and skips with the probed reason where it does not.
 """
 
 from __future__ import annotations
@@ -481,7 +482,25 @@ def test_ipvs_mode_fails_before_anything_is_created(ipvs_topology):
     assert not any(name.endswith("services-ipvs") for name in runtime.lab_names())
 
 
-def test_ipvs_mode_services():
+def test_ipvs_mode_services(ipvs_topology):
+    """kube-proxy's IPVS mode: the core service checks, on its own lab (kernels with IPVS)."""
     if not features.has("ipvs"):
         pytest.skip(features.missing_reason("ipvs"))
-    pytest.skip("proxy mode ipvs is not implemented by labkit")
+    lab = Lab.up(ipvs_topology)
+    try:
+        web = lab.service("web")
+        saved = lab.node("node-1").exec("ipvsadm-save -n").stdout
+        assert f"-A -t {web.vip}:80 -s rr" in saved, saved  # IPVS balances, not iptables
+        # ClusterIP over TCP: every endpoint answers.
+        seen = set(hits(lab.pod("client"), web.vip, 80, 30))
+        assert seen == endpoint_pods(lab, "web") == {"web-1", "web-2", "web-3"}, seen
+        # NodePort from a client outside the pod network, through every node.
+        port = lab.service("web-np").node_port("http")
+        for node in ("node-1", "node-2", "node-3"):
+            answer = lab.node("outside").http(lab.node(node), port)
+            assert answer.ok and answer.pod in endpoint_pods(lab, "web-np"), (node, answer)
+        # A service with no endpoints refuses at once.
+        result = lab.pod("client").tcp(lab.service("empty").vip, 80, timeout=3)
+        assert result.refused, result
+    finally:
+        lab.down()
