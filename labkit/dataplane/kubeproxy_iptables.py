@@ -69,7 +69,7 @@ def sep_chain(service: ServicePortPlan, endpoint: EndpointPlan) -> str:
     return "KUBE-SEP-" + proto_hash(service.name, service.proto, endpoint.address)
 
 
-def _comment(text: str) -> str:
+def comment(text: str) -> str:
     """`-m comment`, quoted the way iptables-save quotes (only when it has spaces)."""
     return f'-m comment --comment "{text}"' if " " in text else f"-m comment --comment {text}"
 
@@ -100,11 +100,11 @@ def service_entry_rules(service: ServicePortPlan) -> list[str]:
     vip, proto, port = service.vip, service.proto, service.port
     rules = [
         f"-A KUBE-SERVICES -d {vip}/32 {_match(service)} "
-        f"{_comment(f'{service.name} cluster IP')} -m {proto} --dport {port} -j {svc_chain(service)}"
+        f"{comment(f'{service.name} cluster IP')} -m {proto} --dport {port} -j {svc_chain(service)}"
     ]
     if service.node_port is not None:
         rules.append(
-            f"-A KUBE-NODEPORTS {_match(service)} {_comment(service.name)} "
+            f"-A KUBE-NODEPORTS {_match(service)} {comment(service.name)} "
             f"-m {proto} --dport {service.node_port} -j {ext_chain(service)}"
         )
     return rules
@@ -115,13 +115,13 @@ def service_chain_rules(service: ServicePortPlan, cluster_cidr: str) -> list[str
     svc, proto = svc_chain(service), service.proto
     rules = [
         f"-A {svc} ! -s {cluster_cidr} -d {service.vip}/32 {_match(service)} "
-        f"{_comment(f'{service.name} cluster IP')} -m {proto} --dport {service.port} "
+        f"{comment(f'{service.name} cluster IP')} -m {proto} --dport {service.port} "
         "-j KUBE-MARK-MASQ"
     ]
     if service.node_port is not None:
         ext = ext_chain(service)
         rules += [
-            f"-A {ext} {_comment(f'masquerade traffic for {service.name} external destinations')} "
+            f"-A {ext} {comment(f'masquerade traffic for {service.name} external destinations')} "
             "-j KUBE-MARK-MASQ",
             f"-A {ext} -j {svc}",
         ]
@@ -132,7 +132,7 @@ def service_chain_rules(service: ServicePortPlan, cluster_cidr: str) -> list[str
         for endpoint in endpoints:
             sep = sep_chain(service, endpoint)
             rules.append(
-                f"-A {svc} {_comment(f'{service.name} -> {endpoint.address}')} "
+                f"-A {svc} {comment(f'{service.name} -> {endpoint.address}')} "
                 f"-m recent --rcheck --seconds {service.affinity_seconds} --reap --name {sep} "
                 f"--mask 255.255.255.255 --rsource -j {sep}"
             )
@@ -141,15 +141,15 @@ def service_chain_rules(service: ServicePortPlan, cluster_cidr: str) -> list[str
         pick = ""
         if index < len(endpoints) - 1:
             pick = f"-m statistic --mode random --probability {probability(index, len(endpoints))} "
-        rules.append(f"-A {svc} {_comment(f'{service.name} -> {endpoint.address}')} {pick}-j {sep}")
+        rules.append(f"-A {svc} {comment(f'{service.name} -> {endpoint.address}')} {pick}-j {sep}")
     for endpoint in endpoints:
         sep = sep_chain(service, endpoint)
         remember = ""
         if service.affinity_seconds is not None:
             remember = f"-m recent --set --name {sep} --mask 255.255.255.255 --rsource "
         rules += [
-            f"-A {sep} -s {endpoint.ip}/32 {_comment(service.name)} -j KUBE-MARK-MASQ",
-            f"-A {sep} {_match(service)} {_comment(service.name)} {remember}"
+            f"-A {sep} -s {endpoint.ip}/32 {comment(service.name)} -j KUBE-MARK-MASQ",
+            f"-A {sep} {_match(service)} {comment(service.name)} {remember}"
             f"-m {proto} -j DNAT --to-destination {endpoint.address}",
         ]
     return rules
@@ -157,7 +157,7 @@ def service_chain_rules(service: ServicePortPlan, cluster_cidr: str) -> list[str
 
 def reject_rules(service: ServicePortPlan) -> list[str]:
     """filter rules of a service port with no endpoints: refuse at once, as Kubernetes does."""
-    note = _comment(f"{service.name} has no endpoints")
+    note = comment(f"{service.name} has no endpoints")
     proto, port = service.proto, service.port
     rules = [
         f"-A KUBE-SERVICES -d {service.vip}/32 {_match(service)} {note} "
@@ -176,22 +176,26 @@ def filter_section(plan: ProxyPlan) -> list[str]:
     for service in plan.services:
         if not service.endpoints:
             lines += reject_rules(service)
-    lines += [
+    return lines + forward_rules()
+
+
+def forward_rules() -> list[str]:
+    """KUBE-FORWARD (drop invalid, accept marked and established), then COMMIT."""
+    return [
         "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP",
-        f"-A KUBE-FORWARD {_comment('kubernetes forwarding rules')} "
+        f"-A KUBE-FORWARD {comment('kubernetes forwarding rules')} "
         f"-m mark --mark {MASQ_MARK}/{MASQ_MARK} -j ACCEPT",
-        f"-A KUBE-FORWARD {_comment('kubernetes forwarding conntrack rule')} "
+        f"-A KUBE-FORWARD {comment('kubernetes forwarding conntrack rule')} "
         "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
         "COMMIT",
     ]
-    return lines
 
 
 def _nat_top_rules(plan: ProxyPlan) -> list[str]:
     lines = [
         f"-A KUBE-POSTROUTING -m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN",
         f"-A KUBE-POSTROUTING -j MARK --xor-mark {MASQ_MARK}",
-        f"-A KUBE-POSTROUTING {_comment('kubernetes service traffic requiring SNAT')} "
+        f"-A KUBE-POSTROUTING {comment('kubernetes service traffic requiring SNAT')} "
         "-j MASQUERADE --random-fully",
         f"-A KUBE-MARK-MASQ -j MARK --or-mark {MASQ_MARK}",
     ]
@@ -200,7 +204,7 @@ def _nat_top_rules(plan: ProxyPlan) -> list[str]:
             lines += service_entry_rules(service)
     lines.append(
         "-A KUBE-SERVICES "
-        f"{_comment('kubernetes service nodeports; NOTE: this must be the last rule in this chain')} "
+        f"{comment('kubernetes service nodeports; NOTE: this must be the last rule in this chain')} "
         "-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS"
     )
     return lines

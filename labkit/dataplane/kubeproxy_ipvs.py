@@ -30,7 +30,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from labkit.dataplane import kubeproxy_iptables as ipt
 from labkit.dataplane.kubeproxy import MASQ_MARK, ProxyPlan, ServicePortPlan
+from labkit.dataplane.kubeproxy_iptables import comment
 
 DEVICE = "kube-ipvs0"
 SCHEDULER = "rr"
@@ -170,10 +172,6 @@ def _addresses(commands: list[str]) -> list[str]:
 # -- iptables ---------------------------------------------------------------------------------
 
 
-def _comment(text: str) -> str:
-    return f'-m comment --comment "{text}"' if " " in text else f"-m comment --comment {text}"
-
-
 def _dport(service: ServicePortPlan, port: int) -> str:
     return f"-p {service.proto} -m {service.proto} --dport {port}"
 
@@ -183,7 +181,7 @@ def _filter_section(plan: ProxyPlan) -> list[str]:
     for service in plan.services:
         if service.endpoints:
             continue
-        note = _comment(f"{service.name} has no endpoints")
+        note = comment(f"{service.name} has no endpoints")
         reject = "-j REJECT --reject-with icmp-port-unreachable"
         lines.append(
             f"-A KUBE-SERVICES -d {service.vip}/32 {_dport(service, service.port)} {note} {reject}"
@@ -193,15 +191,7 @@ def _filter_section(plan: ProxyPlan) -> list[str]:
                 f"-A KUBE-SERVICES -m addrtype --dst-type LOCAL "
                 f"{_dport(service, service.node_port)} {note} {reject}"
             )
-    lines += [
-        "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP",
-        f"-A KUBE-FORWARD {_comment('kubernetes forwarding rules')} "
-        f"-m mark --mark {MASQ_MARK}/{MASQ_MARK} -j ACCEPT",
-        f"-A KUBE-FORWARD {_comment('kubernetes forwarding conntrack rule')} "
-        "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-        "COMMIT",
-    ]
-    return lines
+    return lines + ipt.forward_rules()
 
 
 def _nat_section(plan: ProxyPlan) -> list[str]:
@@ -212,12 +202,12 @@ def _nat_section(plan: ProxyPlan) -> list[str]:
     for ip, proto, port in hairpins:
         lines.append(
             f"-A KUBE-POSTROUTING -s {ip}/32 -d {ip}/32 -p {proto} -m {proto} --dport {port} "
-            f"{_comment('hairpin: endpoint reaching itself through a service')} -j MASQUERADE"
+            f"{comment('hairpin: endpoint reaching itself through a service')} -j MASQUERADE"
         )
     lines += [
         f"-A KUBE-POSTROUTING -m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN",
         f"-A KUBE-POSTROUTING -j MARK --xor-mark {MASQ_MARK}",
-        f"-A KUBE-POSTROUTING {_comment('kubernetes service traffic requiring SNAT')} "
+        f"-A KUBE-POSTROUTING {comment('kubernetes service traffic requiring SNAT')} "
         "-j MASQUERADE --random-fully",
         f"-A KUBE-MARK-MASQ -j MARK --or-mark {MASQ_MARK}",
     ]
@@ -225,20 +215,20 @@ def _nat_section(plan: ProxyPlan) -> list[str]:
     for service in served:
         lines.append(
             f"-A KUBE-SERVICES ! -s {cidr} -d {service.vip}/32 {_dport(service, service.port)} "
-            f"{_comment(f'{service.name} cluster IP')} -j KUBE-MARK-MASQ"
+            f"{comment(f'{service.name} cluster IP')} -j KUBE-MARK-MASQ"
         )
     lines.append("-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT")
     # Stop here for VIPs (local addresses now): no later nat rule (hostPort DNAT) may take them.
     for service in served:
         lines.append(
             f"-A KUBE-SERVICES -d {service.vip}/32 {_dport(service, service.port)} "
-            f"{_comment(f'{service.name} cluster IP')} -j ACCEPT"
+            f"{comment(f'{service.name} cluster IP')} -j ACCEPT"
         )
     for service in served:
         if service.node_port is not None:
             lines.append(
                 f"-A KUBE-NODE-PORT {_dport(service, service.node_port)} "
-                f"{_comment(service.name)} -j KUBE-MARK-MASQ"
+                f"{comment(service.name)} -j KUBE-MARK-MASQ"
             )
     lines.append("COMMIT")
     return lines
