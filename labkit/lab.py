@@ -116,8 +116,12 @@ class Lab:
             topology = load_topology(topology)
         runtime = runtime or DockerRuntime()
         lab_name = name or lab_name_for(topology)
-        if runtime.lab_names() & {lab_name}:
-            raise UsageError(f"a lab named {lab_name!r} is already up (labkit down {lab_name})")
+        if lab_name in runtime.lab_names():
+            if runtime.lab_running(lab_name):
+                raise UsageError(f"a lab named {lab_name!r} is already up (labkit down {lab_name})")
+            # Nothing of it runs (the engine or host restarted): a dead leftover.
+            progress(f"removing the dead leftovers of an earlier {lab_name}")
+            runtime.remove_lab(lab_name)
         from labkit.runtime.images import node_image
 
         image = image or node_image(runtime.client)

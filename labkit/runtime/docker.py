@@ -281,6 +281,11 @@ class DockerRuntime:
         names = {(item.get("Labels") or {}).get(LAB_LABEL, "") for item in labelled}
         return {name for name in names if name}
 
+    def lab_running(self, lab: str) -> bool:
+        """Whether any container of the lab is running."""
+        running = self.client.api.containers(filters={"label": f"{LAB_LABEL}={lab}", "status": "running"})
+        return bool(running)
+
     def remove_lab(self, lab: str) -> int:
         """Remove every container (in parallel) and network labelled `lab`. Idempotent."""
         from concurrent.futures import ThreadPoolExecutor

@@ -112,3 +112,28 @@ def test_cli_bad_topology_exits_2_and_creates_nothing(runtime, tmp_path: Path):
     assert "bad.yaml:7:" in result.stderr and "pods.p-1.node" in result.stderr
     assert "unknown node 'node-9'" in result.stderr
     assert labelled(runtime, PREFIX + "lifecycle-g") == []
+
+
+def test_a_dead_leftover_of_the_same_name_is_replaced(runtime):
+    """After an engine restart a lab's containers are all stopped: `up` replaces them."""
+    topology = parse_topology(TINY.format(name="lifecycle-h"))
+    first = Lab.up(topology, runtime=runtime)
+    for node in first.nodes():
+        runtime.stop_node(node.container, timeout=0)
+    second = Lab.up(parse_topology(TINY.format(name="lifecycle-h")), runtime=runtime)
+    try:
+        expect.reachable([second.pod("p-2")], [second.pod("p-1")])
+    finally:
+        second.down()
+
+
+def test_a_running_lab_of_the_same_name_is_refused(runtime):
+    from labkit.errors import UsageError
+
+    lab = Lab.up(parse_topology(TINY.format(name="lifecycle-i")), runtime=runtime)
+    try:
+        with pytest.raises(UsageError, match="already up"):
+            Lab.up(parse_topology(TINY.format(name="lifecycle-i")), runtime=runtime)
+        expect.reachable([lab.pod("p-2")], [lab.pod("p-1")])
+    finally:
+        lab.down()
