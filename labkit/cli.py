@@ -56,13 +56,13 @@ def friendly(function: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _only_lab(name: str | None) -> str:
+def _only_lab(name: str | None, runtime: Any = None) -> str:
     """The lab named, or the only one up."""
     if name:
         return name
     from labkit.runtime.docker import DockerRuntime
 
-    running = sorted(DockerRuntime().lab_names() & set(state.known_labs()))
+    running = sorted((runtime or DockerRuntime()).lab_names() & set(state.known_labs()))
     if len(running) == 1:
         return running[0]
     if not running:
@@ -72,8 +72,15 @@ def _only_lab(name: str | None) -> str:
 
 def _attach(name: str | None) -> Any:
     from labkit.lab import Lab
+    from labkit.runtime.docker import DockerRuntime
 
-    return Lab.attach(_only_lab(name))
+    runtime = DockerRuntime()  # one engine connection for the lookup and the lab
+    return Lab.attach(_only_lab(name, runtime), runtime)
+
+
+def _csv(text: str) -> list[str]:
+    """`a, b,c` -> ["a", "b", "c"] (options that take lists)."""
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def _lab_of_endpoint(target: str, lab_name: str | None) -> tuple[Any, Any]:
@@ -462,7 +469,7 @@ def bench_paths(
     """Each backend's data paths against the underlay: iperf3 TCP/UDP, sockperf RTT."""
     from labkit.bench.paths import BACKENDS, run
 
-    names = [name.strip() for name in backends.split(",") if name.strip()]
+    names = _csv(backends)
     unknown = sorted(set(names) - set(BACKENDS))
     if unknown:
         raise UsageError(f"unknown backend(s) {', '.join(unknown)} (known: {', '.join(BACKENDS)})")
@@ -485,8 +492,8 @@ def bench_services(
     from labkit.bench.services import run
 
     run(
-        [int(n) for n in sizes.split(",")],
-        [m.strip() for m in modes.split(",")],
+        [int(n) for n in _csv(sizes)],
+        _csv(modes),
         connections=connections,
         out=out,
         console=console,
@@ -504,7 +511,7 @@ def bench_policy(
     """Pod-to-pod latency, throughput, connection setup and apply time vs policy rules."""
     from labkit.bench.policy import run
 
-    counts = [int(n) for n in rules.split(",")]
+    counts = [int(n) for n in _csv(rules)]
     run(counts, seconds=seconds, repeats=repeats, out=out, console=console)
 
 

@@ -157,8 +157,9 @@ class PodHandle(Endpoint):
         self.lab.pods_changed([self.name])
 
     def restart(self, container: str | None = None) -> None:
-        self.node.exec(pod_plan.kill_containers_script(self.name, container))
-        self.node.exec(pod_plan.start_containers_script(self.lab.pod_spec(self.name), container))
+        kill = pod_plan.kill_containers_script(self.name, container)
+        start = pod_plan.start_containers_script(self.lab.pod_spec(self.name), container)
+        self.node.exec(f"{kill}\n{start}")  # one round trip
         self.lab.pods_changed([self.name])
 
     def logs(self, container: str | None = None) -> str:

@@ -12,12 +12,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
-from ipaddress import IPv4Address
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from labkit import state
+from labkit.concurrency import parallel
 from labkit.dataplane import backends
 from labkit.dataplane import pods as pod_plan
 from labkit.errors import LabNotFound, UsageError
@@ -29,8 +28,6 @@ from labkit.topology.model import Pod, Topology
 from labkit.topology.validate import networks_of
 
 Progress = Callable[[str], None]
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 def _quiet(_: str) -> None:
@@ -56,21 +53,6 @@ class Layer(Protocol):
 
 # Layers register themselves here (in order) when their module is imported.
 LAYERS: list[Layer] = []
-
-
-def parallel(function: Callable[[T], R], items: Iterable[T], workers: int = 16) -> list[R]:
-    """Run `function` over `items` in threads; re-raise the first failure after all end."""
-    items = list(items)
-    if len(items) <= 1:
-        return [function(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-        futures = [pool.submit(function, item) for item in items]
-        try:
-            return [future.result() for future in futures]
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
 
 
 def lab_name_for(topology: Topology) -> str:
@@ -382,13 +364,3 @@ class Lab:
         from labkit import probes
 
         return probes.iperf(client, server, **options)
-
-    def matrix(self, sources: Sequence[Any] | None = None, targets: Sequence[Any] | None = None) -> Any:
-        from labkit import expect
-
-        pods = self.pods()
-        return expect.reachability_matrix(sources or pods, targets or pods)
-
-
-def pod_ips(lab: Lab) -> dict[str, IPv4Address]:
-    return dict(lab.addresses.pod_ips)

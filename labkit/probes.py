@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
 from typing import Any
 
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
@@ -320,10 +319,3 @@ def iperf(
     finally:
         server.exec(f"pkill -f 'iperf3 -s -1 -D -p {port} ' || true", check=False)
 
-
-def is_ip(text: str) -> bool:
-    try:
-        IPv4Address(text)
-        return True
-    except ValueError:
-        return False

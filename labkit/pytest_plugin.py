@@ -9,7 +9,6 @@ which makes that a failure (CI sets it).
 
 from __future__ import annotations
 
-import atexit
 import os
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "topology(name): the lab topology (a name under topologies/ or a path)")
     pool = LabPool(config)
     config.stash[POOL_KEY] = pool
-    _POOLS.append(pool)
 
 
 def _topology_path(item: pytest.Item) -> Path | None:
@@ -125,21 +123,9 @@ class LabPool:
             lab.down()
 
 
-_POOLS: list[LabPool] = []
-
-
-@atexit.register
-def _close_pools() -> None:
-    # Ctrl-C can skip fixture teardown; labs must not outlive the run.
-    for pool in _POOLS:
-        pool.close()
-
-
 @pytest.fixture(scope="session")
 def lab_pool(pytestconfig: pytest.Config) -> Any:
-    pool = pytestconfig.stash[POOL_KEY]
-    yield pool
-    pool.close()
+    return pytestconfig.stash[POOL_KEY]
 
 
 @pytest.fixture
@@ -153,6 +139,7 @@ def lab(request: pytest.FixtureRequest, lab_pool: LabPool) -> Lab:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    # Runs after Ctrl-C and failures too: labs must not outlive the run.
     config.stash[POOL_KEY].close()
 
 

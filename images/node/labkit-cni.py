@@ -171,6 +171,8 @@ def main() -> int:
     opts = parser.parse_args()
 
     cache = CACHE_DIR / f"{opts.pod}.json"
+    if opts.command == "del" and not cache.exists() and not Path(opts.netns).exists():
+        return 0  # no ADD ever succeeded (a failed one undoes itself): nothing to delete
     cached: Json = json.loads(cache.read_text()) if cache.exists() else {}
     cni_args = opts.args if opts.args is not None else cached.get("cniArgs", "")
     cap_args = opts.cap_args if opts.cap_args is not None else cached.get("capabilityArgs", {})

@@ -113,9 +113,9 @@ def pod_add_script(pod: PodSpec) -> str:
         [
             kill_containers_script(pod.name),
             f"ip netns del {ns} 2>/dev/null || true",
+            # Returns at once for a fresh pod: labkit-cni has no ADD result for it.
             f"labkit-cni del {ns} /var/run/netns/{pod.name} >/dev/null 2>&1 || true",
-            f"ip netns add {ns}",
-            f"ip -n {ns} link set lo up",
+            f"ip netns add {ns}",  # labkit-cni brings lo up (the loopback plugin)
             f"{add} > {STATE_DIR}/{pod.name}.cni.json",
             start_containers_script(pod),
         ]

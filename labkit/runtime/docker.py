@@ -7,7 +7,6 @@ Networks are always created `internal`; every object carries the label
 from __future__ import annotations
 
 import io
-import json
 import shlex
 import socket
 import struct
@@ -17,12 +16,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Any
 
 import docker
 import docker.errors
 from docker.models.containers import Container
 
+from labkit.concurrency import parallel
 from labkit.errors import EngineUnavailable, LabkitError
 
 LAB_LABEL = "labkit.lab"
@@ -199,12 +198,6 @@ class DockerRuntime:
         item.reload()
         return bool(item.status == "running")
 
-    def connect(self, container: str, network: str, address: IPv4Address) -> None:
-        self.client.api.connect_container_to_network(container, network, ipv4_address=str(address))
-
-    def disconnect(self, container: str, network: str) -> None:
-        self.client.api.disconnect_container_from_network(container, network)
-
     # -- exec and files -------------------------------------------------------
 
     def _container(self, name: str) -> Container:
@@ -264,8 +257,6 @@ class DockerRuntime:
         self.exec(container, ["mkdir", "-p", parent])
         self.client.api.put_archive(container, parent, buffer.getvalue())
 
-    def logs(self, container: str) -> str:
-        return str(self._container(container).logs(tail=200).decode(errors="replace"))
 
     # -- inventory and cleanup ------------------------------------------------
 
@@ -288,8 +279,6 @@ class DockerRuntime:
 
     def remove_lab(self, lab: str) -> int:
         """Remove every container (in parallel) and network labelled `lab`. Idempotent."""
-        from concurrent.futures import ThreadPoolExecutor
-
         api = self.client.api
         selector = {"label": f"{LAB_LABEL}={lab}"}
         ids = [item["Id"] for item in api.containers(all=True, filters=selector)]
@@ -301,8 +290,7 @@ class DockerRuntime:
             except docker.errors.NotFound:
                 return 0
 
-        with ThreadPoolExecutor(max_workers=max(1, min(16, len(ids)))) as pool:
-            removed = sum(pool.map(remove, ids))
+        removed = sum(parallel(remove, ids))
         for network in api.networks(filters=selector):
             try:
                 api.remove_network(network["Id"])
@@ -354,6 +342,3 @@ def parse_route_table(lines: Iterable[str]) -> list[IPv4Network]:
         routes.append(IPv4Network(f"{destination}/{mask}", strict=False))
     return routes
 
-
-def dump_json(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, default=str)

@@ -77,13 +77,9 @@ def node_addresses(
     return result
 
 
-def allocate_pod_ip(
-    subnet: IPv4Network, used: Iterable[IPv4Address], pinned: IPv4Address | None = None
-) -> IPv4Address:
-    """The pinned address, or the lowest free one after the gateway."""
+def allocate_pod_ip(subnet: IPv4Network, used: Iterable[IPv4Address]) -> IPv4Address:
+    """The lowest free address after the gateway."""
     used_set = set(used)
-    if pinned is not None:
-        return pinned
     for address in subnet.hosts():
         if address == subnet.network_address + 1 or address in used_set:
             continue
