@@ -127,7 +127,7 @@ class Faults:
         undo = {
             "node-stop": lambda f: self._start(f.nodes[0]),
             "link-down": lambda f: self._link_up(f.nodes[0], f.params.get("network")),
-            "partition": lambda f: None,  # the rules are re-rendered without it below
+            "partition": lambda f: self._sync_partitions(),
             "rate-limit": lambda f: self._clear_qdisc(f.nodes[0], f.params.get("network")),
             "netem": lambda f: self._clear_qdisc(f.nodes[0], f.params.get("network")),
             "pod-kill": lambda f: self._start_pod(str(f.pod)),
@@ -136,8 +136,6 @@ class Faults:
         self._forget(fault)
         try:
             undo(fault)
-            if fault.kind == "partition":
-                self._sync_partitions()
         except BaseException:
             self._state()["active"].append(asdict(fault))
             self.lab.save()
@@ -161,7 +159,7 @@ class Faults:
     def stop_node(self, node: str) -> Fault:
         """Stop a node's container: its pods and everything it carries go with it."""
         self.lab.node(node)
-        if any(f.kind == "node-stop" and node in f.nodes for f in self.active):
+        if node in stopped_nodes(self.lab):
             raise UsageError(f"node {node!r} is stopped already")
         self.lab.runtime.stop_node(self._container(node), timeout=1)
         return self._record("node-stop", nodes=[node])
@@ -235,9 +233,8 @@ class Faults:
         parts = [backends.underlay_scripts(lab.topology, lab.addresses).get(node, "")]
         if lab.topology.cluster.backend in REWIRED_BACKENDS:
             parts.append(backends.backend_scripts(lab.topology, lab.addresses).get(node, ""))
-        for part in parts:
-            if part:
-                lab.node(node).exec(part)
+        if any(parts):
+            lab.node(node).exec("\n".join(part for part in parts if part))
         for layer in lab.active_layers():
             layer.apply(lab)
 
@@ -283,14 +280,9 @@ class Faults:
 
         partitions = [f for f in self.active if f.kind == "partition"]
         involved = sorted({n for f in partitions for n in f.nodes + f.others})
-        stopped = {n for f in self.active if f.kind == "node-stop" for n in f.nodes}
-        macs = dict(
-            zip(
-                involved,
-                parallel(self._macs, [n for n in involved if n not in stopped]),
-                strict=False,
-            )
-        )
+        stopped = stopped_nodes(self.lab)
+        up = [n for n in involved if n not in stopped]
+        macs = dict(zip(up, parallel(self._macs, up), strict=True))
         blocked: dict[str, set[str]] = {node: set() for node in self.lab.topology.nodes}
         for fault in partitions:
             for node in fault.nodes:

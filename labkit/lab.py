@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
+from ipaddress import IPv4Address
 from typing import Any, Protocol
 
 from labkit import state
@@ -300,12 +301,8 @@ class Lab:
         subnet = self.addresses.pod_subnets[spec.node]
         if spec.ip is not None and (spec.ip not in subnet or spec.ip in self.addresses.pod_ips.values()):
             raise UsageError(f"pod IP {spec.ip} is outside {subnet} of node {spec.node} or taken")
-        # Sticky addresses: a pod of a name seen before gets its released IP back.
         released: dict[str, str] = self.layer_state.setdefault("released_ips", {})
-        others = [ip for pod_name, ip in released.items() if pod_name != name]
-        ip = choose_pod_ip(
-            subnet, self.addresses.pod_ips.values(), pinned=spec.ip, sticky=released.get(name), reserved=others
-        )
+        ip = self.choose_pod_ip(name, spec.node, spec.ip)
         self.topology.pods[name] = spec
         self.addresses.pod_ips[name] = ip
         try:
@@ -318,6 +315,16 @@ class Lab:
             del released[name]
         self.pods_changed([name])
         return self.pod(name)
+
+    def choose_pod_ip(self, name: str, node: str, pinned: IPv4Address | None = None) -> IPv4Address:
+        """The IP for pod `name` on `node`: pinned; else its own from before (sticky);
+        else the lowest free one that no deleted pod may come back for."""
+        released: dict[str, str] = self.layer_state.setdefault("released_ips", {})
+        others = [ip for pod_name, ip in released.items() if pod_name != name]
+        used = [ip for pod_name, ip in self.addresses.pod_ips.items() if pod_name != name]
+        return choose_pod_ip(
+            self.addresses.pod_subnets[node], used, pinned=pinned, sticky=released.get(name), reserved=others
+        )
 
     def move_pod(self, name: str, node: str) -> PodHandle:
         """Recreate a pod on another node with a new pod IP; every layer follows."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import time
 from collections import Counter
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -24,7 +23,7 @@ from types import TracebackType
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from labkit import expect
-from labkit.dataplane.script import q
+from labkit.dataplane.script import q, write_file
 from labkit.errors import LabkitError
 from labkit.handles import Endpoint
 
@@ -156,15 +155,13 @@ class ContinuousClient:
             words += ["--host", host]
         self.command = " ".join(q(word) for word in words)
         self.result: LoadResult | None = None
-        self.started_at = 0.0
 
     def start(self) -> ContinuousClient:
-        node = self.source.node
-        node.lab.runtime.put_file(node.container, REMOTE_SCRIPT, LOOP_SCRIPT.read_text(), 0o755)
+        # One exec: the client's code travels in the script.
         self.source.exec(
+            f"{write_file(REMOTE_SCRIPT, LOOP_SCRIPT.read_text())}\n"
             f"rm -f {self.out} {self.stop_file}; setsid {self.command} </dev/null >/dev/null 2>&1 &"
         )
-        self.started_at = time.time()
         return self
 
     def so_far(self) -> LoadResult:

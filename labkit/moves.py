@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 from labkit.dataplane import pods as pod_plan
 from labkit.errors import UsageError
 from labkit.faults import stopped_nodes
-from labkit.topology.addressing import choose_pod_ip
 
 if TYPE_CHECKING:
     from labkit.handles import PodHandle
@@ -51,11 +50,7 @@ def move_pod(lab: Lab, name: str, node: str) -> PodHandle:
     released: dict[str, str] = lab.layer_state.setdefault("released_ips", {})
     if old_spec.node not in stopped_nodes(lab):  # a stopped node lost the pod already
         lab.node(old_spec.node).exec(pod_plan.pod_delete_script(name))
-    others = [ip for pod, ip in released.items() if pod != name]
-    used = [ip for pod, ip in lab.addresses.pod_ips.items() if pod != name]
-    new_ip = choose_pod_ip(
-        lab.addresses.pod_subnets[node], used, sticky=released.get(name), reserved=others
-    )
+    new_ip = lab.choose_pod_ip(name, node)
     lab.topology.pods[name] = old_spec.model_copy(update={"node": node, "ip": None})
     lab.addresses.pod_ips[name] = new_ip
     try:

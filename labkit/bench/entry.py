@@ -31,7 +31,7 @@ from typing import Any
 
 from rich.console import Console
 
-from labkit.bench.report import figures_table, lab_name, write_json
+from labkit.bench.report import figures_table, fresh_lab, lab_name, write_json
 from labkit.dataplane.script import q
 from labkit.errors import LabkitError
 from labkit.handles import NodeHandle
@@ -291,8 +291,7 @@ def run(
     client_name = next((n for n, spec in topology.nodes.items() if "external" in spec.roles), None)
     if client_name is None:
         raise LabkitError(f"topology {topology.name} has no node with role external (the client)")
-    console.print(f"bringing up {topology.name} for the benchmark...")
-    lab = Lab.up(topology, name=lab_name(topology.name))
+    lab = fresh_lab(topology, lab_name(topology.name), console)
     try:
         client = lab.node(client_name)
         route_client(lab, client, service)

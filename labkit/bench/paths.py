@@ -37,6 +37,7 @@ from rich.console import Console
 from labkit import expect, probes
 from labkit.bench.report import figures_table, lab_name, write_json
 from labkit.dataplane import backends
+from labkit.dataplane.script import q
 from labkit.errors import FeatureMissing, LabkitError
 from labkit.handles import Endpoint
 from labkit.lab import Lab
@@ -104,7 +105,7 @@ def rtt_percentiles(client: Endpoint, server: Endpoint, seconds: float) -> tuple
     """UDP ping-pong round trips (p50, p99) in µs; a sockperf server runs in `server`."""
     pidfile = f"/tmp/sockperf-{server.name}.pid"
     inner = f"echo $$ > {pidfile}; exec sockperf sr -i {server.ip} -p {SOCKPERF_PORT}"
-    server.exec(f"setsid -f sh -c '{inner}' > /tmp/sockperf-{server.name}.log 2>&1 < /dev/null")
+    server.exec(f"setsid -f sh -c {q(inner)} > /tmp/sockperf-{server.name}.log 2>&1 < /dev/null")
     try:
         expect.eventually(
             lambda: _listening(server, SOCKPERF_PORT), within=5, every=0.05, what="sockperf server"

@@ -36,7 +36,7 @@ from labkit.bench.report import document, figures_table, fresh_lab, lab_name, wr
 from labkit.dataplane.kubeproxy import EndpointPlan, ProxyPlan, ServicePortPlan
 from labkit.dataplane.proxy_modes import Mode
 from labkit.dataplane.script import q
-from labkit.lab import Lab
+from labkit.lab import Lab, parallel
 from labkit.layers.proxy_program import program, record_digests
 from labkit.topology import Topology, parse_topology
 
@@ -107,11 +107,10 @@ def with_last_endpoint(lab: Lab, plan: ProxyPlan, pod: str) -> ProxyPlan:
 def clean(lab: Lab, nodes: list[str]) -> None:
     """Remove every mode's rules (one transaction each), so modes never mix."""
     empty = ProxyPlan(lab.topology.cluster.pod_cidr, ())
+    nft_cleanup = MODES["nftables"].cleanup_script()
+    parallel(lambda node: lab.node(node).exec(nft_cleanup), nodes)
     for mode in MODES.values():
-        if mode.name == "nftables":
-            for node in nodes:
-                lab.node(node).exec(mode.cleanup_script())
-        else:
+        if mode.name != "nftables":
             program(lab, nodes, mode, None, empty, {}, verify=False)
 
 

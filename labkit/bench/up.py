@@ -79,7 +79,7 @@ def throughput_ratio(topology: Topology, runtime: DockerRuntime, seconds: int) -
     try:
         members = topology.member_nodes()
         nodes = [lab.node(members[0]), lab.node(members[1])]
-        pods = [next(p for p in lab.pods() if p.node.name == n.name) for n in nodes]
+        pods = [node.pods()[0] for node in nodes]
         underlay = lab.iperf(nodes[0], nodes[1], seconds=seconds).gbit_per_s
         overlay = lab.iperf(pods[0], pods[1], seconds=seconds).gbit_per_s
     finally:

@@ -9,8 +9,10 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 
 from labkit.dataplane import bgp, hostgw, udp, vxlan
+from labkit.dataplane.script import script
 from labkit.topology.addressing import Addresses
 from labkit.topology.model import Topology
+from labkit.topology.networks import networks_of
 
 UNDERLAY_MTU = 1500
 
@@ -32,6 +34,11 @@ UNENCAPSULATED = frozenset({"host-gw", "bgp"})
 
 def pod_mtu(topology: Topology) -> int:
     return UNDERLAY_MTU - OVERHEAD[topology.cluster.backend]
+
+
+def routers(topology: Topology) -> list[str]:
+    """The nodes that forward between underlay networks."""
+    return [name for name, spec in topology.nodes.items() if "router" in spec.roles]
 
 
 def _none_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
@@ -61,8 +68,6 @@ def dial(
     On a network both share when there is one (the direct path); otherwise
     each node's first address, routed through a router node.
     """
-    from labkit.topology.validate import networks_of
-
     peer_networks = networks_of(topology, peer)
     shared = [n for n in networks_of(topology, node) if n in peer_networks]
     if shared:
@@ -112,8 +117,7 @@ def bgp_speakers(topology: Topology) -> list[str]:
     Routers learn the pod subnets (announcing none), as an L3 fabric's
     top-of-rack routers do; without them pod packets could not cross a router.
     """
-    routers = [name for name, spec in topology.nodes.items() if "router" in spec.roles]
-    return topology.member_nodes() + routers
+    return topology.member_nodes() + routers(topology)
 
 
 def bgp_node(topology: Topology, addresses: Addresses, node: str) -> bgp.BgpNode:
@@ -125,6 +129,7 @@ def bgp_node(topology: Topology, addresses: Addresses, node: str) -> bgp.BgpNode
         peers = [p for p in speakers if p != node]  # a reflector: also every client
     else:
         peers = [p for p in speakers if p in reflectors]
+    dialled = {peer: dial(topology, addresses, node, peer) for peer in peers}
     return bgp.BgpNode(
         node=node,
         router_id=addresses.node_ip(node),
@@ -134,8 +139,8 @@ def bgp_node(topology: Topology, addresses: Addresses, node: str) -> bgp.BgpNode
         peers=tuple(
             bgp.BgpPeer(
                 peer,
-                address=dial(topology, addresses, node, peer)[1],
-                local=dial(topology, addresses, node, peer)[0],
+                address=dialled[peer][1],
+                local=dialled[peer][0],
                 rr_client=node in reflectors and peer not in reflectors,
             )
             for peer in peers
@@ -166,12 +171,7 @@ PLANNERS: dict[str, BackendPlanner] = {
 
 def backend_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
     """Per cluster node, the script that wires it into the pod network."""
-    planner = PLANNERS.get(topology.cluster.backend)
-    if planner is None:
-        from labkit.errors import FeatureMissing
-
-        raise FeatureMissing(f"backend {topology.cluster.backend!r} is not implemented yet")
-    return planner(topology, addresses)
+    return PLANNERS[topology.cluster.backend](topology, addresses)
 
 
 def check_backend(topology: Topology) -> None:
@@ -183,15 +183,11 @@ def check_backend(topology: Topology) -> None:
     from labkit.runtime import features
 
     backend = topology.cluster.backend
-    if backend not in PLANNERS:
-        from labkit.errors import FeatureMissing
-
-        raise FeatureMissing(f"backend {backend!r} is not implemented yet")
-    for feature in KERNEL_NEEDS.get(backend, ()):
+    for feature in KERNEL_NEEDS[backend]:
         features.require(feature, f"backend {backend}")
     if backend in UNENCAPSULATED:
         features.require("l2-underlay", f"backend {backend}")
-    elif any("router" in node.roles for node in topology.nodes.values()):
+    elif routers(topology):
         features.require("l2-underlay", "a routed underlay (router nodes)")
 
 
@@ -201,10 +197,7 @@ def underlay_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]
     A route named in the topology wins; otherwise the first router that shares
     a network with the node and is on the destination network is used.
     """
-    from labkit.dataplane.script import script
-    from labkit.topology.validate import networks_of
-
-    routers = [name for name, node in topology.nodes.items() if "router" in node.roles]
+    forwarders = routers(topology)
     scripts: dict[str, str] = {}
     for node, spec in topology.nodes.items():
         own = networks_of(topology, node)
@@ -215,7 +208,7 @@ def underlay_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]
             router = spec.routes.get(network) or next(
                 (
                     r
-                    for r in routers
+                    for r in forwarders
                     if network in networks_of(topology, r)
                     and set(own) & set(networks_of(topology, r))
                 ),
@@ -223,8 +216,8 @@ def underlay_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]
             )
             if router is None:
                 continue
-            shared = next(n for n in own if n in networks_of(topology, router))
-            lines.append(f"ip route replace {subnet} via {addresses.node_ips[router][shared]}")
+            gateway = dial(topology, addresses, node, router)[1]
+            lines.append(f"ip route replace {subnet} via {gateway}")
         if lines:
             scripts[node] = script(lines)
     return scripts

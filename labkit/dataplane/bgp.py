@@ -152,7 +152,7 @@ def start_script(spec: BgpNode) -> str:
 
 def stop_script() -> str:
     """Stop BIRD cleanly: it tells its peers (Cease), which withdraw its routes."""
-    return f"birdc -s {SOCKET} down"
+    return birdc("down")
 
 
 def birdc(command: str) -> str:

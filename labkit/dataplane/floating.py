@@ -66,7 +66,8 @@ def _next_hop(owner_ip: IPv4Address) -> str:
 
 def node_script(node: str, topology: Topology, addresses: Addresses) -> str:
     """One node's part: DNAT what it owns, hold it on the underlay, route the rest."""
-    own = [b for b in bindings(topology, addresses.pod_ips) if b.owner == node]
+    every = bindings(topology, addresses.pod_ips)
+    own = [b for b in every if b.owner == node]
     nat = ["*nat", f":{CHAIN} - [0:0]"]
     nat += [
         f'-A {CHAIN} -d {b.ip}/32 -m comment --comment "floating {b.name} -> pod {b.pod}" '
@@ -80,7 +81,7 @@ def node_script(node: str, topology: Topology, addresses: Addresses) -> str:
         f"iptables -t nat -C OUTPUT -j {CHAIN} 2>/dev/null || iptables -t nat -I OUTPUT 1 -j {CHAIN}",
     ]
     device = underlay_device(addresses.node_ip(node))
-    for binding in bindings(topology, addresses.pod_ips):
+    for binding in every:
         ip = binding.ip
         # Whatever this node did for the address before (owned it, routed it) goes first.
         lines.append(

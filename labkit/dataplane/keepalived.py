@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
 
+from labkit.dataplane.ingress_routes import master_running
+
 CONFIG_PATH = "/etc/labkit/keepalived/keepalived.conf"
 PID_FILE = "/run/labkit/keepalived.pid"
 VRRP_PID_FILE = "/run/labkit/keepalived-vrrp.pid"
@@ -117,8 +119,7 @@ def start_command() -> str:
     )
 
 
-def running_command() -> str:
-    return f'test -s {PID_FILE} && grep -qx keepalived "/proc/$(cat {PID_FILE})/comm"'
+RUNNING = master_running(PID_FILE, "keepalived")
 
 
 def reload_command() -> str:

@@ -15,7 +15,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from labkit.topology.model import Topology
-from labkit.topology.services_alloc import ServiceEndpoint, port_key
+from labkit.topology.services_alloc import ServiceEndpoint, node_port_key, port_key
 
 # The packet mark that asks for masquerading on the way out (kube-proxy's, both modes).
 MASQ_MARK = "0x4000"
@@ -129,7 +129,7 @@ def build_plan(
                     protocol=port.protocol,
                     vip=vips[name],
                     port=port.port,
-                    node_port=node_ports.get(f"{name}/{key}"),
+                    node_port=node_ports.get(node_port_key(name, port)),
                     affinity_seconds=affinity,
                     endpoints=sort_endpoints(backends),
                 )

@@ -191,14 +191,19 @@ def forward_rules() -> list[str]:
     ]
 
 
-def _nat_top_rules(plan: ProxyPlan) -> list[str]:
-    lines = [
+def masquerade_rules() -> list[str]:
+    """KUBE-POSTROUTING masquerades what KUBE-MARK-MASQ marked (the IPVS mode's too)."""
+    return [
         f"-A KUBE-POSTROUTING -m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN",
         f"-A KUBE-POSTROUTING -j MARK --xor-mark {MASQ_MARK}",
         f"-A KUBE-POSTROUTING {comment('kubernetes service traffic requiring SNAT')} "
         "-j MASQUERADE --random-fully",
         f"-A KUBE-MARK-MASQ -j MARK --or-mark {MASQ_MARK}",
     ]
+
+
+def _nat_top_rules(plan: ProxyPlan) -> list[str]:
+    lines = masquerade_rules()
     for service in plan.services:
         if service.endpoints:
             lines += service_entry_rules(service)

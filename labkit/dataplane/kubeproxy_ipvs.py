@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from labkit.dataplane import kubeproxy_iptables as ipt
-from labkit.dataplane.kubeproxy import MASQ_MARK, ProxyPlan, ServicePortPlan
+from labkit.dataplane.kubeproxy import ProxyPlan, ServicePortPlan
 from labkit.dataplane.kubeproxy_iptables import comment
 
 DEVICE = "kube-ipvs0"
@@ -112,9 +112,7 @@ def virtual_servers(plan: ProxyPlan) -> dict[str, VirtualServer]:
 
 def vips(plan: ProxyPlan) -> list[str]:
     """The addresses bound to kube-ipvs0: every service's VIP (also without endpoints)."""
-    return sorted(
-        {str(s.vip) for s in plan.services}, key=lambda ip: tuple(map(int, ip.split(".")))
-    )
+    return [str(vip) for vip in sorted({s.vip for s in plan.services})]
 
 
 # -- IPVS commands ----------------------------------------------------------------------
@@ -204,13 +202,7 @@ def _nat_section(plan: ProxyPlan) -> list[str]:
             f"-A KUBE-POSTROUTING -s {ip}/32 -d {ip}/32 -p {proto} -m {proto} --dport {port} "
             f"{comment('hairpin: endpoint reaching itself through a service')} -j MASQUERADE"
         )
-    lines += [
-        f"-A KUBE-POSTROUTING -m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN",
-        f"-A KUBE-POSTROUTING -j MARK --xor-mark {MASQ_MARK}",
-        f"-A KUBE-POSTROUTING {comment('kubernetes service traffic requiring SNAT')} "
-        "-j MASQUERADE --random-fully",
-        f"-A KUBE-MARK-MASQ -j MARK --or-mark {MASQ_MARK}",
-    ]
+    lines += ipt.masquerade_rules()
     cidr = plan.cluster_cidr
     for service in served:
         lines.append(

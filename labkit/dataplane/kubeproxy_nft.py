@@ -43,7 +43,9 @@ def _base(service: ServicePortPlan) -> str:
 
 
 def _hashed(name: str) -> str:
-    """kube-proxy's hashAndTruncate: `HASH8-name`, the hash over the name itself."""
+    """kube-proxy's hashAndTruncate: `HASH8-name`, the hash over the name itself.
+
+    Written unquoted: nft's identifiers allow `/`, `.`, `-` and `_`."""
     return f"{proto_hash(name)[:8]}-{name}"
 
 
@@ -65,11 +67,6 @@ def endpoint_chain(service: ServicePortPlan, endpoint: EndpointPlan) -> str:
 
 def affinity_set(service: ServicePortPlan, endpoint: EndpointPlan) -> str:
     return f"affinity-{_endpoint_base(service, endpoint)}"
-
-
-def _name(text: str) -> str:
-    """Chain and set names as written: nft's identifiers allow `/`, `.`, `-` and `_` unquoted."""
-    return text
 
 
 # -- the parts of one service port --------------------------------------------------
@@ -102,20 +99,19 @@ def chain_rules(service: ServicePortPlan, cluster_cidr: str) -> dict[str, list[s
     }
     if service.affinity_seconds is not None:
         rules[svc] += [
-            f"ip saddr @{_name(affinity_set(service, e))} goto {_name(endpoint_chain(service, e))}"
+            f"ip saddr @{affinity_set(service, e)} goto {endpoint_chain(service, e)}"
             for e in service.endpoints
         ]
     choices = ", ".join(
-        f"{index} : goto {_name(endpoint_chain(service, e))}"
-        for index, e in enumerate(service.endpoints)
+        f"{index} : goto {endpoint_chain(service, e)}" for index, e in enumerate(service.endpoints)
     )
     rules[svc].append(f"numgen random mod {len(service.endpoints)} vmap {{ {choices} }}")
     if service.node_port is not None:
-        rules[external_chain(service)] = ["jump mark-for-masquerade", f"goto {_name(svc)}"]
+        rules[external_chain(service)] = ["jump mark-for-masquerade", f"goto {svc}"]
     for endpoint in service.endpoints:
         body = [f"ip saddr {endpoint.ip} jump mark-for-masquerade"]
         if service.affinity_seconds is not None:
-            body.append(f"update @{_name(affinity_set(service, endpoint))} {{ ip saddr }}")
+            body.append(f"update @{affinity_set(service, endpoint)} {{ ip saddr }}")
         body.append(f"meta l4proto {proto} dnat to {endpoint.address}")
         rules[endpoint_chain(service, endpoint)] = body
     return rules
@@ -131,10 +127,10 @@ def elements(service: ServicePortPlan) -> list[tuple[str, str]]:
         to_vip = to_node_port = "reject-chain"
     comment = f'comment "{service.name}"'
     vip_key = f"{service.vip} . {service.proto} . {service.port}"
-    result = [(ips, f"{vip_key} {comment} : goto {_name(to_vip)}")]
+    result = [(ips, f"{vip_key} {comment} : goto {to_vip}")]
     if service.node_port is not None:
         node_port_key = f"{service.proto} . {service.node_port}"
-        result.append((nodeports, f"{node_port_key} {comment} : goto {_name(to_node_port)}"))
+        result.append((nodeports, f"{node_port_key} {comment} : goto {to_node_port}"))
     return result
 
 
@@ -189,12 +185,12 @@ def render_full(plan: ProxyPlan) -> str:
     lines = [f"add table {table}", f"delete table {table}", f"table {table} {{", *_base_table()]
     for service in plan.services:
         body = _affinity_set_body(service)
-        lines += [f"\tset {_name(name)} {body}" for name in service_sets(service)]
+        lines += [f"\tset {name} {body}" for name in service_sets(service)]
     for service in plan.services:
         if not service.endpoints:
             continue
         for chain, rules in chain_rules(service, cidr).items():
-            lines.append(f"\tchain {_name(chain)} {{")
+            lines.append(f"\tchain {chain} {{")
             lines += [f"\t\t{rule}" for rule in rules]
             lines.append("\t}")
     lines.append("}")
@@ -228,23 +224,23 @@ def render_partial(old: ProxyPlan, new: ProxyPlan) -> str:
         if service is None:
             continue
         lines += [
-            f"add set {table} {_name(name)} {_affinity_set_body(service)}"
+            f"add set {table} {name} {_affinity_set_body(service)}"
             for name in service_sets(service)
             if name not in old_sets
         ]
         rules = chain_rules(service, cidr) if service.endpoints else {}
         for chain in rules:
-            lines += [f"add chain {table} {_name(chain)}", f"flush chain {table} {_name(chain)}"]
+            lines += [f"add chain {table} {chain}", f"flush chain {table} {chain}"]
         for chain, body in rules.items():
-            lines += [f"add rule {table} {_name(chain)} {rule}" for rule in body]
+            lines += [f"add rule {table} {chain} {rule}" for rule in body]
     lines += [
         f"add element {table} {m} {{ {e} }}" for m, e in new_elements if (m, e) not in old_elements
     ]
     # Stale chains: emptied first (a chain still jumped to cannot go), then deleted,
     # then the sets only they used.
-    lines += [f"flush chain {table} {_name(c)}" for c in stale]
-    lines += [f"delete chain {table} {_name(c)}" for c in stale]
-    lines += [f"delete set {table} {_name(s)}" for s in sorted(old_sets - new_sets)]
+    lines += [f"flush chain {table} {c}" for c in stale]
+    lines += [f"delete chain {table} {c}" for c in stale]
+    lines += [f"delete set {table} {s}" for s in sorted(old_sets - new_sets)]
     return "\n".join(lines) + "\n"
 
 

@@ -240,10 +240,10 @@ def pod_allows(
     direction: str,
     topology: Topology,
     pods: Sequence[PodView],
+    namespaces: Mapping[str, dict[str, str]],
     node_addresses: Iterable[IPv4Address] = (),
 ) -> list[Allow] | None:
     """What may reach (Ingress) or leave (Egress) `pod`; None when it is not isolated."""
-    namespaces = known_namespaces(topology)
     isolated = False
     allows: list[Allow] = []
     for name, policy in topology.policies.items():
@@ -321,9 +321,10 @@ def render_node(
     dispatch = [f"-A {POLICY_CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN"]
     bodies: dict[str, list[str]] = {}
     local = [p for p in pods if p.node == node]
+    namespaces = known_namespaces(topology)
     for direction, flag in (("Egress", "-s"), ("Ingress", "-d")):
         for pod in local:
-            allows = pod_allows(pod, direction, topology, pods, node_addresses)
+            allows = pod_allows(pod, direction, topology, pods, namespaces, node_addresses)
             if allows is None:
                 continue
             chain = pod_chain(pod.name, direction)

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 BGP_CONVERGENCE_SECONDS = 30.0
 UDP_ATTACH_SECONDS = 10.0
+BIRD_ROUTES = "ip -4 route show proto bird"
+_ROUTES_MARKER = "-- labkit: kernel routes --"
 
 
 # -- bgp ------------------------------------------------------------------------
@@ -36,17 +38,35 @@ def bird_protocols_text(node: NodeHandle) -> str:
     return node.exec(bgp.birdc("show protocols"), check=False, timeout=10).output
 
 
+def _sessions(protocols_text: str) -> dict[str, bgp.ProtocolState]:
+    parsed = bgp.parse_protocols(protocols_text)
+    return {name: state for name, state in parsed.items() if state.proto == "BGP"}
+
+
 def bgp_protocols(node: NodeHandle) -> dict[str, bgp.ProtocolState]:
     """The BGP sessions of BIRD on `node`, by protocol name."""
-    parsed = bgp.parse_protocols(bird_protocols_text(node))
-    return {name: state for name, state in parsed.items() if state.proto == "BGP"}
+    return _sessions(bird_protocols_text(node))
+
+
+def _learned(node: NodeHandle, routes_output: str) -> set[IPv4Network]:
+    own = node.lab.addresses.pod_subnets.get(node.name)
+    return {net for net in bgp.parse_bird_routes(routes_output) if net != own}
 
 
 def bgp_routes(node: NodeHandle) -> set[IPv4Network]:
     """Pod subnets BIRD installed in the node's kernel, its own blackhole left out."""
-    output = node.exec("ip -4 route show proto bird", check=False, timeout=10).stdout
-    own = node.lab.addresses.pod_subnets.get(node.name)
-    return {net for net in bgp.parse_bird_routes(output) if net != own}
+    return _learned(node, node.exec(BIRD_ROUTES, check=False, timeout=10).stdout)
+
+
+def _bird_state(node: NodeHandle) -> tuple[str, set[IPv4Network]]:
+    """`birdc show protocols` and the learned routes, in one exec (polled while up waits)."""
+    output = node.exec(
+        f"{bgp.birdc('show protocols')} 2>&1; echo '{_ROUTES_MARKER}'; {BIRD_ROUTES}",
+        check=False,
+        timeout=10,
+    ).stdout
+    text, _, routes = output.partition(f"{_ROUTES_MARKER}\n")
+    return text, _learned(node, routes)
 
 
 def _expected_routes(lab: Lab, node: str) -> set[IPv4Network]:
@@ -61,15 +81,12 @@ def bgp_problems(lab: Lab, nodes: Sequence[str] | None = None) -> list[str]:
     speakers = list(nodes) if nodes is not None else backends.bgp_speakers(lab.topology)
 
     def problems_on(name: str) -> list[str]:
-        node = lab.node(name)
-        text = bird_protocols_text(node)
-        sessions = {
-            k: v for k, v in bgp.parse_protocols(text).items() if v.proto == "BGP"
-        }
+        text, learned = _bird_state(lab.node(name))
+        sessions = _sessions(text)
         found: list[str] = []
         if not sessions or not all(s.established for s in sessions.values()):
             found.append(f"{name}: sessions not all Established; birdc show protocols:\n{text}")
-        missing = _expected_routes(lab, name) - bgp_routes(node)
+        missing = _expected_routes(lab, name) - learned
         if missing:
             found.append(f"{name}: no kernel route yet for {', '.join(map(str, sorted(missing)))}")
         return found

@@ -6,12 +6,12 @@ everybody's route); nodes whose script did not change are left alone.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from labkit.dataplane import floating as plan
 from labkit.lab import LAYERS
+from labkit.layers.push import push_changed
 
 if TYPE_CHECKING:
     from labkit.lab import Lab
@@ -26,23 +26,8 @@ def _applied(lab: Lab) -> dict[str, str]:
 
 def push(lab: Lab, *, force: bool) -> list[str]:
     """Run the script of every node whose plan changed (all with `force`); those nodes."""
-    from labkit.faults import stopped_nodes
-    from labkit.lab import parallel
-
     wanted = plan.plan(lab.topology, lab.addresses)
-    applied = _applied(lab)
-    digests = {
-        node: hashlib.sha256(text.encode()).hexdigest()[:16] for node, text in wanted.items()
-    }
-    down = stopped_nodes(lab)  # they get their part when they return
-    todo = [
-        node
-        for node in wanted
-        if node not in down and (force or applied.get(node) != digests[node])
-    ]
-    parallel(lambda node: lab.node(node).exec(wanted[node]), todo)
-    applied.update({node: digests[node] for node in todo})
-    return todo
+    return list(push_changed(lab, wanted, _applied(lab), force=force))
 
 
 class FloatingLayer:
@@ -67,7 +52,7 @@ class FloatingLayer:
                     "ip": str(b.ip),
                     "pod": b.pod,
                     "node": b.owner,
-                    "pod_ip": str(b.pod_ip or "") or None,
+                    "pod_ip": str(b.pod_ip) if b.pod_ip else None,
                 }
                 for b in plan.bindings(lab.topology, lab.addresses.pod_ips)
             }

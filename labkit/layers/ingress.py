@@ -21,13 +21,14 @@ edge node serves, and the last refused render's error per node.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING, Any
 
 from labkit import expect
 from labkit.dataplane import ingress_haproxy, ingress_nginx, keepalived
 from labkit.dataplane.ingress_routes import Controller, RoutingTable, UpstreamServer, routing_table
+from labkit.dataplane.script import write_file
 from labkit.errors import LabkitError, UsageError
 from labkit.lab import LAYERS, parallel
 from labkit.layers import services
@@ -102,21 +103,32 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _deploy_script(proxy: Controller, candidate: str) -> str:
-    """Check the candidate; only if valid put it in place and reload (or start)."""
+def _deploy_script(
+    text: str, config_path: str, check: Callable[[str], str], running: str, reload: str, start: str
+) -> str:
+    """Write `text` as a candidate and check it; only if valid put it in place and reload
+    (or start). One exec: the configuration travels in the script."""
+    candidate = f"{config_path}.candidate"
     return "\n".join(
         [
+            "set -e",  # a checker's refusal is caught by `if`, not by this
             "mkdir -p /run/labkit /var/log/labkit",  # the checker opens the pid and log files
-            f"if ! out=$({proxy.check(candidate)} 2>&1); then",
+            write_file(candidate, text),
+            f"if ! out=$({check(candidate)} 2>&1); then",
             '  printf "%s\\n" "$out"',
             f"  rm -f {candidate}",
             f"  exit {CHECK_FAILED}",
             "fi",
-            "set -e",
-            f"mv {candidate} {proxy.config_path}",
-            f"if {proxy.running}; then {proxy.reload}; else {proxy.start}; fi",
+            f"mv {candidate} {config_path}",
+            _start_or_reload(running, reload, start),
         ]
     )
+
+
+def _start_or_reload(running: str, reload: str | None, start: str) -> str:
+    """Reload if running (no reload: leave it be), else start. Newlines, not `;`: a
+    start command may end in `&`."""
+    return f"if {{ {running}; }}; then\n  {reload or ':'}\nelse\n  {start}\nfi"
 
 
 def deploy(lab: Lab, node: str, text: str) -> None:
@@ -126,10 +138,10 @@ def deploy(lab: Lab, node: str, text: str) -> None:
     then nothing changed on the node.
     """
     proxy = controller(lab)
-    handle = lab.node(node)
-    candidate = f"{proxy.config_path}.candidate"
-    lab.runtime.put_file(handle.container, candidate, text)
-    result = handle.exec(_deploy_script(proxy, candidate), check=False, timeout=30)
+    script = _deploy_script(
+        text, proxy.config_path, proxy.check, proxy.running, proxy.reload, proxy.start
+    )
+    result = lab.node(node).exec(script, check=False, timeout=30)
     state = _state(lab)
     if result.exit_code == CHECK_FAILED:
         message = result.output.strip()
@@ -177,7 +189,7 @@ def deploy_all(lab: Lab, *, force: bool = False) -> list[str]:
 def start_proxy(lab: Lab, node: str) -> None:
     """Start the proxy with the configuration in place (after a crash or a node restart)."""
     proxy = controller(lab)
-    lab.node(node).exec(f"if ! {{ {proxy.running}; }}; then {proxy.start}; fi", timeout=30)
+    lab.node(node).exec(_start_or_reload(proxy.running, None, proxy.start), timeout=30)
 
 
 def stop_proxy(lab: Lab, node: str) -> None:
@@ -229,20 +241,12 @@ def vrrp_config(lab: Lab, node: str, interface: str) -> str:
 
 def _install_keepalived(lab: Lab, node: str) -> None:
     """Write keepalived.conf (checked by `keepalived -t` first), then reload or start."""
-    handle = lab.node(node)
     text = vrrp_config(lab, node, _interface(lab, node, _vrrp(lab).network))
-    candidate = f"{keepalived.CONFIG_PATH}.candidate"
-    lab.runtime.put_file(handle.container, candidate, text)
-    check = keepalived.check_command(candidate)
-    result = handle.exec(
-        f"if ! out=$({check} 2>&1); then printf '%s\\n' \"$out\"; rm -f {candidate}; "
-        f"exit {CHECK_FAILED}; fi\n"
-        f"mv {candidate} {keepalived.CONFIG_PATH}\n"
-        f"if {keepalived.running_command()}; then {keepalived.reload_command()}; "
-        f"else {keepalived.start_command()} fi",
-        check=False,
-        timeout=30,
-    )
+    script = _deploy_script(
+        text, keepalived.CONFIG_PATH, keepalived.check_command, keepalived.RUNNING,
+        keepalived.reload_command(), keepalived.start_command(),
+    )  # fmt: skip
+    result = lab.node(node).exec(script, check=False, timeout=30)
     if result.exit_code == CHECK_FAILED:
         raise IngressConfigError(
             f"keepalived on {node} refused its configuration:\n{result.output}"
@@ -253,13 +257,12 @@ def _install_keepalived(lab: Lab, node: str) -> None:
 
 def start_keepalived(lab: Lab, node: str) -> None:
     lab.node(node).exec(
-        f"if ! {{ {keepalived.running_command()}; }}; then {keepalived.start_command()} fi",
-        timeout=10,
+        _start_or_reload(keepalived.RUNNING, None, keepalived.start_command()), timeout=10
     )
 
 
 def keepalived_running(lab: Lab, node: str) -> bool:
-    return lab.node(node).exec(keepalived.running_command(), check=False).ok
+    return lab.node(node).exec(keepalived.RUNNING, check=False).ok
 
 
 def stop_keepalived(lab: Lab, node: str) -> None:

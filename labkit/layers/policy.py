@@ -9,8 +9,6 @@ first, so a bad policy changes nothing.
 
 from __future__ import annotations
 
-import hashlib
-import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +17,7 @@ from pydantic import ValidationError
 from labkit.dataplane import policy as plan
 from labkit.errors import Problem, TopologyError
 from labkit.lab import LAYERS
+from labkit.layers.push import push_changed
 from labkit.runtime import features
 from labkit.topology.model import Namespace, NetworkPolicy, Topology
 from labkit.topology.validate import check_references
@@ -34,36 +33,15 @@ def _state(lab: Lab) -> dict[str, Any]:
     return state
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def enforcing(topology: Topology) -> bool:
     return bool(topology.policies) or any(ns.isolated for ns in topology.namespaces.values())
 
 
 def push(lab: Lab, *, force: bool) -> dict[str, float]:
     """Load each node's rules (all, or those that changed); the seconds each node took."""
-    from labkit.faults import stopped_nodes
-    from labkit.lab import parallel
-
     wanted = plan.plan(lab.topology, lab.addresses.pod_ips, lab.addresses.pod_subnets)
-    applied: dict[str, str] = _state(lab)["applied"]
-    down = stopped_nodes(lab)  # they get all their rules when they return
-    todo = {
-        node: rules
-        for node, rules in wanted.items()
-        if node not in down and (force or applied.get(node) != _digest(rules.payload))
-    }
-
-    def load(node: str) -> float:
-        started = time.perf_counter()
-        lab.node(node).exec(plan.node_script(todo[node]))
-        return time.perf_counter() - started
-
-    seconds = dict(zip(todo, parallel(load, todo), strict=True))
-    applied.update({node: _digest(rules.payload) for node, rules in todo.items()})
-    return seconds
+    scripts = {node: plan.node_script(rules) for node, rules in wanted.items()}
+    return push_changed(lab, scripts, _state(lab)["applied"], force=force)
 
 
 def set_policies(

@@ -127,7 +127,7 @@ def program(
         node_started = time.perf_counter()
         extra = list(before.get(node, ()))
         if partial is not None and not verify:
-            out = _run(lab, node, mode, partial, None, conntrack, extra, verify=False)
+            _run(lab, node, mode, partial, None, conntrack, extra, verify=False)
             return NodeSync(node, "partial", time.perf_counter() - node_started, "")
         if partial is not None and node in digests:
             out = _run(lab, node, mode, partial, digests[node], conntrack, extra)

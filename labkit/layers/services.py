@@ -28,9 +28,8 @@ from labkit.dataplane.kubeproxy import (
     plan_to_json,
 )
 from labkit.dataplane.proxy_modes import Mode, mode_of
-from labkit.dataplane.script import script
 from labkit.errors import UsageError
-from labkit.lab import LAYERS, parallel
+from labkit.lab import LAYERS
 from labkit.layers.proxy_program import SyncReport, program
 from labkit.layers.readiness import probe_ready
 from labkit.runtime import features
@@ -41,7 +40,7 @@ from labkit.topology.services_alloc import (
     allocate_vips,
     dns_vip,
     find_port,
-    port_key,
+    node_port_key,
     selects,
     service_endpoints,
 )
@@ -146,8 +145,7 @@ class ServiceHandle:
         return find_port(self.spec, port_name_or_number)
 
     def node_port(self, port_name_or_number: int | str) -> int:
-        port = self.port(port_name_or_number)
-        key = f"{self.name}/{port_key(port)}"
+        key = node_port_key(self.name, self.port(port_name_or_number))
         allocated = node_ports(self.lab)
         if key not in allocated:
             raise UsageError(f"service {self.name} is of type {self.spec.type}: no node port")
@@ -158,7 +156,7 @@ class ServiceHandle:
 
     @property
     def dns_name(self) -> str:
-        return f"{self.name}.{self.namespace}.svc.cluster.local"
+        return dns.service_name(self.name, self.namespace)
 
 
 def service_handle(lab: Lab, name: str) -> ServiceHandle:
@@ -242,23 +240,27 @@ def _apply(lab: Lab) -> SyncReport:
     started = time.perf_counter()
     ready = probe_ready(lab)
     plan = current_plan(lab, ready)
-    setup: dict[str, list[str]] = {}
-    for node in _members(lab):
-        lines = _route_lines(lab, node)
-        if _dns_enabled(lab):
-            lines += dns.node_dns_lines(dns_vip(lab.topology.cluster), _hosts(lab))
-            lines += _resolv_lines(lab, lab.pods_on(node))
-        setup[node] = lines
-    report = program(lab, _members(lab), proxy_mode(lab), None, plan, {}, before=setup, fresh=True)
+    members = _members(lab)
+    node_dns = (
+        dns.node_dns_lines(dns_vip(lab.topology.cluster), _hosts(lab)) if _dns_enabled(lab) else []
+    )
+    setup = {
+        node: [*_route_lines(lab, node), *node_dns, *_resolv_lines(lab, lab.pods_on(node))]
+        for node in members
+    }
+    report = program(lab, members, proxy_mode(lab), None, plan, {}, before=setup, fresh=True)
     _record(lab, plan, ready, report, "lab up", started)
     return report
 
 
-def sync(lab: Lab, changed_pods: Sequence[str] = (), *, reason: str = "") -> SyncReport:
+def sync(
+    lab: Lab, changed_pods: Sequence[str] = (), *, reason: str = "", also: Sequence[str] = ()
+) -> SyncReport:
     """Re-read readiness where pods changed, re-program every node (partial where it can).
 
     With no changed pods it still checks every node's rules against what labkit
-    wrote last, and rewrites a node whose rules were changed by hand.
+    wrote last, and rewrites a node whose rules were changed by hand. `also`:
+    lines every node runs first, in the same exec.
     """
     started = time.perf_counter()
     state = layer_state(lab)
@@ -273,15 +275,19 @@ def sync(lab: Lab, changed_pods: Sequence[str] = (), *, reason: str = "") -> Syn
     }
     ready |= probe_ready(lab, probe_nodes)
     plan = current_plan(lab, ready)
-    gone = [p for p in changed_pods if p not in topology.pods]
-    before: dict[str, list[str]] = {}
-    for node in _members(lab):
-        lines = dns.forget_pods_lines(gone)
-        lines += _resolv_lines(lab, [p for p in changed if topology.pods[p].node == node])
-        before[node] = lines
+    gone = dns.forget_pods_lines(p for p in changed_pods if p not in topology.pods)
+    members = _members(lab)
+    before = {
+        node: [
+            *also,
+            *gone,
+            *_resolv_lines(lab, [p for p in changed if topology.pods[p].node == node]),
+        ]
+        for node in members
+    }
     conntrack = conntrack_flushes(old, plan) if old is not None else []
     report = program(
-        lab, _members(lab), proxy_mode(lab), old, plan, state.get("digests", {}),
+        lab, members, proxy_mode(lab), old, plan, state.get("digests", {}),
         conntrack=conntrack, before=before,
     )  # fmt: skip
     why = reason or (f"pods changed: {', '.join(changed_pods)}" if changed_pods else "check")
@@ -337,10 +343,9 @@ def _services_changed(lab: Lab, first: bool) -> None:
     if first:
         _apply(lab)
     else:
-        sync(lab, reason="services changed")
-        if lab.topology.cluster.dns:  # also when the last service went: its name must go
-            hosts = dns.hosts_update_lines(_hosts(lab))
-            parallel(lambda node: lab.node(node).exec(script(hosts)), _members(lab))
+        # The hosts file too (also when the last service went: its name must go), same exec.
+        hosts = dns.hosts_update_lines(_hosts(lab)) if lab.topology.cluster.dns else []
+        sync(lab, reason="services changed", also=hosts)
     lab.save()
 
 
@@ -406,7 +411,7 @@ def describe(lab: Lab) -> dict[str, Any]:
                         "target_port": port.target_port
                         if port.target_port is not None
                         else port.port,
-                        "node_port": ports.get(f"{name}/{port_key(port)}"),
+                        "node_port": ports.get(node_port_key(name, port)),
                     }
                     for port in service.ports
                 ],

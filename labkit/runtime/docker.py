@@ -111,24 +111,23 @@ class DockerRuntime:
             return self._mode
 
     def _probe_mode(self, image: str) -> NodeMode:
+        # Created, then started: a refused start leaves the container, which
+        # is removed here (only this one: other processes may be probing too).
+        probe = self.client.containers.create(
+            image, ["true"], privileged=True, network_mode="none", labels={LAB_LABEL: "probe"}
+        )
         try:
-            self.client.containers.run(
-                image, ["true"], privileged=True, remove=True, network_mode="none",
-                labels={LAB_LABEL: "probe"},
-            )  # fmt: skip
+            probe.start()
             return NodeMode(True, "the engine allows --privileged")
         except docker.errors.APIError as exc:
             reason = str(exc.explanation or exc).strip()
-            self._remove_probe_leftovers()
             return NodeMode(
                 False,
                 f"--privileged is refused here ({reason[:160]}); using explicit capabilities "
                 "with seccomp/apparmor unconfined",
             )
-
-    def _remove_probe_leftovers(self) -> None:
-        for container in self.client.containers.list(all=True, filters={"label": f"{LAB_LABEL}=probe"}):
-            container.remove(force=True)
+        finally:
+            probe.remove(force=True)
 
     # -- networks and nodes ---------------------------------------------------
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
-from labkit.errors import LabkitError
+from labkit.errors import LabkitError, Problem, TopologyError
 from labkit.topology.model import Topology
 from labkit.topology.networks import networks_of
 
@@ -40,6 +40,16 @@ def pick_underlay_subnets(
     topology: Topology, taken: Iterable[IPv4Network]
 ) -> dict[str, IPv4Network]:
     """A subnet per network: pinned ones as given, others free on this host."""
+    taken = list(taken)
+    clashes = [
+        Problem(("networks", name, "subnet"), f"{net.subnet} is already used on this host ({other})")
+        for name, net in topology.networks.items()
+        if net.subnet is not None
+        for other in taken
+        if net.subnet.overlaps(other)
+    ]
+    if clashes:  # a pinned subnet another lab or the host holds: refuse before creating anything
+        raise TopologyError(clashes, topology.name)
     avoid = [*taken, topology.cluster.pod_cidr, topology.cluster.service_cidr]
     avoid += [net.subnet for net in topology.networks.values() if net.subnet]
     chosen: dict[str, IPv4Network] = {}

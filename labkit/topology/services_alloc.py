@@ -28,6 +28,11 @@ def port_key(port: ServicePort) -> str:
     return port.name or str(port.port)
 
 
+def node_port_key(service_name: str, port: ServicePort) -> str:
+    """How node ports are keyed (allocation, state, the plan): `service/port-key`."""
+    return f"{service_name}/{port_key(port)}"
+
+
 def find_port(service: Service, wanted: int | str) -> ServicePort:
     """A service port by name or number (a number also matches an unnamed port's key)."""
     for port in service.ports:
@@ -75,7 +80,7 @@ def allocate_node_ports(
     """Node ports of NodePort services, keyed `service/port-key`: pinned, kept, lowest free."""
     existing = existing or {}
     wanted = [
-        (f"{name}/{port_key(port)}", port)
+        (node_port_key(name, port), port)
         for name, service in topology.services.items()
         if service.type == "NodePort"
         for port in service.ports

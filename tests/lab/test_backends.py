@@ -206,12 +206,7 @@ class TestBgp(BackendContract):
         try:
             start = time.perf_counter()
             convergence.stop_bird(stopped)
-            expect.eventually(
-                lambda: _not_in(subnet, convergence.bgp_routes(watcher)),
-                within=hold,
-                every=0.05,
-                what=f"withdrawal of {subnet} from node-1",
-            )
+            _wait_withdrawn(watcher, subnet, hold, f"withdrawal of {subnet} from node-1")
             measure("bgp_withdraw_after_stop_s", time.perf_counter() - start, "s")
             assert not lab.pod("client-1").ping(lab.pod("web-2"), count=1).ok
         finally:
@@ -228,11 +223,8 @@ class TestBgp(BackendContract):
             start = time.perf_counter()
             convergence.freeze_bird(frozen)
             # The hold time, plus the time to notice (routes are polled).
-            expect.eventually(
-                lambda: _not_in(subnet, convergence.bgp_routes(watcher)),
-                within=hold + 3,
-                every=0.05,
-                what=f"withdrawal of {subnet} after the hold time ({hold} s)",
+            _wait_withdrawn(
+                watcher, subnet, hold + 3, f"withdrawal of {subnet} after the hold time ({hold} s)"
             )
             measure("bgp_withdraw_after_hang_s", time.perf_counter() - start, "s")
             assert "Hold timer expired" in convergence.bird_protocols_text(watcher)
@@ -241,5 +233,11 @@ class TestBgp(BackendContract):
             convergence.wait_bgp_converged(lab)
 
 
-def _not_in(subnet, routes) -> None:
-    assert subnet not in routes, f"{subnet} still in {sorted(map(str, routes))}"
+def _wait_withdrawn(watcher, subnet, within: float, what: str) -> None:
+    """Until BIRD on `watcher` no longer has `subnet` in the kernel (polled fast)."""
+
+    def withdrawn() -> None:
+        routes = convergence.bgp_routes(watcher)
+        assert subnet not in routes, f"{subnet} still in {sorted(map(str, routes))}"
+
+    expect.eventually(withdrawn, within=within, every=0.05, what=what)

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+from cli_runner import labkit
 
 pytestmark = pytest.mark.topology("flannel-vxlan")
 
 
-def labkit(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "labkit", *args], capture_output=True, text=True, timeout=timeout
-    )
 
 
 def test_status_json_lists_nodes_and_pods(lab):

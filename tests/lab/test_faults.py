@@ -6,11 +6,10 @@ test ends (the last test checks that none outlived its test).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from ipaddress import IPv4Address
 
 import pytest
+from cli_runner import labkit
 
 from labkit import expect
 from labkit.runtime import features
@@ -21,10 +20,6 @@ FLOATING = IPv4Address("192.0.2.20")
 TCP = expect.tcp(9000, timeout=1)
 
 
-def labkit(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "labkit", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 def split(lab, node: str):
@@ -89,7 +84,7 @@ def test_a_partitioned_node_is_cut_off_and_heals(lab, faults):
     expect.reachable(lab.pods(), servers, TCP, within=10)
 
 
-def test_a_stopped_node_is_gone_until_it_is_started_again(lab, faults, measure):
+def test_a_stopped_node_is_gone_until_it_is_started_again(lab, faults):
     ips = {p.name: p.ip for p in lab.pods()}
     faults.stop_node("node-2")
     here, elsewhere = split(lab, "node-2")

@@ -31,6 +31,13 @@ NAMESPACES = {
     "y": {"labels": {"ns": "y"}},
     "z": {"labels": {"ns": "z"}},
 }
+X_A_FROM_Y = {  # x-a takes traffic from namespace y only
+    "x-a-from-y": {
+        "namespace": "x",
+        "pod_selector": {"match_labels": {"pod": "a"}},
+        "ingress": [{"from": [{"namespace_selector": {"match_labels": {"ns": "y"}}}]}],
+    }
+}
 
 Truth = Callable[
     [str, str, int, str], bool
@@ -142,15 +149,7 @@ def test_default_deny_egress_keeps_replies_of_allowed_ingress(lab):
 
 
 def test_allow_from_one_namespace(lab):
-    lab.set_policies(
-        {
-            "x-a-from-y": {
-                "namespace": "x",
-                "pod_selector": {"match_labels": {"pod": "a"}},
-                "ingress": [{"from": [{"namespace_selector": {"match_labels": {"ns": "y"}}}]}],
-            }
-        }
-    )
+    lab.set_policies(X_A_FROM_Y)
     check_truth_table(lab, lambda s, t, port, proto: t != "x-a" or ns(s) == "y")
 
 
@@ -375,15 +374,7 @@ def test_a_bad_policy_changes_nothing(lab):
 
 def test_policy_holds_behind_a_service_vip(lab):
     # Policy sees the endpoint after the VIP's DNAT: the same rules hold through the Service.
-    lab.set_policies(
-        {
-            "x-a-from-y": {
-                "namespace": "x",
-                "pod_selector": {"match_labels": {"pod": "a"}},
-                "ingress": [{"from": [{"namespace_selector": {"match_labels": {"ns": "y"}}}]}],
-            }
-        }
-    )
+    lab.set_policies(X_A_FROM_Y)
     vip = str(lab.service("x-a").vip)
     sources = [lab.pod(name) for name in ("x-b", "y-a", "y-b", "z-a", "z-c")]
     expect.matches(sources, [vip], lambda s, t: ns(s) == "y", expect.tcp(80, timeout=1), within=10)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from ipaddress import IPv4Address
 
 import pytest
+from cli_runner import labkit
 
 from labkit import expect
 from labkit.errors import UsageError
@@ -18,10 +17,6 @@ FLOATING = IPv4Address("192.0.2.10")
 LOAD_SECONDS = 5.0  # the continuous clients' run, around a move (which takes under a second)
 
 
-def labkit(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "labkit", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 def answers(source, target, port=8080, pod="web"):

@@ -7,11 +7,12 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
+from topology_problems import problems
 from typer.testing import CliRunner
 
 from labkit.cli import app
 from labkit.dataplane import backends, bgp, udp
-from labkit.errors import FeatureMissing, TopologyError
+from labkit.errors import FeatureMissing
 from labkit.runtime import features
 from labkit.topology import parse_topology, plan_addresses
 from labkit.topology.loader import load_topology
@@ -53,10 +54,6 @@ def plan(text: str, backend: str) -> tuple[Topology, dict[str, str]]:
     return topology, backends.backend_scripts(topology, addresses)
 
 
-def problems(text: str) -> list[str]:
-    with pytest.raises(TopologyError) as caught:
-        parse_topology(text, source="t.yaml")
-    return [str(problem) for problem in caught.value.problems]
 
 
 # -- pod MTU per backend ----------------------------------------------------------
@@ -194,8 +191,7 @@ def test_bgp_route_reflectors_across_a_router():
 
 
 def test_bgp_start_script_checks_the_config_then_starts_bird_detached():
-    topology = parse_topology(TWO_NODES.replace("BACKEND", "bgp"))
-    _, scripts = plan(TWO_NODES, "bgp")
+    topology, scripts = plan(TWO_NODES, "bgp")
     lines = scripts["node-3"].splitlines()
     assert "bird -p -c /etc/bird/bird.conf" in lines
     assert lines[-1] == (

@@ -6,10 +6,10 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Interface
 
 import pytest
+from topology_problems import problems
 
 from labkit.dataplane import ingress_haproxy, ingress_nginx, keepalived
 from labkit.dataplane.ingress_routes import RoutingTable, UpstreamServer, routing_table
-from labkit.errors import TopologyError
 from labkit.load import LoadResult, Request, parse_result
 from labkit.topology import parse_topology
 from labkit.topology.model import Ingress, Service
@@ -290,11 +290,6 @@ vrrp:
 """
 
 
-def problems(text: str) -> list[str]:
-    with pytest.raises(TopologyError) as caught:
-        parse_topology(text, source="t.yaml")
-    assert caught.value.exit_code == 2
-    return [str(p) for p in caught.value.problems]
 
 
 def test_the_example_topology_is_valid():

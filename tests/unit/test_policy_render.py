@@ -5,9 +5,9 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
+from topology_problems import problems
 
 from labkit.dataplane import floating, policy
-from labkit.errors import TopologyError
 from labkit.faults import netem_qdisc, parse_rate, partition_script, tbf_qdisc
 from labkit.topology import parse_topology, plan_addresses
 from labkit.topology.addressing import choose_pod_ip
@@ -216,11 +216,6 @@ def test_unknown_namespaces_are_allowed_and_reported():
 # -- the loader's checks ------------------------------------------------------------------
 
 
-def problems(text: str) -> list[str]:
-    with pytest.raises(TopologyError) as caught:
-        parse_topology(text, source="t.yaml")
-    assert caught.value.exit_code == 2
-    return [str(p) for p in caught.value.problems]
 
 
 def test_malformed_cidrs_and_ports_name_their_place():

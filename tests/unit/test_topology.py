@@ -5,6 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
+from topology_problems import problems
 
 from labkit.errors import TopologyError
 from labkit.topology import parse_topology, plan_addresses
@@ -26,10 +27,6 @@ pods:
 """
 
 
-def problems(text: str) -> list[str]:
-    with pytest.raises(TopologyError) as caught:
-        parse_topology(text, source="t.yaml")
-    return [str(p) for p in caught.value.problems]
 
 
 def test_a_good_topology_parses():
@@ -154,3 +151,9 @@ pods:
     assert topology.pods["web-2"].node == "node-2"
     assert topology.pods["web-2"].labels == {"app": "web"}
     assert topology.pods["web-1"].node == "node-1"
+
+
+def test_a_pinned_underlay_subnet_in_use_on_the_host_is_refused():
+    topology = parse_topology(GOOD.replace("underlay: {}", "underlay: {subnet: 192.168.50.0/24}"))
+    with pytest.raises(TopologyError, match=r"networks\.underlay\.subnet: 192\.168\.50\.0/24 is already used"):
+        pick_underlay_subnets(topology, taken=[IPv4Network("192.168.50.0/25")])
