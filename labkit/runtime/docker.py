@@ -13,9 +13,9 @@ import struct
 import tarfile
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -23,10 +23,16 @@ from docker.models.containers import Container
 
 from labkit.concurrency import parallel
 from labkit.errors import EngineUnavailable, LabkitError
-
-LAB_LABEL = "labkit.lab"
-NODE_LABEL = "labkit.node"
-NETWORK_LABEL = "labkit.network"
+from labkit.runtime.base import (
+    LAB_LABEL,
+    NETWORK_LABEL,
+    NODE_LABEL,
+    ExecError,
+    ExecResult,
+    NodeMode,
+    container_name,
+    network_name,
+)
 
 # What a node needs when --privileged is refused (a host whose capability
 # bounding set lacks one of "all caps", e.g. CAP_SYS_RESOURCE): the docker
@@ -44,36 +50,6 @@ NODE_SYSCTLS = {
     "net.ipv4.conf.all.rp_filter": "0",
     "net.ipv4.conf.default.rp_filter": "0",
 }
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-
-class ExecError(LabkitError):
-    def __init__(self, where: str, command: str, result: ExecResult) -> None:
-        self.result = result
-        tail = (result.stderr or result.stdout).strip()[-2000:]
-        super().__init__(f"on {where}: `{command[:300]}` exited {result.exit_code}:\n{tail}")
-
-
-@dataclass(frozen=True)
-class NodeMode:
-    """How node containers get their powers on this engine."""
-
-    privileged: bool
-    reason: str
 
 
 class DockerRuntime:
@@ -102,6 +78,41 @@ class DockerRuntime:
                 if subnet and ":" not in subnet:
                     taken.append(IPv4Network(subnet, strict=False))
         return taken + host_routes()
+
+    def node_image(self) -> str:
+        from labkit.runtime.images import node_image
+
+        return node_image(self.client)
+
+    def has_image(self, ref: str) -> bool:
+        try:
+            self.client.images.get(ref)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+
+    def engine_info(self) -> dict[str, Any]:
+        info = self.client.info()
+        return {
+            "kernel": info.get("KernelVersion"),
+            "cpus": info.get("NCPU"),
+            "engine": f"Docker {info.get('ServerVersion')}",
+        }
+
+    def run_throwaway(self, image: str, script: str, *, timeout: float) -> str:
+        mode = self.node_mode(image)
+        container = self.client.containers.run(
+            image, ["sleep", str(int(timeout) + 5)], detach=True, remove=True, network_mode="none",
+            privileged=mode.privileged,
+            cap_add=None if mode.privileged else ["NET_ADMIN", "SYS_ADMIN", "NET_RAW"],
+            security_opt=None if mode.privileged else UNCONFINED,
+            devices=None if mode.privileged else ["/dev/net/tun:/dev/net/tun:rwm"],
+            labels={LAB_LABEL: "probe"},
+        )  # fmt: skip
+        try:
+            return self.exec(str(container.name), script, check=False, timeout=timeout).stdout
+        finally:
+            container.remove(force=True)
 
     def node_mode(self, image: str) -> NodeMode:
         """Privileged where the engine allows it, else explicit caps + unconfined."""
@@ -132,7 +143,7 @@ class DockerRuntime:
     # -- networks and nodes ---------------------------------------------------
 
     def create_network(self, lab: str, network: str, subnet: IPv4Network) -> str:
-        name = f"{lab}-{network}"
+        name = network_name(lab, network)
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))])
         self.client.networks.create(
             name,
@@ -153,7 +164,7 @@ class DockerRuntime:
         extra_labels: Mapping[str, str] | None = None,
     ) -> str:
         """Create and start a node container attached to `networks` (name -> address)."""
-        name = f"{lab}-{node}"
+        name = container_name(lab, node)
         mode = self.node_mode(image)
         api = self.client.api
         host_config = api.create_host_config(
@@ -163,7 +174,7 @@ class DockerRuntime:
             devices=None if mode.privileged else ["/dev/net/tun:/dev/net/tun:rwm"],
             sysctls=NODE_SYSCTLS,
             init=True,  # reaps the pods' processes
-            network_mode=f"{lab}-{next(iter(networks))}" if networks else "none",
+            network_mode=network_name(lab, next(iter(networks))) if networks else "none",
         )
         if not mode.privileged:
             # What the CLI's `--security-opt systempaths=unconfined` means: a
@@ -175,14 +186,14 @@ class DockerRuntime:
         if items:
             first_net, first_ip = items[0]
             endpoint = api.create_endpoint_config(ipv4_address=str(first_ip))
-            networking = api.create_networking_config({f"{lab}-{first_net}": endpoint})  # type: ignore[arg-type]
+            networking = api.create_networking_config({network_name(lab, first_net): endpoint})  # type: ignore[arg-type]
         labels = {LAB_LABEL: lab, NODE_LABEL: node, **(extra_labels or {})}
         created = api.create_container(
             image, name=name, hostname=node, labels=labels, host_config=host_config,
             networking_config=networking, detach=True,
         )  # fmt: skip
         for network, address in items[1:]:
-            api.connect_container_to_network(created["Id"], f"{lab}-{network}", ipv4_address=str(address))
+            api.connect_container_to_network(created["Id"], network_name(lab, network), ipv4_address=str(address))
         api.start(created["Id"])
         return name
 
@@ -275,6 +286,12 @@ class DockerRuntime:
         """Whether any container of the lab is running."""
         running = self.client.api.containers(filters={"label": f"{LAB_LABEL}={lab}", "status": "running"})
         return bool(running)
+
+    def labelled(self, lab: str) -> list[str]:
+        selector = {"label": f"{LAB_LABEL}={lab}"}
+        api = self.client.api
+        names = [item["Names"][0].lstrip("/") for item in api.containers(all=True, filters=selector)]
+        return names + [item["Name"] for item in api.networks(filters=selector)]
 
     def remove_lab(self, lab: str) -> int:
         """Remove every container (in parallel) and network labelled `lab`. Idempotent."""

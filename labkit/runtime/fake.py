@@ -1,0 +1,178 @@
+"""An in-memory Runtime for unit tests: records every call, fails on request.
+
+    runtime = FakeRuntime()
+    runtime.fail_exec("pod_add", on="lab-node-2")   # the next matching exec fails
+    lab = Lab.up(topology, runtime=runtime)
+    assert ("create_network", "lab", "underlay") in runtime.calls
+
+Nothing runs: an exec answers `responses` (the first pattern found in the
+command) or an empty success.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from labkit.errors import LabkitError
+from labkit.runtime.base import (
+    ExecError,
+    ExecResult,
+    NodeMode,
+    container_name,
+    network_name,
+)
+
+
+@dataclass
+class _Failure:
+    pattern: str
+    on: str | None
+    error: BaseException | None
+    times: int
+
+
+@dataclass
+class FakeRuntime:
+    """Containers and networks as dicts; `calls` lists what was asked, in order."""
+
+    image: str = "labkit-node:fake"
+    subnets_taken: list[IPv4Network] = field(default_factory=list)
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+    execs: list[tuple[str, str]] = field(default_factory=list)
+    responses: dict[str, str] = field(default_factory=dict)
+    networks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    containers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    on_call: Callable[[tuple[Any, ...]], None] | None = None
+    _failures: list[_Failure] = field(default_factory=list)
+
+    # -- steering the fake ------------------------------------------------------
+    def fail_exec(
+        self, pattern: str, *, on: str | None = None, error: BaseException | None = None, times: int = 1
+    ) -> None:
+        """Make the next `times` execs whose command contains `pattern` (on container
+        `on`) fail: exit 1, or raise `error` (e.g. KeyboardInterrupt) instead."""
+        self._failures.append(_Failure(pattern, on, error, times))
+
+    def _record(self, *call: Any) -> None:
+        self.calls.append(call)
+        if self.on_call is not None:
+            self.on_call(call)
+
+    def call_names(self) -> list[str]:
+        return [call[0] for call in self.calls]
+
+    # -- engine -------------------------------------------------------------------
+    def taken_subnets(self) -> list[IPv4Network]:
+        return list(self.subnets_taken)
+
+    def node_image(self) -> str:
+        return self.image
+
+    def has_image(self, ref: str) -> bool:
+        return ref == self.image
+
+    def node_mode(self, image: str) -> NodeMode:
+        return NodeMode(True, "fake runtime")
+
+    def engine_info(self) -> dict[str, Any]:
+        return {"kernel": "fake", "cpus": 2, "engine": "fake"}
+
+    def run_throwaway(self, image: str, script: str, *, timeout: float) -> str:
+        self._record("run_throwaway", image)
+        return ""
+
+    # -- networks and nodes -------------------------------------------------------
+    def create_network(self, lab: str, network: str, subnet: IPv4Network) -> str:
+        self._record("create_network", lab, network, str(subnet))
+        name = network_name(lab, network)
+        if name in self.networks:
+            raise LabkitError(f"network {name} exists")
+        self.networks[name] = {"lab": lab, "subnet": subnet}
+        return name
+
+    def create_node(
+        self,
+        lab: str,
+        node: str,
+        image: str,
+        networks: Mapping[str, IPv4Address],
+        extra_labels: Mapping[str, str] | None = None,
+    ) -> str:
+        self._record("create_node", lab, node, image, {k: str(v) for k, v in networks.items()})
+        name = container_name(lab, node)
+        self.containers[name] = {
+            "lab": lab, "node": node, "running": True, "labels": dict(extra_labels or {}),
+        }  # fmt: skip
+        return name
+
+    def _known(self, container: str) -> dict[str, Any]:
+        if container not in self.containers:
+            raise LabkitError(f"no container {container!r}: is the lab up?")
+        return self.containers[container]
+
+    def start_node(self, container: str) -> None:
+        self._record("start_node", container)
+        self._known(container)["running"] = True
+
+    def stop_node(self, container: str, timeout: int = 2) -> None:
+        self._record("stop_node", container)
+        self._known(container)["running"] = False
+
+    def is_running(self, container: str) -> bool:
+        return bool(self._known(container)["running"])
+
+    # -- exec and files -----------------------------------------------------------
+    def exec(
+        self,
+        container: str,
+        command: str | list[str],
+        *,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> ExecResult:
+        text = command if isinstance(command, str) else " ".join(command)
+        self._record("exec", container, text)
+        self.execs.append((container, text))
+        if not self._known(container)["running"]:
+            raise LabkitError(f"container {container!r} is not running")
+        for failure in self._failures:
+            if failure.times > 0 and failure.pattern in text and failure.on in (None, container):
+                failure.times -= 1
+                if failure.error is not None:
+                    raise failure.error
+                result = ExecResult(1, "", f"fake failure ({failure.pattern})")
+                if check:
+                    raise ExecError(container, text, result)
+                return result
+        stdout = next((out for pattern, out in self.responses.items() if pattern in text), "")
+        return ExecResult(0, stdout, "")
+
+    def put_file(self, container: str, path: str, content: str | bytes, mode: int = 0o644) -> None:
+        self._record("put_file", container, path)
+        self._known(container)
+        self.files[(container, path)] = content.encode() if isinstance(content, str) else content
+
+    # -- inventory and cleanup ----------------------------------------------------
+    def lab_names(self) -> set[str]:
+        return {c["lab"] for c in self.containers.values()} | {n["lab"] for n in self.networks.values()}
+
+    def lab_running(self, lab: str) -> bool:
+        return any(c["lab"] == lab and c["running"] for c in self.containers.values())
+
+    def labelled(self, lab: str) -> list[str]:
+        return [name for name, c in self.containers.items() if c["lab"] == lab] + [
+            name for name, n in self.networks.items() if n["lab"] == lab
+        ]
+
+    def remove_lab(self, lab: str) -> int:
+        self._record("remove_lab", lab)
+        names = self.labelled(lab)
+        for name in names:
+            self.containers.pop(name, None)
+            self.networks.pop(name, None)
+        return len(names)
