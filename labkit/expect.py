@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from tenacity import RetryError, Retrying, stop_after_delay, wait_fixed
-
-from labkit import probes
-from labkit.handles import Endpoint, Target
+from labkit.concurrency import parallel
+from labkit.core import probes
+from labkit.core.endpoint import Endpoint, Target
+from labkit.core.eventually import eventually
 
 Probe = Callable[[Endpoint, Target], Any]  # a result with `.ok` and `str()`
-T = TypeVar("T")
 
 
 def icmp(count: int = 2, **options: Any) -> Probe:
@@ -78,8 +77,6 @@ def reachability_matrix(
     sources: Sequence[Endpoint], targets: Sequence[Target], probe: Probe | None = None, *, skip_self: bool = True
 ) -> Matrix:
     """Run `probe` (ping by default) from every source to every target, in parallel."""
-    from labkit.lab import parallel
-
     probe = probe or icmp()
     pairs = [
         (s, t)
@@ -147,15 +144,3 @@ def _eventually_matrix(
         within=within,
         what=f"paths {what}",
     )
-
-
-def eventually(check: Callable[[], T], *, within: float = 10.0, every: float = 0.2, what: str = "condition") -> T:
-    """Retry `check` until it returns without raising; bounded, with the last error shown."""
-    try:
-        for attempt in Retrying(stop=stop_after_delay(within), wait=wait_fixed(every), reraise=False):
-            with attempt:
-                return check()
-    except RetryError as exc:
-        last = exc.last_attempt.exception()
-        raise AssertionError(f"{what} did not converge within {within:g} s; last: {last}") from last
-    raise AssertionError(f"{what} was never checked")

@@ -23,9 +23,9 @@ from types import TracebackType
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from labkit import expect
+from labkit.core.endpoint import Endpoint
 from labkit.dataplane.script import q, write_file
 from labkit.errors import LabkitError
-from labkit.handles import Endpoint
 
 LOOP_SCRIPT = Path(__file__).with_name("http_loop.py")
 REMOTE_SCRIPT = "/usr/local/lib/labkit/http_loop.py"

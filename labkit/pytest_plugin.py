@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from labkit.errors import LabkitError
+from labkit.faults import Faults
 from labkit.lab import Lab, lab_name_for
 from labkit.runtime.docker import DockerRuntime, engine_available
 from labkit.topology.loader import load_topology, resolve_topology_path
@@ -102,7 +103,7 @@ class LabPool:
                 lab = Lab.attach(name, runtime)
             else:
                 lab = Lab.up(topology, runtime=runtime)
-                lab.source = str(path)
+                lab.cluster.source = str(path)
         except LabkitError as exc:
             self.failures[path] = exc
             raise
@@ -158,8 +159,6 @@ def measure(record_property: Any) -> Any:
 @pytest.fixture
 def faults(lab: Lab) -> Any:
     """`lab.faults` for one test: every fault the test set is reverted when it ends."""
-    from labkit.faults import Faults
-
     before = {fault.id for fault in lab.faults.active}
     yield lab.faults
     injected: Faults = lab.faults

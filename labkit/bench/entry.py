@@ -32,11 +32,10 @@ from typing import Any
 from rich.console import Console
 
 from labkit.bench.report import figures_table, fresh_lab, lab_name, write_json
+from labkit.core.handles import NodeHandle
 from labkit.dataplane.script import q
 from labkit.errors import LabkitError
-from labkit.handles import NodeHandle
 from labkit.lab import Lab
-from labkit.layers import ingress, services
 from labkit.load import ContinuousClient
 from labkit.topology import load_topology
 
@@ -112,7 +111,7 @@ def entry_paths(lab: Lab, service: str, host: str) -> list[EntryPath]:
     assert vrrp is not None
     handle = lab.service(service)
     port = handle.ports[0]
-    pod = services.endpoints(lab, service)[0]
+    pod = lab.services.endpoints(service)[0]
     target = pod.ports[port.name or str(port.port)]
     node_port = handle.node_port(port.name or port.port)
     vip = vrrp.vip
@@ -135,7 +134,7 @@ def route_client(lab: Lab, client: NodeHandle, service: str) -> None:
     """Give the external client its routes: to one pod's node, and to the services via the VIP."""
     vrrp = lab.topology.vrrp
     assert vrrp is not None
-    pod = services.endpoints(lab, service)[0]
+    pod = lab.services.endpoints(service)[0]
     subnet = lab.addresses.pod_subnets[pod.node]
     client.exec(
         f"ip route replace {subnet} via {lab.addresses.node_ip(pod.node)} && "
@@ -168,7 +167,7 @@ def measure_paths(
         )
         for path in paths:
             if path.upstream is not None:
-                ingress.set_upstream(lab, path.upstream)
+                lab.ingress.set_upstream(path.upstream)
             wrk(client, path.url, path.host, 1, connections)  # warm up: ARP, conntrack, pools
             samples[path.name].append(wrk(client, path.url, path.host, seconds, connections))
             if path.name not in pods:
@@ -196,14 +195,14 @@ def measure_paths(
 def failover_once(
     lab: Lab, client: NodeHandle, scenario: str, host: str, master: str, backup: str
 ) -> dict[str, Any]:
-    breaks: dict[str, Callable[[], None]] = {
-        "keepalived_stop": lambda: ingress.stop_keepalived(lab, master),
-        "proxy_kill": lambda: ingress.stop_proxy(lab, master),
-        "node_stop": lambda: lab.faults.stop_node(master) and None,
+    breaks: dict[str, Callable[[], object]] = {
+        "keepalived_stop": lambda: lab.vrrp.stop_keepalived(master),
+        "proxy_kill": lambda: lab.ingress.stop_proxy(master),
+        "node_stop": lambda: lab.faults.stop_node(master),
     }
     restores: dict[str, Callable[[], None]] = {
-        "keepalived_stop": lambda: ingress.start_keepalived(lab, master),
-        "proxy_kill": lambda: ingress.start_proxy(lab, master),
+        "keepalived_stop": lambda: lab.vrrp.start_keepalived(master),
+        "proxy_kill": lambda: lab.ingress.start_proxy(master),
         "node_stop": lambda: lab.faults.start_node(master),  # script + layers again
     }
     vip = lab.topology.vrrp.vip  # type: ignore[union-attr]
@@ -211,13 +210,13 @@ def failover_once(
         load.wait_successes(10)
         started = time.time()
         breaks[scenario]()
-        ingress.wait_vip_holder(lab, backup, within=30)
+        lab.vrrp.wait_holder(backup, within=30)
         moved = time.time() - started
         load.wait_successes(10)
     result = load.result
     assert result is not None
     restores[scenario]()
-    ingress.wait_vip_holder(lab, master, within=30)  # preempt: back to the master
+    lab.vrrp.wait_holder(master, within=30)  # preempt: back to the master
     return {
         "outage_s": result.outage_s,
         "failed_requests": result.failed,
@@ -237,8 +236,8 @@ def measure_failover(
     master, backup = ranked[0], ranked[1]
     results: dict[str, dict[str, Any]] = {}
     for interval in ADVERT_INTERVALS:
-        ingress.set_vrrp(lab, advert_interval=interval)
-        ingress.wait_vip_holder(lab, master, within=30)
+        lab.vrrp.set(advert_interval=interval)
+        lab.vrrp.wait_holder(master, within=30)
         for scenario in SCENARIOS:
             console.print(
                 f"  advert_int {interval:g} s: {scenario.replace('_', ' ')} on {master} "
@@ -250,9 +249,7 @@ def measure_failover(
             results[f"{scenario}@{interval:g}s"] = {
                 "scenario": scenario,
                 "advert_interval_s": interval,
-                "master_down_interval_s": ingress.master_down_interval(
-                    vrrp.model_copy(update={"advert_interval": interval}), vrrp.priorities[backup]
-                ),
+                "master_down_interval_s": lab.vrrp.master_down_interval(vrrp.priorities[backup]),
                 **{
                     key: statistics.median(sample[key] for sample in samples)
                     for key in ("outage_s", "failed_requests", "requests", "vip_moved_s")

@@ -34,13 +34,15 @@ from typing import Any
 
 from rich.console import Console
 
-from labkit import expect, probes
+from labkit import expect
 from labkit.bench.report import figures_table, lab_name, write_json
+from labkit.core import probes
+from labkit.core.endpoint import Endpoint
 from labkit.dataplane import backends
 from labkit.dataplane.script import q
 from labkit.errors import FeatureMissing, LabkitError
-from labkit.handles import Endpoint
 from labkit.lab import Lab
+from labkit.layers.convergence import check_pod_network
 from labkit.runtime.docker import DockerRuntime
 from labkit.topology import Topology, load_topology
 
@@ -167,7 +169,7 @@ def bench_backend(
     """Samples of one backend's lab: its pod paths, and some baseline rounds."""
     topology = backend_topology(backend)
     try:
-        backends.check_backend(topology)
+        check_pod_network(topology)
     except FeatureMissing as exc:
         console.print(f"[yellow]{backend}: skipped[/yellow]: {exc}")
         return {"skipped": str(exc)}

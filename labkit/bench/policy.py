@@ -29,14 +29,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from labkit import probes
 from labkit.bench.paths import rtt_percentiles
 from labkit.bench.report import document, figures_table, fresh_lab, lab_name, write_json
+from labkit.core import probes
+from labkit.core.endpoint import Endpoint
 from labkit.dataplane.script import q
 from labkit.errors import LabkitError
-from labkit.handles import Endpoint
 from labkit.lab import Lab
-from labkit.layers.policy import rule_counts
 from labkit.topology import Topology, parse_topology
 
 TOPOLOGY = """\
@@ -110,7 +109,7 @@ def measure(lab: Lab, rules: int, seconds: int, repeats: int) -> dict[str, Any]:
     policies = policies_with(rules, client.ip)
     apply_s = timed_set(lab, policies)
     loaded = chain_rules(lab, "node-2")
-    planned = rule_counts(lab)["node-2"]  # N, plus the dispatch, default deny and stateful rules
+    planned = lab.policy.rule_counts()["node-2"]  # N, plus the dispatch, default deny and stateful rules
     if loaded != planned:
         raise LabkitError(f"node-2 holds {loaded} policy rules, {planned} were planned")
     change_s = None

@@ -33,10 +33,11 @@ from rich.console import Console
 from rich.table import Table
 
 from labkit.bench.report import document, figures_table, fresh_lab, lab_name, write_json
+from labkit.concurrency import parallel
 from labkit.dataplane.kubeproxy import EndpointPlan, ProxyPlan, ServicePortPlan
 from labkit.dataplane.proxy_modes import Mode
 from labkit.dataplane.script import q
-from labkit.lab import Lab, parallel
+from labkit.lab import Lab
 from labkit.layers.proxy_program import program, record_digests
 from labkit.topology import Topology, parse_topology
 
@@ -111,7 +112,7 @@ def clean(lab: Lab, nodes: list[str]) -> None:
     parallel(lambda node: lab.node(node).exec(nft_cleanup), nodes)
     for mode in MODES.values():
         if mode.name != "nftables":
-            program(lab, nodes, mode, None, empty, {}, verify=False)
+            program(lab.cluster, nodes, mode, None, empty, {}, verify=False)
 
 
 def first_packet(lab: Lab, vip: IPv4Address, connections: int) -> dict[str, float]:
@@ -131,18 +132,18 @@ def measure(lab: Lab, mode_name: str, count: int, connections: int) -> dict[str,
     mode, nodes = MODES[mode_name], list(lab.addresses.pod_subnets)
     clean(lab, nodes)
     plan = synthetic_plan(lab, count)
-    full = program(lab, nodes, mode, None, plan, {}, fresh=True, verify=False)
+    full = program(lab.cluster, nodes, mode, None, plan, {}, fresh=True, verify=False)
     latency = first_packet(lab, plan.services[-1].vip, connections)
     writes, checked = [], []
     current = plan
     for index in range(CHANGES):
         swapped = with_last_endpoint(lab, plan, "ep-10" if index % 2 == 0 else "ep-9")
-        writes.append(program(lab, nodes, mode, current, swapped, {}, verify=False).seconds)
+        writes.append(program(lab.cluster, nodes, mode, current, swapped, {}, verify=False).seconds)
         current = swapped
-    digests = record_digests(lab, nodes, mode)
+    digests = record_digests(lab.cluster, nodes, mode)
     for index in range(CHANGES):
         swapped = with_last_endpoint(lab, plan, "ep-9" if index % 2 == 0 else "ep-10")
-        report = program(lab, nodes, mode, current, swapped, digests)
+        report = program(lab.cluster, nodes, mode, current, swapped, digests)
         assert report.kind == "partial", report.summary()
         checked.append(report.seconds)
         digests, current = report.digests, swapped

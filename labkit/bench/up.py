@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from labkit.bench.report import lab_name, write_json
-from labkit.lab import Lab, parallel
+from labkit.concurrency import parallel
+from labkit.lab import Lab
 from labkit.runtime.docker import LAB_LABEL, DockerRuntime
 from labkit.runtime.images import node_image
 from labkit.topology import Topology, load_topology, parse_topology

@@ -174,21 +174,19 @@ def backend_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
     return PLANNERS[topology.cluster.backend](topology, addresses)
 
 
-def check_backend(topology: Topology) -> None:
-    """Raise before anything is created when the backend cannot run here.
+def needed_features(topology: Topology) -> list[tuple[str, str]]:
+    """(kernel or engine feature, what needs it) for the topology's pod network.
 
     What the topology itself allows (host-gw needs adjacent nodes...) is the
-    validator's job; this is about the host: the kernel features it needs.
+    validator's job; this names what the host must have.
     """
-    from labkit.runtime import features
-
     backend = topology.cluster.backend
-    for feature in KERNEL_NEEDS[backend]:
-        features.require(feature, f"backend {backend}")
+    needs = [(feature, f"backend {backend}") for feature in KERNEL_NEEDS[backend]]
     if backend in UNENCAPSULATED:
-        features.require("l2-underlay", f"backend {backend}")
+        needs.append(("l2-underlay", f"backend {backend}"))
     elif routers(topology):
-        features.require("l2-underlay", "a routed underlay (router nodes)")
+        needs.append(("l2-underlay", "a routed underlay (router nodes)"))
+    return needs
 
 
 def underlay_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:

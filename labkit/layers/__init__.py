@@ -1,9 +1,24 @@
-# ruff: noqa: I001  (import order is the order the layers are applied)
-"""The layers above the pod network. Importing this package registers them in
-`labkit.lab.LAYERS`, in the order they are applied."""
+"""The layers above the pod network, in the order they are applied.
 
-from labkit.layers import convergence  # noqa: F401  (first: later layers need a converged pod network)
-from labkit.layers import floating  # noqa: F401  (floating IPs: DNAT and routes)
-from labkit.layers import services  # noqa: F401  (service VIPs, node ports, cluster DNS)
-from labkit.layers import ingress  # noqa: F401  (after services: it reads their endpoints)
-from labkit.layers import policy  # noqa: F401  (late: its FORWARD hook must stay first)
+A new layer is a new module with a class following `layers.base.Layer`, plus
+one line here.
+"""
+
+from labkit.layers.base import Layer
+from labkit.layers.convergence import Convergence
+from labkit.layers.floating import FloatingLayer
+from labkit.layers.ingress import IngressLayer
+from labkit.layers.policy import PolicyLayer
+from labkit.layers.services import ServicesLayer
+from labkit.layers.vrrp import VrrpLayer
+
+LAYERS: tuple[Layer, ...] = (
+    Convergence(),  # first: later layers need a pod network that carries traffic
+    FloatingLayer(),  # floating IPs: DNAT and routes
+    ServicesLayer(),  # service VIPs, node ports, cluster DNS
+    IngressLayer(),  # after services: it reads their endpoints
+    VrrpLayer(),  # after ingress: its health check curls the local proxy
+    PolicyLayer(),  # late: its FORWARD hook must stay first
+)
+
+__all__ = ["LAYERS", "Layer"]

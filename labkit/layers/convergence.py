@@ -16,13 +16,16 @@ from collections.abc import Sequence
 from ipaddress import IPv4Network
 from typing import TYPE_CHECKING, Any
 
-from labkit import expect
+from labkit.concurrency import parallel
+from labkit.core.eventually import eventually
 from labkit.dataplane import backends, bgp, udp
-from labkit.lab import LAYERS
+from labkit.layers.base import BaseLayer
+from labkit.runtime import features
+from labkit.topology.model import Topology
 
 if TYPE_CHECKING:
-    from labkit.handles import NodeHandle
-    from labkit.lab import Lab
+    from labkit.core.cluster import Cluster
+    from labkit.core.handles import NodeHandle
 
 BGP_CONVERGENCE_SECONDS = 30.0
 UDP_ATTACH_SECONDS = 10.0
@@ -49,7 +52,7 @@ def bgp_protocols(node: NodeHandle) -> dict[str, bgp.ProtocolState]:
 
 
 def _learned(node: NodeHandle, routes_output: str) -> set[IPv4Network]:
-    own = node.lab.addresses.pod_subnets.get(node.name)
+    own = node.cluster.addresses.pod_subnets.get(node.name)
     return {net for net in bgp.parse_bird_routes(routes_output) if net != own}
 
 
@@ -69,24 +72,23 @@ def _bird_state(node: NodeHandle) -> tuple[str, set[IPv4Network]]:
     return text, _learned(node, routes)
 
 
-def _expected_routes(lab: Lab, node: str) -> set[IPv4Network]:
-    return {subnet for peer, subnet in lab.addresses.pod_subnets.items() if peer != node}
+def _expected_routes(cluster: Cluster, node: str) -> set[IPv4Network]:
+    return {subnet for peer, subnet in cluster.addresses.pod_subnets.items() if peer != node}
 
 
-def bgp_problems(lab: Lab, nodes: Sequence[str] | None = None) -> list[str]:
+def bgp_problems(cluster: Cluster, nodes: Sequence[str] | None = None) -> list[str]:
     """What keeps BGP from being converged: down sessions, missing routes
     (on every node running BIRD, routers included)."""
-    from labkit.lab import parallel
 
-    speakers = list(nodes) if nodes is not None else backends.bgp_speakers(lab.topology)
+    speakers = list(nodes) if nodes is not None else backends.bgp_speakers(cluster.topology)
 
     def problems_on(name: str) -> list[str]:
-        text, learned = _bird_state(lab.node(name))
+        text, learned = _bird_state(cluster.node(name))
         sessions = _sessions(text)
         found: list[str] = []
         if not sessions or not all(s.established for s in sessions.values()):
             found.append(f"{name}: sessions not all Established; birdc show protocols:\n{text}")
-        missing = _expected_routes(lab, name) - learned
+        missing = _expected_routes(cluster, name) - learned
         if missing:
             found.append(f"{name}: no kernel route yet for {', '.join(map(str, sorted(missing)))}")
         return found
@@ -95,16 +97,16 @@ def bgp_problems(lab: Lab, nodes: Sequence[str] | None = None) -> list[str]:
 
 
 def wait_bgp_converged(
-    lab: Lab, within: float = BGP_CONVERGENCE_SECONDS, nodes: Sequence[str] | None = None
+    cluster: Cluster, within: float = BGP_CONVERGENCE_SECONDS, nodes: Sequence[str] | None = None
 ) -> None:
     """Every session Established and every pod subnet in every node's kernel."""
 
     def converged() -> None:
-        problems = bgp_problems(lab, nodes)
+        problems = bgp_problems(cluster, nodes)
         if problems:
             raise AssertionError("\n".join(problems))
 
-    expect.eventually(converged, within=within, every=0.3, what="BGP convergence")
+    eventually(converged, within=within, every=0.3, what="BGP convergence")
 
 
 def stop_bird(node: NodeHandle) -> None:
@@ -120,8 +122,8 @@ def freeze_bird(node: NodeHandle, frozen: bool = True) -> None:
 
 def start_bird(node: NodeHandle) -> None:
     """Start BIRD again with the node's rendered config."""
-    lab = node.lab
-    spec = backends.bgp_node(lab.topology, lab.addresses, node.name)
+    cluster = node.cluster
+    spec = backends.bgp_node(cluster.topology, cluster.addresses, node.name)
     node.exec(bgp.start_script(spec), timeout=20)
 
 
@@ -130,64 +132,103 @@ def start_bird(node: NodeHandle) -> None:
 
 def udp_tunnels(node: NodeHandle) -> dict[str, bool]:
     """Each TUN device of the node and whether its socat holds it."""
-    lab = node.lab
-    devices = [p.device for p in backends.udp_peers(lab.topology, lab.addresses, node.name)]
+    cluster = node.cluster
+    devices = [p.device for p in backends.udp_peers(cluster.topology, cluster.addresses, node.name)]
     if not devices:
         return {}
     out = node.exec(udp.attached_script(devices), timeout=10).stdout
     return {device: state == "up" for device, state in (line.split() for line in out.splitlines())}
 
 
-def wait_udp_tunnels(lab: Lab, within: float = UDP_ATTACH_SECONDS) -> None:
-    from labkit.lab import parallel
+def wait_udp_tunnels(cluster: Cluster, within: float = UDP_ATTACH_SECONDS) -> None:
 
     def attached() -> None:
-        states = parallel(lambda n: (n, udp_tunnels(lab.node(n))), list(lab.addresses.pod_subnets))
+        states = parallel(lambda n: (n, udp_tunnels(cluster.node(n))), list(cluster.addresses.pod_subnets))
         down = [f"{n}: {d}" for n, tunnels in states for d, up in tunnels.items() if not up]
         if down:
             raise AssertionError(
                 f"no socat holds {', '.join(down)} (see /var/log/labkit/lkudp-*.log on the node)"
             )
 
-    expect.eventually(attached, within=within, what="udp tunnels")
+    eventually(attached, within=within, what="udp tunnels")
 
 
 # -- the layer --------------------------------------------------------------------
 
 
-class Convergence:
-    name = "pod network convergence"
+def check_pod_network(topology: Topology) -> None:
+    """Fail before anything is created when the host lacks what the backend needs."""
+    for feature, what in backends.needed_features(topology):
+        features.require(feature, what)
 
-    def wanted(self, lab: Lab) -> bool:
-        return lab.topology.cluster.backend in ("bgp", "udp")
 
-    def check(self, lab: Lab) -> None:
-        pass
+class Convergence(BaseLayer):
+    name = "pod network"
 
-    def apply(self, lab: Lab) -> None:
-        if lab.topology.cluster.backend == "bgp":
-            wait_bgp_converged(lab)
-        else:
-            wait_udp_tunnels(lab)
+    def check(self, cluster: Cluster) -> None:
+        check_pod_network(cluster.topology)
 
-    def sync(self, lab: Lab, changed_pods: Sequence[str]) -> None:
+    def apply(self, cluster: Cluster) -> None:
+        backend = cluster.topology.cluster.backend
+        if backend == "bgp":
+            wait_bgp_converged(cluster)
+        elif backend == "udp":
+            wait_udp_tunnels(cluster)
+
+    def sync(self, cluster: Cluster, changed_pods: Sequence[str]) -> None:
         pass  # pods come and go inside each node's block: nothing to re-announce
 
-    def describe(self, lab: Lab) -> dict[str, Any]:
-        from labkit.lab import parallel
+    def describe(self, cluster: Cluster) -> dict[str, Any]:
 
-        if lab.topology.cluster.backend == "bgp":
-            nodes = backends.bgp_speakers(lab.topology)
-            states = parallel(lambda n: bgp_protocols(lab.node(n)), nodes)
+        if cluster.topology.cluster.backend not in ("bgp", "udp"):
+            return {}
+        if cluster.topology.cluster.backend == "bgp":
+            nodes = backends.bgp_speakers(cluster.topology)
+            states = parallel(lambda n: bgp_protocols(cluster.node(n)), nodes)
             return {
                 "bgp": {
                     node: {s.name: f"{s.state} {s.info}".strip() for s in found.values()}
                     for node, found in zip(nodes, states, strict=True)
                 }
             }
-        nodes = list(lab.addresses.pod_subnets)
-        tunnels = parallel(lambda n: udp_tunnels(lab.node(n)), nodes)
+        nodes = list(cluster.addresses.pod_subnets)
+        tunnels = parallel(lambda n: udp_tunnels(cluster.node(n)), nodes)
         return {"udp_tunnels": dict(zip(nodes, tunnels, strict=True))}
 
 
-LAYERS.append(Convergence())
+
+
+class Routing:
+    """The pod network's control plane on a running lab (`lab.routing`): BGP and tunnels."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    def _node(self, node: NodeHandle | str) -> NodeHandle:
+        return self.cluster.node(node) if isinstance(node, str) else node
+
+    def bgp_protocols(self, node: NodeHandle | str) -> dict[str, bgp.ProtocolState]:
+        return bgp_protocols(self._node(node))
+
+    def bird_protocols_text(self, node: NodeHandle | str) -> str:
+        return bird_protocols_text(self._node(node))
+
+    def bgp_routes(self, node: NodeHandle | str) -> set[IPv4Network]:
+        return bgp_routes(self._node(node))
+
+    def wait_bgp_converged(
+        self, within: float = BGP_CONVERGENCE_SECONDS, nodes: Sequence[str] | None = None
+    ) -> None:
+        wait_bgp_converged(self.cluster, within, nodes)
+
+    def stop_bird(self, node: NodeHandle | str) -> None:
+        stop_bird(self._node(node))
+
+    def freeze_bird(self, node: NodeHandle | str, frozen: bool = True) -> None:
+        freeze_bird(self._node(node), frozen)
+
+    def start_bird(self, node: NodeHandle | str) -> None:
+        start_bird(self._node(node))
+
+    def udp_tunnels(self, node: NodeHandle | str) -> dict[str, bool]:
+        return udp_tunnels(self._node(node))

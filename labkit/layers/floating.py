@@ -10,42 +10,42 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from labkit.dataplane import floating as plan
-from labkit.lab import LAYERS
+from labkit.layers.base import BaseLayer
 from labkit.layers.push import push_changed
 
 if TYPE_CHECKING:
-    from labkit.lab import Lab
+    from labkit.core.cluster import Cluster
 
 STATE_KEY = "floating"
 
 
-def _applied(lab: Lab) -> dict[str, str]:
-    state: dict[str, str] = lab.layer_state.setdefault(STATE_KEY, {})
+def _applied(cluster: Cluster) -> dict[str, str]:
+    state: dict[str, str] = cluster.state.setdefault(STATE_KEY, {})
     return state
 
 
-def push(lab: Lab, *, force: bool) -> list[str]:
+def push(cluster: Cluster, *, force: bool) -> list[str]:
     """Run the script of every node whose plan changed (all with `force`); those nodes."""
-    wanted = plan.plan(lab.topology, lab.addresses)
-    return list(push_changed(lab, wanted, _applied(lab), force=force))
+    wanted = plan.plan(cluster.topology, cluster.addresses)
+    return list(push_changed(cluster, wanted, _applied(cluster), force=force))
 
 
-class FloatingLayer:
+class FloatingLayer(BaseLayer):
     name = "floating IPs"
 
-    def wanted(self, lab: Lab) -> bool:
-        return bool(lab.topology.floating_ips)
+    def wanted(self, cluster: Cluster) -> bool:
+        return bool(cluster.topology.floating_ips)
 
-    def check(self, lab: Lab) -> None:
+    def check(self, cluster: Cluster) -> None:
         """Nothing to probe: the loader keeps floating IPs out of every subnet labkit may use."""
 
-    def apply(self, lab: Lab) -> None:
-        push(lab, force=True)
+    def apply(self, cluster: Cluster) -> None:
+        push(cluster, force=True)
 
-    def sync(self, lab: Lab, changed_pods: Sequence[str]) -> None:
-        push(lab, force=False)
+    def sync(self, cluster: Cluster, changed_pods: Sequence[str]) -> None:
+        push(cluster, force=False)
 
-    def describe(self, lab: Lab) -> dict[str, Any]:
+    def describe(self, cluster: Cluster) -> dict[str, Any]:
         return {
             "floating_ips": {
                 b.name: {
@@ -54,9 +54,8 @@ class FloatingLayer:
                     "node": b.owner,
                     "pod_ip": str(b.pod_ip) if b.pod_ip else None,
                 }
-                for b in plan.bindings(lab.topology, lab.addresses.pod_ips)
+                for b in plan.bindings(cluster.topology, cluster.addresses.pod_ips)
             }
         }
 
 
-LAYERS.append(FloatingLayer())

@@ -13,11 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from labkit.concurrency import parallel
 from labkit.dataplane.kubeproxy import ProxyPlan
 from labkit.dataplane.proxy_modes import Mode, SyncOutput, parse_sync_output, sync_script
 
 if TYPE_CHECKING:
-    from labkit.lab import Lab
+    from labkit.core.cluster import Cluster
 
 RULES_DIR = "/var/lib/labkit/proxy"
 INLINE_LIMIT = 100_000  # bytes: above this the payload is copied first (exec args are limited)
@@ -60,7 +61,7 @@ def _path(mode: Mode) -> str:
 
 
 def _run(
-    lab: Lab,
+    cluster: Cluster,
     node: str,
     mode: Mode,
     payload: str,
@@ -69,11 +70,11 @@ def _run(
     before: Sequence[str],
     verify: bool = True,
 ) -> SyncOutput:
-    handle = lab.node(node)
+    handle = cluster.node(node)
     path = _path(mode)
     inline = len(payload) + sum(map(len, before)) < INLINE_LIMIT
     if not inline:
-        lab.runtime.put_file(handle.container, path, payload)
+        cluster.runtime.put_file(handle.container, path, payload)
     script = sync_script(
         mode,
         payload=payload if inline else None,
@@ -86,12 +87,12 @@ def _run(
     return parse_sync_output(handle.exec(script).stdout)
 
 
-def _existing_chains(lab: Lab, node: str, mode: Mode) -> list[str]:
-    return list(parse_sync_output(lab.node(node).exec(mode.chains_command()).stdout).chains)
+def _existing_chains(cluster: Cluster, node: str, mode: Mode) -> list[str]:
+    return list(parse_sync_output(cluster.node(node).exec(mode.chains_command()).stdout).chains)
 
 
 def program(
-    lab: Lab,
+    cluster: Cluster,
     nodes: Sequence[str],
     mode: Mode,
     old: ProxyPlan | None,
@@ -105,12 +106,11 @@ def program(
 ) -> SyncReport:
     """Bring `nodes` from `old` to `new`: partial where the node is as labkit left it.
 
-    `fresh` says the nodes hold none of labkit's rules yet (a new lab), so a full
+    `fresh` says the nodes hold none of labkit's rules yet (a new cluster), so a full
     sync needs no look at what is there first. `verify=False` skips the drift
     check and the digest (the bench's kube-proxy-like write-only sync): a
     partial sync then needs only an old plan.
     """
-    from labkit.lab import parallel
 
     before = before or {}
     started = time.perf_counter()
@@ -127,18 +127,18 @@ def program(
         node_started = time.perf_counter()
         extra = list(before.get(node, ()))
         if partial is not None and not verify:
-            _run(lab, node, mode, partial, None, conntrack, extra, verify=False)
+            _run(cluster, node, mode, partial, None, conntrack, extra, verify=False)
             return NodeSync(node, "partial", time.perf_counter() - node_started, "")
         if partial is not None and node in digests:
-            out = _run(lab, node, mode, partial, digests[node], conntrack, extra)
+            out = _run(cluster, node, mode, partial, digests[node], conntrack, extra)
             if not out.drift:
                 return NodeSync(node, "partial", time.perf_counter() - node_started, out.digest)
             existing: Sequence[str] = out.chains
             drifted = True
         else:
-            existing = () if fresh else _existing_chains(lab, node, mode)
+            existing = () if fresh else _existing_chains(cluster, node, mode)
             drifted = False
-        out = _run(lab, node, mode, full_payload(existing), None, conntrack, extra, verify=verify)
+        out = _run(cluster, node, mode, full_payload(existing), None, conntrack, extra, verify=verify)
         return NodeSync(node, "full", time.perf_counter() - node_started, out.digest, drifted)
 
     results = parallel(on_node, nodes)
@@ -147,11 +147,10 @@ def program(
     return SyncReport(kind, seconds, {r.node: r for r in results})
 
 
-def record_digests(lab: Lab, nodes: Sequence[str], mode: Mode) -> dict[str, str]:
+def record_digests(cluster: Cluster, nodes: Sequence[str], mode: Mode) -> dict[str, str]:
     """The digest of the rules each node holds now (what the next drift check compares to)."""
-    from labkit.lab import parallel
 
     def on_node(node: str) -> str:
-        return lab.node(node).exec(mode.digest_command()).stdout.split()[0]
+        return cluster.node(node).exec(mode.digest_command()).stdout.split()[0]
 
     return dict(zip(nodes, parallel(on_node, nodes), strict=True))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from labkit.concurrency import parallel
 
 if TYPE_CHECKING:
-    from labkit.lab import Lab
+    from labkit.core.cluster import Cluster
 
 
 def digest(text: str) -> str:
@@ -18,16 +18,15 @@ def digest(text: str) -> str:
 
 
 def push_changed(
-    lab: Lab, scripts: Mapping[str, str], applied: dict[str, str], *, force: bool
+    cluster: Cluster, scripts: Mapping[str, str], applied: dict[str, str], *, force: bool
 ) -> dict[str, float]:
     """Run, on every running node, its script if it differs from the one in `applied`
     (every script with `force`); record what ran. Returns the seconds each node took.
 
     A stopped node is left out: it gets everything when it returns.
     """
-    from labkit.faults import stopped_nodes
 
-    down = stopped_nodes(lab)
+    down = cluster.stopped_nodes()
     todo = {
         node: text
         for node, text in scripts.items()
@@ -36,7 +35,7 @@ def push_changed(
 
     def run(node: str) -> float:
         started = time.perf_counter()
-        lab.node(node).exec(todo[node])
+        cluster.node(node).exec(todo[node])
         return time.perf_counter() - started
 
     seconds = dict(zip(todo, parallel(run, todo), strict=True))

@@ -14,7 +14,6 @@ import pytest
 
 from labkit import expect
 from labkit.dataplane import backends, udp, vxlan
-from labkit.layers import convergence
 from labkit.runtime import features
 
 HTTP_PORT = 8080
@@ -157,16 +156,15 @@ class TestUdp(BackendContract):
     WIRE = f"udp dst port {udp.PORT}"
 
     def test_status_shows_the_tunnels(self, lab):
-        from labkit.cli import status_document
 
-        assert status_document(lab)["udp_tunnels"] == {
+        assert lab.describe()["udp_tunnels"] == {
             "node-1": {"lkudp-1": True},
             "node-2": {"lkudp-0": True},
         }
 
     def test_a_socat_holds_each_tunnel(self, lab):
         for node in lab.nodes():
-            tunnels = convergence.udp_tunnels(node)
+            tunnels = lab.routing.udp_tunnels(node)
             assert tunnels and all(tunnels.values()), f"{node.name}: {tunnels}"
             assert "socat" in node.exec("ps -o comm= -e").stdout
 
@@ -183,17 +181,16 @@ class TestBgp(BackendContract):
     def test_every_node_learned_every_other_pod_subnet(self, lab):
         subnets = lab.addresses.pod_subnets
         for node in lab.nodes():
-            sessions = convergence.bgp_protocols(node)
+            sessions = lab.routing.bgp_protocols(node)
             assert sessions and all(s.established for s in sessions.values()), sessions
             others = {subnet for name, subnet in subnets.items() if name != node.name}
-            assert convergence.bgp_routes(node) == others
+            assert lab.routing.bgp_routes(node) == others
             # The node's own block: a blackhole behind the bridge's connected route.
             assert f"blackhole {subnets[node.name]} proto bird" in node.exec("ip route").stdout
 
     def test_status_shows_birds_sessions(self, lab):
-        from labkit.cli import status_document
 
-        sessions = status_document(lab)["bgp"]
+        sessions = lab.describe()["bgp"]
         assert sessions == {
             "node-1": {"peer_node_2": "up Established"},
             "node-2": {"peer_node_1": "up Established"},
@@ -205,13 +202,13 @@ class TestBgp(BackendContract):
         hold = lab.topology.cluster.bgp.hold_time
         try:
             start = time.perf_counter()
-            convergence.stop_bird(stopped)
-            _wait_withdrawn(watcher, subnet, hold, f"withdrawal of {subnet} from node-1")
+            lab.routing.stop_bird(stopped)
+            _wait_withdrawn(lab, watcher, subnet, hold, f"withdrawal of {subnet} from node-1")
             measure("bgp_withdraw_after_stop_s", time.perf_counter() - start, "s")
             assert not lab.pod("client-1").ping(lab.pod("web-2"), count=1).ok
         finally:
-            convergence.start_bird(stopped)
-            convergence.wait_bgp_converged(lab)
+            lab.routing.start_bird(stopped)
+            lab.routing.wait_bgp_converged()
         assert lab.pod("client-1").ping(lab.pod("web-2")).loss == 0
 
     def test_a_hung_bird_is_dropped_by_the_hold_timer(self, lab, measure):
@@ -221,23 +218,23 @@ class TestBgp(BackendContract):
         hold = lab.topology.cluster.bgp.hold_time
         try:
             start = time.perf_counter()
-            convergence.freeze_bird(frozen)
+            lab.routing.freeze_bird(frozen)
             # The hold time, plus the time to notice (routes are polled).
             _wait_withdrawn(
-                watcher, subnet, hold + 3, f"withdrawal of {subnet} after the hold time ({hold} s)"
+                lab, watcher, subnet, hold + 3, f"withdrawal of {subnet} after the hold time ({hold} s)"
             )
             measure("bgp_withdraw_after_hang_s", time.perf_counter() - start, "s")
-            assert "Hold timer expired" in convergence.bird_protocols_text(watcher)
+            assert "Hold timer expired" in lab.routing.bird_protocols_text(watcher)
         finally:
-            convergence.freeze_bird(frozen, False)
-            convergence.wait_bgp_converged(lab)
+            lab.routing.freeze_bird(frozen, False)
+            lab.routing.wait_bgp_converged()
 
 
-def _wait_withdrawn(watcher, subnet, within: float, what: str) -> None:
+def _wait_withdrawn(lab, watcher, subnet, within: float, what: str) -> None:
     """Until BIRD on `watcher` no longer has `subnet` in the kernel (polled fast)."""
 
     def withdrawn() -> None:
-        routes = convergence.bgp_routes(watcher)
+        routes = lab.routing.bgp_routes(watcher)
         assert subnet not in routes, f"{subnet} still in {sorted(map(str, routes))}"
 
     expect.eventually(withdrawn, within=within, every=0.05, what=what)

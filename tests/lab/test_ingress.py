@@ -10,12 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from labkit import expect
+from labkit import HttpResult, IngressConfigError, expect
 from labkit.dataplane.ingress_routes import DEFAULT_404_BODY
 from labkit.lab import Lab
-from labkit.layers import ingress
 from labkit.load import ContinuousClient
-from labkit.probes import HttpResult
 
 pytestmark = pytest.mark.parametrize(
     "controller",
@@ -73,16 +71,16 @@ def endpoints_mode(lab: Lab) -> Iterator[None]:
     spec = lab.topology.ingress
     assert spec is not None
     original = spec.upstream
-    ingress.set_upstream(lab, "endpoints")
+    lab.ingress.set_upstream("endpoints")
     yield
-    ingress.set_upstream(lab, original)
+    lab.ingress.set_upstream(original)
 
 
 def test_the_controller_of_the_topology_serves_on_every_edge_node(lab: Lab, controller: str):
     spec = lab.topology.ingress
     assert spec is not None and spec.controller == controller
     for node in spec.nodes:
-        assert ingress.proxy_running(lab, node)
+        assert lab.ingress.proxy_running(node)
         # Each edge node serves, not only the VIP's holder.
         assert served_by(lab.node("client").http(lab.node(node).ip, 80, "/", host="web.example"))
 
@@ -104,8 +102,8 @@ def test_both_upstream_modes_route_alike(lab: Lab, controller: str, mode: str):
     assert spec is not None
     original = spec.upstream
     try:
-        ingress.set_upstream(lab, mode)
-        text = lab.node(spec.nodes[0]).exec(f"cat {ingress.controller(lab).config_path}").stdout
+        lab.ingress.set_upstream(mode)
+        text = lab.node(spec.nodes[0]).exec(f"cat {lab.ingress.controller.config_path}").stdout
         vip = str(lab.service("web").vip)
         pod_ips = [str(pod.ip) for pod in lab.pods(app="web")]
         if mode == "service":
@@ -114,7 +112,7 @@ def test_both_upstream_modes_route_alike(lab: Lab, controller: str, mode: str):
             assert vip not in text and all(f"{ip}:8080" in text for ip in pod_ips)
         expect.eventually(lambda: check_routes(lab), within=10, what=f"routing in mode {mode}")
     finally:
-        ingress.set_upstream(lab, original)
+        lab.ingress.set_upstream(original)
 
 
 def test_scaling_a_service_is_followed(lab: Lab, controller: str, endpoints_mode: None):
@@ -157,20 +155,20 @@ def test_a_refused_render_leaves_the_old_configuration_serving(lab: Lab, control
     spec = lab.topology.ingress
     assert spec is not None
     node = spec.nodes[0]
-    path = ingress.controller(lab).config_path
+    path = lab.ingress.controller.config_path
     before = lab.node(node).exec(f"cat {path}").stdout
     if controller == "nginx":
         broken = before.replace("listen 80", "listen 80 bogus-keyword", 1)
     else:
         broken = before.replace("bind :80", "bind :80 bogus-keyword", 1)
-    with pytest.raises(ingress.IngressConfigError) as refused:
-        ingress.deploy(lab, node, broken)
+    with pytest.raises(IngressConfigError) as refused:
+        lab.ingress.deploy(node, broken)
     assert "bogus-keyword" in str(refused.value)  # the checker's own message
     assert lab.node(node).exec(f"cat {path}").stdout == before
-    assert ingress.proxy_running(lab, node)
-    assert "bogus" in str(ingress.IngressLayer().describe(lab)["ingress"]["refused"][node])
+    assert lab.ingress.proxy_running(node)
+    assert "bogus" in str(lab.ingress.refused()[node])
     # The proxy still serves with the old configuration; a good render clears the error.
     assert served_by(lab.node("client").http(lab.node(node).ip, 80, "/", host="web.example"))
-    ingress.deploy_all(lab, force=True)
-    assert not ingress.IngressLayer().describe(lab)["ingress"]["refused"]
+    lab.ingress.deploy_all(force=True)
+    assert not lab.ingress.refused()
     check_routes(lab)

@@ -12,7 +12,7 @@ import pytest
 from labkit import Lab, expect, parse_topology
 from labkit.dataplane import backends
 from labkit.errors import TopologyError
-from labkit.runtime.docker import LAB_LABEL, DockerRuntime, engine_available
+from labkit.runtime.docker import DockerRuntime, engine_available
 
 PREFIX = os.environ.get("LABKIT_NAME_PREFIX", "")
 
@@ -38,11 +38,7 @@ def runtime():
 
 
 def labelled(runtime: DockerRuntime, lab: str) -> list[str]:
-    client = runtime.client
-    selector = {"label": f"{LAB_LABEL}={lab}"}
-    containers = [c.name for c in client.containers.list(all=True, filters=selector)]
-    networks = [n.name for n in client.networks.list(filters=selector)]
-    return containers + networks
+    return runtime.labelled(lab)
 
 
 def test_after_teardown_nothing_labelled_remains(runtime):

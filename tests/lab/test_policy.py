@@ -18,10 +18,9 @@ from collections.abc import Callable
 
 import pytest
 
-from labkit import expect
+from labkit import TcpResult, expect
 from labkit.dataplane.script import q
 from labkit.errors import TopologyError
-from labkit.probes import TcpResult
 
 pytestmark = pytest.mark.topology("policy")
 
@@ -327,7 +326,6 @@ def test_policy_peers_follow_a_relabelled_pod(lab):
 
 
 def test_a_policy_on_an_unknown_namespace_matches_nothing_and_status_says_so(lab):
-    from labkit.cli import status_document
 
     lab.set_policies(
         {
@@ -339,7 +337,7 @@ def test_a_policy_on_an_unknown_namespace_matches_nothing_and_status_says_so(lab
             },
         }
     )
-    warnings = status_document(lab)["network_policy"]["warnings"]
+    warnings = lab.describe()["network_policy"]["warnings"]
     assert any("ghost" in w and "'nope' is unknown" in w for w in warnings), warnings
     assert any("from-nowhere" in w and "matches no known namespace" in w for w in warnings), (
         warnings

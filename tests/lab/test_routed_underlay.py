@@ -14,7 +14,6 @@ from labkit import expect
 from labkit.dataplane import backends
 from labkit.errors import TopologyError
 from labkit.lab import Lab
-from labkit.layers import convergence
 from labkit.runtime import features
 from labkit.topology import parse_topology
 
@@ -62,14 +61,14 @@ def test_nodes_reach_the_other_rack_through_the_router(lab):
 
 def test_bgp_sessions_cross_the_router(lab):
     # A client peers with both reflectors, one of them in the other rack.
-    sessions = convergence.bgp_protocols(lab.node("node-b2"))
+    sessions = lab.routing.bgp_protocols(lab.node("node-b2"))
     assert set(sessions) == {"peer_node_a1", "peer_node_b1"}
     assert all(s.established for s in sessions.values()), sessions
     # Every node has every other node's pod subnet; the router has them all
     # (pod packets cross it unencapsulated).
     for node in lab.nodes():
         others = {s for n, s in lab.addresses.pod_subnets.items() if n != node.name}
-        assert convergence.bgp_routes(node) == others, node.name
+        assert lab.routing.bgp_routes(node) == others, node.name
 
 
 def test_pod_subnets_in_the_other_rack_are_routed_via_the_router(lab):
@@ -85,7 +84,7 @@ def test_a_node_without_pods_learns_announces_and_takes_a_pod_later(lab):
     empty, subnet = lab.node("node-b2"), lab.addresses.pod_subnets["node-b2"]
     assert not empty.pods() and "cni0" not in empty.exec("ip -o link").stdout
     # Announced anyway: the others route its block to it; it reaches their pods.
-    assert subnet in convergence.bgp_routes(lab.node("node-a1"))
+    assert subnet in lab.routing.bgp_routes(lab.node("node-a1"))
     assert empty.ping(lab.pod("web-a1")).loss == 0
     late = lab.add_pod("late-b2", {"node": "node-b2", "run": ["echo-server"]})
     try:

@@ -15,12 +15,10 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
-from labkit import expect, state
+from labkit import Endpoint, PodHandle, expect
 from labkit.dataplane.script import q
 from labkit.errors import FeatureMissing
-from labkit.handles import Endpoint, PodHandle
 from labkit.lab import Lab
-from labkit.layers import services
 from labkit.runtime import features
 from labkit.topology.loader import load_topology
 
@@ -188,9 +186,8 @@ def test_service_without_endpoints_refuses_at_once(lab, mode):
 
 @both
 def test_status_reports_a_selector_that_matches_nothing(lab, mode):
-    from labkit.cli import status_document
 
-    document = status_document(lab)
+    document = lab.describe()
     empty = next(s for s in document["services"] if s["name"] == "empty")
     assert empty["endpoints"] == []
     assert any("matches no pod" in note for note in empty["notes"])
@@ -240,15 +237,15 @@ def test_service_names_resolve_through_the_cluster_dns(lab, mode):
 @both
 def test_dns_and_rules_follow_a_new_service(lab, mode):
     client = lab.pod("client")
-    extra = services.add_service(
-        lab, "extra", {"selector": {"app": "solo"}, "ports": [{"port": 81, "target_port": 8080}]}
+    extra = lab.services.add(
+        "extra", {"selector": {"app": "solo"}, "ports": [{"port": 81, "target_port": 8080}]}
     )
     vip = extra.vip
     try:
         assert client.exec("getent hosts extra").stdout.split()[0] == str(vip)
         assert client.http("extra", 81).pod == "solo-1"
     finally:
-        services.delete_service(lab, "extra")
+        lab.services.delete("extra")
     assert client.exec("getent hosts extra", check=False).exit_code != 0
     assert not client.tcp(vip, 81, timeout=1).ok
 
@@ -267,7 +264,7 @@ def _served_from_every_node(lab: Lab, service: str) -> set[str]:
 
 
 def _changed(lab: Lab, measure, what: str, mode: str) -> None:
-    summary = services.last_sync(lab)
+    summary = lab.services.last_sync()
     assert summary is not None
     measure(f"{mode}_programming_seconds_{what}", summary["seconds"], "s")
 
@@ -356,7 +353,7 @@ def test_cli_pod_commands_update_endpoints(lab, mode):
         return result.output
 
     def cli_endpoints() -> set[str]:
-        return {e.pod for e in services.endpoints(_saved(lab), "churn")}
+        return {e.pod for e in _saved(lab).services.endpoints("churn")}
 
     cli("pod", "add", "churn-9", "--node", "node-3", "--label", "app=churn", "--run", "echo-server")
     assert cli_endpoints() == {"churn-1", "churn-2", "churn-9"}
@@ -376,12 +373,7 @@ def test_cli_pod_commands_update_endpoints(lab, mode):
 
 def _saved(lab: Lab) -> Lab:
     """The lab as the CLI left it in its state file."""
-    loaded = state.load(lab.name)
-    assert loaded is not None
-    topology, addresses, extra = loaded
-    saved = Lab(topology, addresses, lab.runtime, name=lab.name)
-    saved.layer_state = extra.get("layers", {})
-    return saved
+    return Lab.attach(lab.name, lab.runtime)
 
 
 def _refresh(lab: Lab) -> None:
@@ -407,10 +399,10 @@ def test_rules_deleted_by_hand_are_restored_on_the_next_sync(lab, mode):
     else:
         node.exec(f"nft delete element ip labkit-proxy service-ips {{ {web.vip} . tcp . 80 }}")
     assert not node.http(web.vip, 80, timeout=1).ok  # really gone
-    report = services.sync(lab)
+    report = lab.services.sync()
     assert report.drifted == ["node-2"]
     assert node.http(web.vip, 80).ok
-    assert services.sync(lab).drifted == []  # and nothing else was touched
+    assert lab.services.sync().drifted == []  # and nothing else was touched
 
 
 @both

@@ -13,11 +13,9 @@ from collections.abc import Callable, Iterator
 import pytest
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from labkit import expect
+from labkit import Faults, expect
 from labkit.dataplane import keepalived
-from labkit.faults import Faults
 from labkit.lab import Lab
-from labkit.layers import ingress
 from labkit.load import ContinuousClient, LoadResult
 
 pytestmark = pytest.mark.topology("ingress")  # one test also runs on ingress-haproxy
@@ -28,15 +26,15 @@ MASTER, BACKUP = "edge-1", "edge-2"  # by priority in topologies/ingress.yaml
 @pytest.fixture
 def vrrp_lab(lab: Lab) -> Iterator[Lab]:
     """Each test starts (and leaves the lab) with everything running and edge-1 the master."""
-    ingress.wait_vip_holder(lab, MASTER)
+    lab.vrrp.wait_holder(MASTER)
     yield lab
     for node in (MASTER, BACKUP):
         if lab.runtime.is_running(lab.node(node).container):
-            ingress.start_proxy(lab, node)
-            ingress.start_keepalived(lab, node)
+            lab.ingress.start_proxy(node)
+            lab.vrrp.start_keepalived(node)
     if not lab.topology.vrrp.preempt:  # type: ignore[union-attr]
-        ingress.set_vrrp(lab, preempt=True)
-    ingress.wait_vip_holder(lab, MASTER)
+        lab.vrrp.set(preempt=True)
+    lab.vrrp.wait_holder(MASTER)
 
 
 def fail_over(
@@ -50,7 +48,7 @@ def fail_over(
         client.wait_successes(10)
         started = time.time()
         break_master()
-        ingress.wait_vip_holder(lab, BACKUP, within=20)
+        lab.vrrp.wait_holder(BACKUP, within=20)
         moved = time.time() - started
         client.wait_successes(10)  # served again, through the backup
     result = client.result
@@ -65,8 +63,8 @@ def fail_over(
 
 def test_the_vip_is_held_by_the_highest_priority(vrrp_lab: Lab):
     lab = vrrp_lab
-    assert ingress.vip_holders(lab) == [MASTER]
-    assert ingress.keepalived_running(lab, BACKUP)
+    assert lab.vrrp.holders() == [MASTER]
+    assert lab.vrrp.keepalived_running(BACKUP)
     assert lab.node("client").http(lab.topology.vrrp.vip, 80, host="web.example").ok  # type: ignore[union-attr]
 
 
@@ -74,9 +72,9 @@ def test_stopping_the_masters_keepalived_moves_the_vip_and_preempt_brings_it_bac
     vrrp_lab: Lab, measure: Callable[..., float]
 ):
     lab = vrrp_lab
-    fail_over(lab, lambda: ingress.stop_keepalived(lab, MASTER), measure, "keepalived_stop")
-    ingress.start_keepalived(lab, MASTER)
-    ingress.wait_vip_holder(lab, MASTER, within=20)  # preempt: the higher priority takes it back
+    fail_over(lab, lambda: lab.vrrp.stop_keepalived(MASTER), measure, "keepalived_stop")
+    lab.vrrp.start_keepalived(MASTER)
+    lab.vrrp.wait_holder(MASTER, within=20)  # preempt: the higher priority takes it back
 
 
 @pytest.mark.parametrize(
@@ -91,10 +89,10 @@ def test_killing_the_masters_proxy_gives_the_vip_away(
 ):
     lab = vrrp_lab
     assert lab.topology.ingress.controller == controller  # type: ignore[union-attr]
-    fail_over(lab, lambda: ingress.stop_proxy(lab, MASTER), measure, f"{controller}_kill")
-    assert ingress.keepalived_running(lab, MASTER), "the node is alive, only its proxy died"
-    ingress.start_proxy(lab, MASTER)
-    ingress.wait_vip_holder(lab, MASTER, within=20)
+    fail_over(lab, lambda: lab.ingress.stop_proxy(MASTER), measure, f"{controller}_kill")
+    assert lab.vrrp.keepalived_running(MASTER), "the node is alive, only its proxy died"
+    lab.ingress.start_proxy(MASTER)
+    lab.vrrp.wait_holder(MASTER, within=20)
 
 
 def test_stopping_the_master_node_moves_the_vip(
@@ -103,27 +101,25 @@ def test_stopping_the_master_node_moves_the_vip(
     lab = vrrp_lab
     fail_over(lab, lambda: faults.stop_node(MASTER) and None, measure, "node_stop")
     faults.start_node(MASTER)  # node script and every layer's apply again
-    ingress.wait_vip_holder(lab, MASTER, within=20)
+    lab.vrrp.wait_holder(MASTER, within=20)
     assert lab.node("client").http(lab.topology.vrrp.vip, 80, host="web.example").ok  # type: ignore[union-attr]
 
 
 def test_nopreempt_leaves_the_vip_with_the_backup(vrrp_lab: Lab):
     lab = vrrp_lab
-    ingress.set_vrrp(lab, preempt=False)
-    ingress.stop_keepalived(lab, MASTER)
-    ingress.wait_vip_holder(lab, BACKUP)
+    lab.vrrp.set(preempt=False)
+    lab.vrrp.stop_keepalived(MASTER)
+    lab.vrrp.wait_holder(BACKUP)
     backups_before = backup_entries(lab, MASTER)
-    ingress.start_keepalived(lab, MASTER)
+    lab.vrrp.start_keepalived(MASTER)
 
     def old_master_is_backup() -> None:
         assert backup_entries(lab, MASTER) > backups_before, "not BACKUP yet"
 
     expect.eventually(old_master_is_backup, within=15, what=f"{MASTER} back as BACKUP")
     # A preempting node would now take over within an advert interval or two.
-    vrrp = lab.topology.vrrp
-    assert vrrp is not None
     holds_for(
-        3 * ingress.master_down_interval(vrrp, vrrp.priorities[MASTER]),
+        3 * lab.vrrp.master_down_interval(lab.topology.vrrp.priorities[MASTER]),
         lambda: assert_holders(lab, [BACKUP]),
     )
 
@@ -135,7 +131,7 @@ def backup_entries(lab: Lab, node: str) -> int:
 
 
 def assert_holders(lab: Lab, nodes: list[str]) -> None:
-    assert ingress.vip_holders(lab) == nodes
+    assert lab.vrrp.holders() == nodes
 
 
 def holds_for(seconds: float, check: Callable[[], None], every: float = 0.5) -> None:

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from labkit.cli import app
 from labkit.dataplane import backends, bgp, udp
 from labkit.errors import FeatureMissing
+from labkit.layers.convergence import check_pod_network
 from labkit.runtime import features
 from labkit.topology import parse_topology, plan_addresses
 from labkit.topology.loader import load_topology
@@ -256,7 +257,7 @@ def test_a_backend_without_its_kernel_feature_is_refused_with_the_reason(
     fake_host(monkeypatch, tun=feature != "tun", vxlan=feature != "vxlan")
     topology = parse_topology(TWO_NODES.replace("BACKEND", backend))
     with pytest.raises(FeatureMissing) as caught:
-        backends.check_backend(topology)
+        check_pod_network(topology)
     assert str(caught.value) == (
         f"backend {backend} needs {feature}, "
         f"but the host kernel lacks {feature} (Unknown device type.)"
@@ -266,14 +267,14 @@ def test_a_backend_without_its_kernel_feature_is_refused_with_the_reason(
 @pytest.mark.parametrize("backend", ["host-gw", "bgp", "none"])
 def test_backends_without_kernel_needs_pass(monkeypatch, backend):
     fake_host(monkeypatch, tun=False, vxlan=False)
-    backends.check_backend(parse_topology(TWO_NODES.replace("BACKEND", backend)))
+    check_pod_network(parse_topology(TWO_NODES.replace("BACKEND", backend)))
 
 
 @pytest.mark.parametrize("backend", ["host-gw", "bgp"])
 def test_unencapsulated_backends_need_an_underlay_that_carries_pod_addresses(monkeypatch, backend):
     fake_host(monkeypatch, tun=True, vxlan=True, l2_underlay=False)
     with pytest.raises(FeatureMissing) as caught:
-        backends.check_backend(parse_topology(TWO_NODES.replace("BACKEND", backend)))
+        check_pod_network(parse_topology(TWO_NODES.replace("BACKEND", backend)))
     assert str(caught.value) == (
         f"backend {backend} needs l2-underlay, "
         "but the engine's host drops frames outside the subnet"
@@ -282,9 +283,9 @@ def test_unencapsulated_backends_need_an_underlay_that_carries_pod_addresses(mon
 
 def test_a_routed_underlay_needs_it_whatever_the_backend(monkeypatch):
     fake_host(monkeypatch, tun=True, vxlan=True, l2_underlay=False)
-    backends.check_backend(parse_topology(TWO_NODES.replace("BACKEND", "vxlan")))
+    check_pod_network(parse_topology(TWO_NODES.replace("BACKEND", "vxlan")))
     with pytest.raises(FeatureMissing, match=r"a routed underlay \(router nodes\) needs l2-underlay"):
-        backends.check_backend(parse_topology(TWO_RACKS.replace("BACKEND", "vxlan")))
+        check_pod_network(parse_topology(TWO_RACKS.replace("BACKEND", "vxlan")))
 
 
 # -- bad input: the place in the file, exit code 2 ----------------------------------------

@@ -15,7 +15,7 @@ from labkit.dataplane.kubeproxy import (
     plan_to_json,
 )
 from labkit.dataplane.proxy_modes import mode_of, parse_sync_output, sync_script
-from labkit.layers.readiness import parse_readiness
+from labkit.dataplane.readiness import parse_readiness
 from labkit.topology.loader import parse_topology
 from labkit.topology.services_alloc import (
     ServiceEndpoint,

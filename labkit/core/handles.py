@@ -6,67 +6,45 @@ from functools import cached_property
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any
 
+from labkit.core import probes
+from labkit.core.endpoint import Endpoint, Target
 from labkit.dataplane import pods as pod_plan
 from labkit.dataplane.script import q
-from labkit.runtime.docker import ExecResult
+from labkit.dataplane.vxlan import underlay_device
+from labkit.runtime.base import ExecResult
 
 if TYPE_CHECKING:
-    from labkit import probes
-    from labkit.lab import Lab
+    from labkit.core.cluster import Cluster
 
 
-class Endpoint:
-    """Something that can send probes (a node or a pod) and be their target."""
+class Probing:
+    """Probes as methods, so a test reads `client.ping(web)`."""
 
     name: str
-    lab: Lab
 
-    @property
-    def ip(self) -> IPv4Address:
-        raise NotImplementedError
-
-    @property
-    def node(self) -> NodeHandle:
-        raise NotImplementedError
-
-    def exec(
-        self, command: str, *, check: bool = True, timeout: float | None = None
-    ) -> ExecResult:
-        raise NotImplementedError
-
-    # Probes, as methods so a test reads `client.ping(web)`.
-    def ping(self, target: Target, **options: Any) -> probes.PingResult:
-        from labkit import probes
-
+    def ping(self: Endpoint, target: Target, **options: Any) -> probes.PingResult:
         return probes.ping(self, target, **options)
 
-    def tcp(self, target: Target, port: int, **options: Any) -> probes.TcpResult:
-        from labkit import probes
-
+    def tcp(self: Endpoint, target: Target, port: int, **options: Any) -> probes.TcpResult:
         return probes.tcp_connect(self, target, port, **options)
 
-    def udp(self, target: Target, port: int, **options: Any) -> probes.UdpResult:
-        from labkit import probes
-
+    def udp(self: Endpoint, target: Target, port: int, **options: Any) -> probes.UdpResult:
         return probes.udp_request(self, target, port, **options)
 
-    def http(self, target: Target, port: int = 8080, path: str = "/", **options: Any) -> probes.HttpResult:
-        from labkit import probes
-
+    def http(
+        self: Endpoint, target: Target, port: int = 8080, path: str = "/", **options: Any
+    ) -> probes.HttpResult:
         return probes.http_get(self, target, port, path, **options)
 
     def __str__(self) -> str:
         return self.name
 
 
-Target = Endpoint | IPv4Address | str
-
-
-class NodeHandle(Endpoint):
-    def __init__(self, lab: Lab, name: str) -> None:
-        self.lab = lab
+class NodeHandle(Probing):
+    def __init__(self, cluster: Cluster, name: str) -> None:
+        self.cluster = cluster
         self.name = name
-        self.container = f"{lab.name}-{name}"
+        self.container = cluster.container(name)
 
     def __repr__(self) -> str:
         return f"<node {self.name} {self.ip}>"
@@ -74,11 +52,11 @@ class NodeHandle(Endpoint):
     @property
     def ip(self) -> IPv4Address:
         """The node's address on its first underlay network."""
-        return self.lab.addresses.node_ip(self.name)
+        return self.cluster.addresses.node_ip(self.name)
 
     @property
     def ips(self) -> dict[str, IPv4Address]:
-        return dict(self.lab.addresses.node_ips[self.name])
+        return dict(self.cluster.addresses.node_ips[self.name])
 
     @property
     def node(self) -> NodeHandle:
@@ -86,15 +64,22 @@ class NodeHandle(Endpoint):
 
     @property
     def roles(self) -> list[str]:
-        return list(self.lab.topology.nodes[self.name].roles)
+        return list(self.cluster.topology.nodes[self.name].roles)
 
     def exec(
         self, command: str | list[str], *, check: bool = True, timeout: float | None = None
     ) -> ExecResult:
-        return self.lab.runtime.exec(self.container, command, check=check, timeout=timeout)
+        return self.cluster.runtime.exec(self.container, command, check=check, timeout=timeout)
 
     def pods(self) -> list[PodHandle]:
-        return [p for p in self.lab.pods() if p.node.name == self.name]
+        return [p for p in self.cluster.pods() if p.node.name == self.name]
+
+    def link(self, network: str | None = None) -> Link:
+        """The node's underlay interface on `network` (default: its first)."""
+        return Link(self, network)
+
+    def links(self) -> list[Link]:
+        return [Link(self, network) for network in self.cluster.addresses.node_ips[self.name]]
 
     @cached_property
     def host(self) -> Any:
@@ -104,9 +89,37 @@ class NodeHandle(Endpoint):
         return testinfra.get_host(f"docker://{self.container}")
 
 
-class PodHandle(Endpoint):
-    def __init__(self, lab: Lab, name: str) -> None:
-        self.lab = lab
+class Link:
+    """A node's underlay interface: what faults act on (as Mininet's `Intf`)."""
+
+    def __init__(self, node: NodeHandle, network: str | None) -> None:
+        self.node = node
+        self.network = network
+        self.device = underlay_device(node.cluster.addresses.node_ip(node.name, network))
+
+    def __repr__(self) -> str:
+        return f"<link {self.node.name}:{self.device}>"
+
+    def down(self) -> None:
+        self.node.exec(f"ip link set dev {self.device} down")
+
+    def up(self) -> None:
+        self.node.exec(f"ip link set dev {self.device} up")
+
+    def mac(self) -> str:
+        return self.node.exec(f"cat /sys/class/net/{self.device}/address").stdout.strip()
+
+    def shape(self, qdisc: str) -> None:
+        """Set the interface's root qdisc (tbf for a rate, netem for delay/loss)."""
+        self.node.exec(f"tc qdisc replace dev {self.device} root {qdisc}")
+
+    def clear_shaping(self) -> None:
+        self.node.exec(f"tc qdisc del dev {self.device} root 2>/dev/null || true")
+
+
+class PodHandle(Probing):
+    def __init__(self, cluster: Cluster, name: str) -> None:
+        self.cluster = cluster
         self.name = name
 
     def __repr__(self) -> str:
@@ -114,15 +127,15 @@ class PodHandle(Endpoint):
 
     @property
     def spec(self) -> Any:
-        return self.lab.topology.pods[self.name]
+        return self.cluster.topology.pods[self.name]
 
     @property
     def ip(self) -> IPv4Address:
-        return self.lab.addresses.pod_ips[self.name]
+        return self.cluster.addresses.pod_ips[self.name]
 
     @property
     def node(self) -> NodeHandle:
-        return self.lab.node(self.spec.node)
+        return self.cluster.node(self.spec.node)
 
     @property
     def namespace(self) -> str:
@@ -154,13 +167,13 @@ class PodHandle(Endpoint):
     def kill(self, container: str | None = None, signal: str = "KILL") -> None:
         """Kill the pod's processes; its namespace and IP stay."""
         self.node.exec(pod_plan.kill_containers_script(self.name, container, signal))
-        self.lab.pods_changed([self.name])
+        self.cluster.pods_changed([self.name])
 
     def restart(self, container: str | None = None) -> None:
         kill = pod_plan.kill_containers_script(self.name, container)
-        start = pod_plan.start_containers_script(self.lab.pod_spec(self.name), container)
+        start = pod_plan.start_containers_script(self.cluster.pod_spec(self.name), container)
         self.node.exec(f"{kill}\n{start}")  # one round trip
-        self.lab.pods_changed([self.name])
+        self.cluster.pods_changed([self.name])
 
     def logs(self, container: str | None = None) -> str:
         pattern = f"{pod_plan.LOG_DIR}/{self.name}/{container or '*'}.log"

@@ -10,9 +10,10 @@ from typing import Annotated, Any
 
 import typer
 
-from labkit.cli import _attach, console, friendly
+from labkit.cli.common import app, attach_lab, console, friendly
 
 fault_app = typer.Typer(no_args_is_help=True, help="Break a running lab on purpose, and revert it.")
+app.add_typer(fault_app, name="fault")
 
 LabOption = Annotated[str | None, typer.Option("--lab", help="Lab name")]
 NetworkOption = Annotated[
@@ -21,7 +22,7 @@ NetworkOption = Annotated[
 
 
 def _faults(lab_name: str | None) -> Any:
-    return _attach(lab_name).faults
+    return attach_lab(lab_name).faults
 
 
 def _done(fault: Any) -> None:

@@ -13,9 +13,9 @@ from typing import Any
 
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from labkit.core.endpoint import Endpoint, Target
 from labkit.dataplane.script import q
 from labkit.errors import LabkitError
-from labkit.handles import Endpoint, Target
 
 
 def address_of(target: Target) -> str:

@@ -1,0 +1,130 @@
+"""`labkit up`, `down`, `status`: a lab's lifecycle and what it is made of."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from labkit.cli.common import DEFAULT_TOPOLOGY, app, attach_lab, console, friendly, only_lab
+from labkit.core import state
+from labkit.lab import Lab
+from labkit.runtime.docker import DockerRuntime
+from labkit.topology.loader import load_topology, resolve_topology_path
+
+
+@app.command()
+@friendly
+def up(
+    topology: Annotated[str, typer.Argument(help="A name under topologies/ or a path")] = DEFAULT_TOPOLOGY,
+    name: Annotated[str | None, typer.Option(help="Lab name (default: the topology's)")] = None,
+) -> None:
+    """Bring a lab up and print its nodes, pods, addresses and entry points."""
+
+    path = resolve_topology_path(topology)
+    parsed = load_topology(path)
+    with console.status(f"bringing up {parsed.name}") as status:
+        lab = Lab.up(str(path), name=name, progress=lambda message: status.update(message))
+    console.print(f"[green]lab {lab.name} is up[/green] in {lab.timings['up']:.1f} s")
+    _print_lab(lab)
+    console.print("\nnext:")
+    for line in next_steps(lab):
+        console.print(f"  [bold]{line}[/bold]", highlight=False)
+
+
+def next_steps(lab: Any) -> list[str]:
+    """Commands worth typing next, with this lab's own names and addresses."""
+    steps = []
+    pods = lab.pods()
+    if pods:
+        client = next((p for p in pods if not p.spec.run), pods[0])
+        server = next((p for p in pods if p.spec.run and p.node.name != client.node.name), None)
+        if server is not None:
+            steps.append(f"labkit exec {client.name} -- curl -s {server.ip}:8080/   # {server.name} on {server.node.name}")
+        for name in list(lab.topology.services)[:1]:
+            steps.append(f"labkit exec {client.name} -- curl -s {name}:{lab.topology.services[name].ports[0].port}/")
+    steps += [f"labkit check {lab.name}", f"labkit shell {lab.node(next(iter(lab.topology.nodes))).name}", f"labkit down {lab.name}"]
+    return steps
+
+
+@app.command()
+@friendly
+def down(
+    name: Annotated[str | None, typer.Argument(help="Lab name")] = None,
+    all_labs: Annotated[bool, typer.Option("--all", help="Remove every labkit object on this engine")] = False,
+) -> None:
+    """Remove a lab (idempotent), or with --all every labelled lab and orphan."""
+
+    runtime = DockerRuntime()
+    if all_labs:
+        names = runtime.lab_names() | set(state.known_labs())
+    elif name:
+        names = {name}
+    else:
+        names = {only_lab(None)}
+    for lab in sorted(names):
+        removed = runtime.remove_lab(lab)
+        state.forget(lab)
+        console.print(f"removed lab {lab} ({removed} objects)")
+    if not names:
+        console.print("nothing to remove")
+
+
+def _print_lab(lab: Any) -> None:
+    document = lab.describe()
+    nodes = Table(title=f"lab {lab.name}: nodes", title_justify="left")
+    for column in ("node", "underlay IPs", "pod subnet", "roles"):
+        nodes.add_column(column)
+    for node in document["nodes"]:
+        ips = ", ".join(f"{ip} ({net})" for net, ip in node["ips"].items())
+        nodes.add_row(node["name"], ips, node["pod_subnet"] or "-", ",".join(node["roles"]) or "-")
+    console.print(nodes)
+    if document["pods"]:
+        pods = Table(title="pods", title_justify="left")
+        for column in ("pod", "node", "namespace", "IP", "labels"):
+            pods.add_column(column)
+        for pod in document["pods"]:
+            labels = ",".join(f"{k}={v}" for k, v in pod["labels"].items())
+            pods.add_row(pod["name"], pod["node"], pod["namespace"], pod["ip"], labels or "-")
+        console.print(pods)
+    if document.get("services"):
+        _print_services(document)
+    for key, value in document.items():
+        if key in ("name", "source", "backend", "networks", "nodes", "pods", "services", "service_proxy"):
+            continue
+        console.print(f"[bold]{key}[/bold]: {json.dumps(value, indent=1)}")
+
+
+def _print_services(document: dict[str, Any]) -> None:
+    """Services: VIP, ports (node ports), endpoints, and why one has none."""
+    proxy = document.get("service_proxy") or {}
+    title = f"services (proxy mode {proxy.get('mode')}, DNS {proxy.get('dns') or 'off'})"
+    table = Table(title=title, title_justify="left")
+    for column in ("service", "VIP", "ports", "endpoints"):
+        table.add_column(column)
+    for service in document["services"]:
+        ports = ", ".join(
+            f"{p['port']}/{p['protocol']}->{p['target_port']}"
+            + (f" (node {p['node_port']})" if p["node_port"] else "")
+            for p in service["ports"]
+        )
+        endpoints = ", ".join(f"{e['pod']} {e['ip']}" for e in service["endpoints"])
+        notes = "; ".join(service["notes"])
+        table.add_row(service["name"], service["vip"], ports, endpoints or f"[yellow]none: {notes}[/yellow]")
+    console.print(table)
+
+
+@app.command()
+@friendly
+def status(
+    name: Annotated[str | None, typer.Argument(help="Lab name")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable")] = False,
+) -> None:
+    """Nodes with their underlay IPs, pods with their node and IP."""
+    lab = attach_lab(name)
+    if as_json:
+        print(json.dumps(lab.describe(), indent=2))
+    else:
+        _print_lab(lab)

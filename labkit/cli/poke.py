@@ -1,0 +1,58 @@
+"""`labkit exec`, `shell`, `check`: poking a running lab."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from typing import Annotated
+
+import typer
+
+from labkit import expect
+from labkit.cli.common import app, attach_lab, console, friendly, lab_of_endpoint
+from labkit.core.handles import PodHandle
+
+
+@app.command(name="exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@friendly
+def exec_(
+    target: Annotated[str, typer.Argument(help="A node or a pod")],
+    command: Annotated[list[str], typer.Argument(help="The command, after --")],
+    lab_name: Annotated[str | None, typer.Option("--lab", help="Lab name")] = None,
+) -> None:
+    """Run a command on a node or in a pod's network namespace."""
+
+    _, endpoint = lab_of_endpoint(target, lab_name)
+    result = endpoint.exec(shlex.join(command), check=False)
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+@friendly
+def shell(
+    target: Annotated[str, typer.Argument(help="A node or a pod")],
+    lab_name: Annotated[str | None, typer.Option("--lab", help="Lab name")] = None,
+) -> None:
+    """An interactive shell on a node or in a pod."""
+    _, endpoint = lab_of_endpoint(target, lab_name)
+    inner = ["ip", "netns", "exec", endpoint.name, "bash"] if isinstance(endpoint, PodHandle) else ["bash"]
+    # An interactive TTY is the docker CLI's job; the SDK has no terminal client.
+    os.execvp("docker", ["docker", "exec", "-it", endpoint.node.container, *inner])
+
+
+@app.command()
+@friendly
+def check(name: Annotated[str | None, typer.Argument(help="Lab name")] = None) -> None:
+    """The pod-by-pod reachability matrix (ping, with RTTs)."""
+
+    lab = attach_lab(name)
+    pods = lab.pods()
+    matrix = expect.reachability_matrix(pods, pods)
+    console.print(matrix.render(), highlight=False)
+    failed = [cell for cell in matrix.cells.values() if not cell.ok]
+    console.print(f"{len(matrix.cells) - len(failed)}/{len(matrix.cells)} paths reachable")
+    if failed:
+        raise typer.Exit(1)

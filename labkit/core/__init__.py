@@ -1,0 +1,1 @@
+"""What every layer stands on: handles, probes, the cluster context, pod lifecycle."""

@@ -1,0 +1,137 @@
+"""The cluster context: all that a layer, a fault or a pod change sees of a lab.
+
+The topology and its planned addresses, the runtime, the lab's persisted state
+(each user keeps its own slice under its own key), which nodes are stopped,
+handles on nodes and pods, `save`, and two notifications the lab answers:
+pods changed (the layers follow) and a node came back (the layers re-apply).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from labkit.core import state as state_store
+from labkit.core.handles import NodeHandle, PodHandle
+from labkit.dataplane import nodes as node_plan
+from labkit.dataplane.pods import PodSpec
+from labkit.errors import UsageError
+from labkit.runtime.base import Runtime, container_name
+from labkit.topology.addressing import Addresses
+from labkit.topology.model import Topology
+
+STOPPED_KEY = "stopped_nodes"
+
+
+def _nothing(*_: Any) -> None:
+    pass
+
+
+class Cluster:
+    def __init__(
+        self,
+        name: str,
+        topology: Topology,
+        addresses: Addresses,
+        runtime: Runtime,
+        *,
+        image: str = "",
+        source: str | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.topology = topology
+        self.addresses = addresses
+        self.runtime = runtime
+        self.image = image
+        self.source = source
+        self.state: dict[str, Any] = state if state is not None else {}
+        # Set by the lab: what follows a pod change, and what a returning node needs.
+        self.on_pods_changed: Callable[[Sequence[str]], None] = _nothing
+        self.on_node_rebuilt: Callable[[str], None] = _nothing
+
+    # -- state ------------------------------------------------------------------
+    def slice(self, key: str) -> dict[str, Any]:
+        """The part of the lab's state that one layer or feature owns."""
+        part: dict[str, Any] = self.state.setdefault(key, {})
+        return part
+
+    def save(self) -> None:
+        state_store.save(
+            self.name,
+            self.topology,
+            self.addresses,
+            {"source": self.source, "image": self.image, "layers": self.state},
+        )
+
+    def stopped_nodes(self) -> set[str]:
+        """Nodes stopped on purpose: layers skip them; they get everything when they return."""
+        return set(self.state.get(STOPPED_KEY, []))
+
+    def mark_stopped(self, node: str, stopped: bool) -> None:
+        now = self.stopped_nodes() - {node} | ({node} if stopped else set())
+        self.state[STOPPED_KEY] = sorted(now)
+
+    # -- notifications ------------------------------------------------------------
+    def pods_changed(self, names: Sequence[str]) -> None:
+        """Tell the layers above the pod network that these pods changed."""
+        self.on_pods_changed(names)
+        self.save()
+
+    def node_rebuilt(self, node: str) -> None:
+        """A node's own state was rebuilt (it restarted, a link came back): layers re-apply."""
+        self.on_node_rebuilt(node)
+        self.save()
+
+    # -- handles and plans ----------------------------------------------------------
+    def container(self, node: str) -> str:
+        return container_name(self.name, node)
+
+    def node(self, name: str) -> NodeHandle:
+        if name not in self.topology.nodes:
+            raise UsageError(
+                f"no node {name!r} in lab {self.name} (nodes: {', '.join(self.topology.nodes)})"
+            )
+        return NodeHandle(self, name)
+
+    def nodes(self, role: str | None = None) -> list[NodeHandle]:
+        return [
+            NodeHandle(self, name)
+            for name, spec in self.topology.nodes.items()
+            if role is None or role in spec.roles
+        ]
+
+    def pod(self, name: str) -> PodHandle:
+        if name not in self.topology.pods:
+            raise UsageError(
+                f"no pod {name!r} in lab {self.name} (pods: {', '.join(self.topology.pods)})"
+            )
+        return PodHandle(self, name)
+
+    def pods(self, **labels: str) -> list[PodHandle]:
+        """All pods, or those whose labels include `labels`."""
+        return [
+            PodHandle(self, name)
+            for name, spec in self.topology.pods.items()
+            if all(spec.labels.get(k) == v for k, v in labels.items())
+        ]
+
+    def endpoint(self, name: str) -> NodeHandle | PodHandle:
+        """A node or a pod by name (pods win: they are what people poke)."""
+        if name in self.topology.pods:
+            return self.pod(name)
+        if name in self.topology.nodes:
+            return self.node(name)
+        raise UsageError(
+            f"no node or pod {name!r} in lab {self.name} "
+            f"(nodes: {', '.join(self.topology.nodes)}; pods: {', '.join(self.topology.pods) or 'none'})"
+        )
+
+    def pods_on(self, node: str) -> list[str]:
+        return node_plan.pods_on(self.topology, node)
+
+    def pod_spec(self, name: str) -> PodSpec:
+        return node_plan.pod_spec(self.topology, self.addresses, name)
+
+    def node_script(self, node: str) -> str:
+        return node_plan.node_scripts(self.topology, self.addresses, only=[node])[node]

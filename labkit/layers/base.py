@@ -1,0 +1,53 @@
+"""The layer protocol: a part of the model built above the pod network."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from labkit.core.cluster import Cluster
+
+
+class Layer(Protocol):
+    name: str
+
+    def wanted(self, cluster: Cluster) -> bool:
+        """Whether the topology asks for this layer at all."""
+        ...
+
+    def check(self, cluster: Cluster) -> None:
+        """Raise before anything is created when the host cannot run this layer."""
+        ...
+
+    def apply(self, cluster: Cluster) -> None:
+        """Build the layer on a fresh lab (or a node that came back)."""
+        ...
+
+    def sync(self, cluster: Cluster, changed_pods: Sequence[str]) -> None:
+        """Follow a change of pods (added, deleted, killed, relabelled)."""
+        ...
+
+    def describe(self, cluster: Cluster) -> dict[str, Any]:
+        """What `labkit status` shows of this layer."""
+        ...
+
+
+class BaseLayer:
+    """Defaults for a layer that only needs some of the hooks."""
+
+    name = "layer"
+
+    def wanted(self, cluster: Cluster) -> bool:
+        return True
+
+    def check(self, cluster: Cluster) -> None:
+        pass
+
+    def apply(self, cluster: Cluster) -> None:
+        pass
+
+    def sync(self, cluster: Cluster, changed_pods: Sequence[str]) -> None:
+        pass
+
+    def describe(self, cluster: Cluster) -> dict[str, Any]:
+        return {}

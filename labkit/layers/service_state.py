@@ -1,0 +1,102 @@
+"""The Service layer's state: VIPs and node ports handed out (sticky), the ready
+pods seen at the last sync, and the lookups every other part of the layer uses.
+
+Kept in `cluster.state["services"]`: vips, node_ports, ready, the plan the nodes
+were last programmed with (for partial syncs), digests and the last sync's timing.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Any
+
+from labkit.core.cluster import Cluster
+from labkit.dataplane.kubeproxy import ProxyPlan, build_plan
+from labkit.dataplane.proxy_modes import Mode, mode_of
+from labkit.errors import UsageError
+from labkit.layers.readiness import probe_ready
+from labkit.topology.model import Service
+from labkit.topology.services_alloc import (
+    ServiceEndpoint,
+    allocate_node_ports,
+    allocate_vips,
+    service_endpoints,
+)
+
+STATE_KEY = "services"
+
+
+def layer_state(cluster: Cluster) -> dict[str, Any]:
+    return cluster.state.setdefault(STATE_KEY, {})
+
+
+def vips(cluster: Cluster) -> dict[str, IPv4Address]:
+    """Every service's VIP; allocated (and remembered) on first use."""
+    state = layer_state(cluster)
+    known = {name: IPv4Address(ip) for name, ip in state.get("vips", {}).items()}
+    allocated = allocate_vips(cluster.topology, known)
+    if allocated != known:
+        state["vips"] = {name: str(ip) for name, ip in allocated.items()}
+    return allocated
+
+
+def node_ports(cluster: Cluster) -> dict[str, int]:
+    """Node ports keyed `service/port-key`; allocated (and remembered) on first use."""
+    state = layer_state(cluster)
+    known = dict(state.get("node_ports", {}))
+    allocated = allocate_node_ports(cluster.topology, known)
+    if allocated != known:
+        state["node_ports"] = allocated
+    return allocated
+
+
+def ready_pods(cluster: Cluster, fresh: bool = False) -> set[str]:
+    """The ready pods as of the last sync, or probed now (`fresh`, or never synced)."""
+    state = layer_state(cluster)
+    if fresh or "ready" not in state:
+        ready = probe_ready(cluster)
+        state["ready"] = sorted(ready)
+        return ready
+    return set(state["ready"]) & set(cluster.topology.pods)
+
+
+def service_spec(cluster: Cluster, name: str) -> Service:
+    service = cluster.topology.services.get(name)
+    if service is None:
+        known = ", ".join(cluster.topology.services) or "none"
+        raise UsageError(f"no service {name!r} in lab {cluster.name} (services: {known})")
+    return service
+
+
+def endpoints(cluster: Cluster, service_name: str, *, fresh: bool = False) -> list[ServiceEndpoint]:
+    """The service's endpoints: the ready pods its selector picks (as last synced)."""
+    service = service_spec(cluster, service_name)
+    return service_endpoints(
+        service, cluster.topology.pods, cluster.addresses.pod_ips, ready_pods(cluster, fresh=fresh)
+    )
+
+
+def service_vip(cluster: Cluster, service_name: str) -> IPv4Address:
+    service_spec(cluster, service_name)
+    return vips(cluster)[service_name]
+
+
+def proxy_mode(cluster: Cluster) -> Mode:
+    settings = cluster.topology.cluster
+    return mode_of(settings.proxy_mode, settings.iptables_backend)
+
+
+def current_plan(cluster: Cluster, ready: set[str]) -> ProxyPlan:
+    """The plan for the topology as it is now, with these ready pods."""
+    topology = cluster.topology
+    found = {
+        name: service_endpoints(service, topology.pods, cluster.addresses.pod_ips, ready)
+        for name, service in topology.services.items()
+    }
+    return build_plan(topology, vips(cluster), node_ports(cluster), found)
+
+
+def last_sync(cluster: Cluster) -> dict[str, Any] | None:
+    """The last sync's summary: kind, seconds until every node committed, nodes restored."""
+    found = layer_state(cluster).get("last_sync")
+    return dict(found) if found else None
