@@ -27,7 +27,9 @@ lab-status:
 
 lint:
 	$(BIN)/ruff check labkit tests
+	$(BIN)/ruff format --check labkit tests
 	$(BIN)/mypy labkit
+	$(BIN)/lint-imports
 
 bench: setup
 	$(BIN)/labkit bench up

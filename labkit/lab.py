@@ -10,8 +10,9 @@ failure or interrupt on the way removes what was made.
 from __future__ import annotations
 
 import os
+import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
@@ -22,10 +23,11 @@ from labkit.core import probes
 from labkit.core import state as state_store
 from labkit.core.cluster import Cluster
 from labkit.core.describe import describe_cluster
-from labkit.core.handles import NodeHandle, PodHandle
-from labkit.errors import LabNotFound, Problem, TopologyError, UsageError
+from labkit.core.handles import PodHandle
+from labkit.core.owner import owner_labels, stale_reason
+from labkit.errors import UsageError
 from labkit.faults import Faults
-from labkit.layers import LAYERS, Layer
+from labkit.layers import apply_layers, check_layers, describe_layers, sync_layers
 from labkit.layers.convergence import Routing
 from labkit.layers.ingress import IngressControl
 from labkit.layers.policy import Policies
@@ -56,8 +58,11 @@ class Lab:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self.timings: dict[str, float] = {}
-        cluster.on_pods_changed = self._sync_layers
-        cluster.on_node_rebuilt = lambda node: self._apply_layers()
+        cluster.on_pods_changed = lambda changed: sync_layers(cluster, changed)
+        cluster.on_node_rebuilt = lambda node: apply_layers(cluster)
+        # Handles on nodes and pods are the cluster's.
+        self.node, self.nodes, self.endpoint = cluster.node, cluster.nodes, cluster.endpoint
+        self.pod, self.pods = cluster.pod, cluster.pods
 
     name = property(lambda self: self.cluster.name)
     topology = property(lambda self: self.cluster.topology)
@@ -76,20 +81,25 @@ class Lab:
         progress: Progress = _quiet,
         name: str | None = None,
         image: str | None = None,
+        keep: bool = False,
     ) -> Lab:
+        """Bring a lab up. `keep`: a lab kept on purpose, never reclaimed as stale."""
         source = topology if isinstance(topology, str) else None
         topology = load_topology(topology) if isinstance(topology, str) else topology
         runtime = runtime or DockerRuntime()
         lab_name = name or lab_name_for(topology)
         if lab_name in runtime.lab_names():
-            if runtime.lab_running(lab_name):
+            stale = stale_reason(runtime.lab_labels(lab_name))
+            if stale is None and runtime.lab_running(lab_name):
                 raise UsageError(f"a lab named {lab_name!r} is already up (labkit down {lab_name})")
-            progress(f"removing the dead leftovers of an earlier {lab_name}")  # engine restarted
+            print(f"labkit: reclaiming lab {lab_name}: {stale or 'nothing of it runs'}", file=sys.stderr)
             runtime.remove_lab(lab_name)
         addresses = plan_addresses(topology, runtime.taken_subnets())
         cluster = Cluster(lab_name, topology, addresses, runtime, image=image or runtime.node_image(), source=source)
+        cluster.owner = owner_labels(keep=keep)
         lab = cls(cluster)
-        lab._check()
+        cluster.check_images()
+        check_layers(cluster)
         started = time.perf_counter()
         try:
             lab._create(progress)
@@ -103,20 +113,7 @@ class Lab:
     @classmethod
     def attach(cls, name: str, runtime: Runtime | None = None) -> Lab:
         """A handle on a lab another process brought up."""
-        loaded = state_store.load(name)
-        if loaded is None:
-            known = ", ".join(state_store.known_labs()) or "none"
-            raise LabNotFound(f"no lab named {name!r} is known (known: {known})")
-        topology, addresses, extra = loaded
-        runtime = runtime or DockerRuntime()
-        if name not in runtime.lab_names():
-            state_store.forget(name)
-            raise LabNotFound(f"lab {name!r} is not running")
-        cluster = Cluster(
-            name, topology, addresses, runtime,
-            image=extra.get("image", ""), source=extra.get("source"), state=extra.get("layers", {}),
-        )  # fmt: skip
-        return cls(cluster)
+        return cls(Cluster.load(name, runtime or DockerRuntime()))
 
     @classmethod
     @contextmanager
@@ -144,23 +141,12 @@ class Lab:
         state_store.forget(self.name)
         return removed
 
-    def _check(self) -> None:
-        problems = [
-            Problem(("nodes", node, "image"), f"image {spec.image!r} is not on this engine")
-            for node, spec in self.topology.nodes.items()
-            if spec.image is not None and not self.runtime.has_image(spec.image)
-        ]  # nothing can be pulled mid-way
-        if problems:
-            raise TopologyError(problems, self.source or self.topology.name)
-        for layer in self.active_layers():
-            layer.check(self.cluster)
-
     def _create(self, progress: Progress) -> None:
         cluster, topology = self.cluster, self.topology
         step = time.perf_counter()
         progress(f"creating {len(topology.networks)} underlay network(s)")
         for network, subnet in self.addresses.underlay_subnets.items():
-            self.runtime.create_network(self.name, network, subnet)
+            self.runtime.create_network(self.name, network, subnet, self.cluster.owner)
         progress(f"starting {len(topology.nodes)} node(s)")
         parallel(self._create_node, topology.nodes)
         self.timings["nodes"] = time.perf_counter() - step
@@ -170,51 +156,20 @@ class Lab:
         parallel(lambda node: cluster.node(node).exec(cluster.node_script(node)), topology.nodes)
         self.timings["pods"] = time.perf_counter() - step
         step = time.perf_counter()
-        for layer in self.active_layers():
-            progress(f"applying {layer.name}")
-            layer.apply(cluster)
+        apply_layers(cluster, progress)
         self.timings["layers"] = time.perf_counter() - step
         cluster.save()
 
     def _create_node(self, node: str) -> None:
         networks = {net: self.addresses.node_ips[node][net] for net in networks_of(self.topology, node)}
         image = self.topology.nodes[node].image or self.cluster.image
-        self.runtime.create_node(self.name, node, image, networks)
-
-    def active_layers(self) -> list[Layer]:
-        return [layer for layer in LAYERS if layer.wanted(self.cluster)]
-
-    def _sync_layers(self, changed: Sequence[str]) -> None:
-        for layer in self.active_layers():
-            layer.sync(self.cluster, changed)
-
-    def _apply_layers(self) -> None:
-        for layer in self.active_layers():
-            layer.apply(self.cluster)
+        self.runtime.create_node(self.name, node, image, networks, self.cluster.owner)
 
     def describe(self) -> dict[str, Any]:
         """What `labkit status --json` prints: nodes, pods, and every layer's part."""
-        document = describe_cluster(self.cluster)
-        for layer in self.active_layers():
-            document.update(layer.describe(self.cluster))
-        return document
+        return describe_cluster(self.cluster) | describe_layers(self.cluster)
 
-    # -- handles, changes, the layers' controls ---------------------------------------
-
-    def node(self, name: str) -> NodeHandle:
-        return self.cluster.node(name)
-
-    def nodes(self, role: str | None = None) -> list[NodeHandle]:
-        return self.cluster.nodes(role)
-
-    def pod(self, name: str) -> PodHandle:
-        return self.cluster.pod(name)
-
-    def pods(self, **labels: str) -> list[PodHandle]:
-        return self.cluster.pods(**labels)
-
-    def endpoint(self, name: str) -> NodeHandle | PodHandle:
-        return self.cluster.endpoint(name)
+    # -- changes, and the layers' controls -------------------------------------------
 
     def service(self, name: str) -> ServiceHandle:
         return self.services.get(name)

@@ -15,7 +15,7 @@ from labkit.core import state as state_store
 from labkit.core.handles import NodeHandle, PodHandle
 from labkit.dataplane import nodes as node_plan
 from labkit.dataplane.pods import PodSpec
-from labkit.errors import UsageError
+from labkit.errors import LabNotFound, Problem, TopologyError, UsageError
 from labkit.runtime.base import Runtime, container_name
 from labkit.topology.addressing import Addresses
 from labkit.topology.model import Topology
@@ -46,9 +46,36 @@ class Cluster:
         self.image = image
         self.source = source
         self.state: dict[str, Any] = state if state is not None else {}
+        self.owner: dict[str, str] = {}  # labels naming the process that brought it up
         # Set by the lab: what follows a pod change, and what a returning node needs.
         self.on_pods_changed: Callable[[Sequence[str]], None] = _nothing
         self.on_node_rebuilt: Callable[[str], None] = _nothing
+
+    @classmethod
+    def load(cls, name: str, runtime: Runtime) -> Cluster:
+        """The cluster another process brought up, from its saved state."""
+        loaded = state_store.load(name)
+        if loaded is None:
+            known = ", ".join(state_store.known_labs()) or "none"
+            raise LabNotFound(f"no lab named {name!r} is known (known: {known})")
+        topology, addresses, extra = loaded
+        if name not in runtime.lab_names():
+            state_store.forget(name)
+            raise LabNotFound(f"lab {name!r} is not running")
+        return cls(
+            name, topology, addresses, runtime,
+            image=extra.get("image", ""), source=extra.get("source"), state=extra.get("layers", {}),
+        )  # fmt: skip
+
+    def check_images(self) -> None:
+        """A node's image override must exist on the engine: nothing can be pulled mid-way."""
+        problems = [
+            Problem(("nodes", node, "image"), f"image {spec.image!r} is not on this engine")
+            for node, spec in self.topology.nodes.items()
+            if spec.image is not None and not self.runtime.has_image(spec.image)
+        ]
+        if problems:
+            raise TopologyError(problems, self.source or self.topology.name)
 
     # -- state ------------------------------------------------------------------
     def slice(self, key: str) -> dict[str, Any]:

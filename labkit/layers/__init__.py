@@ -4,6 +4,10 @@ A new layer is a new module with a class following `layers.base.Layer`, plus
 one line here.
 """
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from labkit.core.cluster import Cluster
 from labkit.layers.base import Layer
 from labkit.layers.convergence import Convergence
 from labkit.layers.floating import FloatingLayer
@@ -21,4 +25,33 @@ LAYERS: tuple[Layer, ...] = (
     PolicyLayer(),  # late: its FORWARD hook must stay first
 )
 
-__all__ = ["LAYERS", "Layer"]
+
+
+def active_layers(cluster: Cluster) -> list[Layer]:
+    return [layer for layer in LAYERS if layer.wanted(cluster)]
+
+
+def check_layers(cluster: Cluster) -> None:
+    for layer in active_layers(cluster):
+        layer.check(cluster)
+
+
+def apply_layers(cluster: Cluster, progress: Callable[[str], None] = lambda _: None) -> None:
+    for layer in active_layers(cluster):
+        progress(f"applying {layer.name}")
+        layer.apply(cluster)
+
+
+def sync_layers(cluster: Cluster, changed_pods: Sequence[str]) -> None:
+    for layer in active_layers(cluster):
+        layer.sync(cluster, changed_pods)
+
+
+def describe_layers(cluster: Cluster) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for layer in active_layers(cluster):
+        document.update(layer.describe(cluster))
+    return document
+
+
+__all__ = ["LAYERS", "Layer", "active_layers", "apply_layers", "check_layers", "describe_layers", "sync_layers"]

@@ -85,7 +85,9 @@ class Runtime(Protocol):
         ...
 
     # -- networks and nodes ---------------------------------------------------
-    def create_network(self, lab: str, network: str, subnet: IPv4Network) -> str: ...
+    def create_network(
+        self, lab: str, network: str, subnet: IPv4Network, extra_labels: Mapping[str, str] | None = None
+    ) -> str: ...
 
     def create_node(
         self,
@@ -119,6 +121,10 @@ class Runtime(Protocol):
     def lab_names(self) -> set[str]: ...
 
     def lab_running(self, lab: str) -> bool: ...
+
+    def lab_labels(self, lab: str) -> dict[str, str]:
+        """The labels of the lab's first network (its owner's, among them)."""
+        ...
 
     def labelled(self, lab: str) -> list[str]:
         """Names of every container and network that carries the lab's label."""

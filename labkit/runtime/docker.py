@@ -142,7 +142,9 @@ class DockerRuntime:
 
     # -- networks and nodes ---------------------------------------------------
 
-    def create_network(self, lab: str, network: str, subnet: IPv4Network) -> str:
+    def create_network(
+        self, lab: str, network: str, subnet: IPv4Network, extra_labels: Mapping[str, str] | None = None
+    ) -> str:
         name = network_name(lab, network)
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))])
         self.client.networks.create(
@@ -150,7 +152,7 @@ class DockerRuntime:
             driver="bridge",
             internal=True,  # nothing a lab sends can leave the host
             ipam=ipam,
-            labels={LAB_LABEL: lab, NETWORK_LABEL: network},
+            labels={LAB_LABEL: lab, NETWORK_LABEL: network, **(extra_labels or {})},
             check_duplicate=True,
         )
         return name
@@ -286,6 +288,11 @@ class DockerRuntime:
         """Whether any container of the lab is running."""
         running = self.client.api.containers(filters={"label": f"{LAB_LABEL}={lab}", "status": "running"})
         return bool(running)
+
+    def lab_labels(self, lab: str) -> dict[str, str]:
+        found = self.client.api.networks(filters={"label": f"{LAB_LABEL}={lab}"})
+        found = found or self.client.api.containers(all=True, filters={"label": f"{LAB_LABEL}={lab}"})
+        return dict(found[0].get("Labels") or {}) if found else {}
 
     def labelled(self, lab: str) -> list[str]:
         selector = {"label": f"{LAB_LABEL}={lab}"}

@@ -62,6 +62,11 @@ class FakeRuntime:
         if self.on_call is not None:
             self.on_call(call)
 
+    def reset(self) -> None:
+        """Forget the calls so far (the engine's state stays)."""
+        self.calls.clear()
+        self.execs.clear()
+
     def call_names(self) -> list[str]:
         return [call[0] for call in self.calls]
 
@@ -86,12 +91,14 @@ class FakeRuntime:
         return ""
 
     # -- networks and nodes -------------------------------------------------------
-    def create_network(self, lab: str, network: str, subnet: IPv4Network) -> str:
+    def create_network(
+        self, lab: str, network: str, subnet: IPv4Network, extra_labels: Mapping[str, str] | None = None
+    ) -> str:
         self._record("create_network", lab, network, str(subnet))
         name = network_name(lab, network)
         if name in self.networks:
             raise LabkitError(f"network {name} exists")
-        self.networks[name] = {"lab": lab, "subnet": subnet}
+        self.networks[name] = {"lab": lab, "subnet": subnet, "labels": dict(extra_labels or {})}
         return name
 
     def create_node(
@@ -163,6 +170,12 @@ class FakeRuntime:
 
     def lab_running(self, lab: str) -> bool:
         return any(c["lab"] == lab and c["running"] for c in self.containers.values())
+
+    def lab_labels(self, lab: str) -> dict[str, str]:
+        for item in [*self.networks.values(), *self.containers.values()]:
+            if item["lab"] == lab:
+                return dict(item["labels"])
+        return {}
 
     def labelled(self, lab: str) -> list[str]:
         return [name for name, c in self.containers.items() if c["lab"] == lab] + [

@@ -1,0 +1,172 @@
+"""The lab's lifecycle against the fake runtime: the exact engine calls, rollbacks, faults."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+
+import pytest
+
+from labkit import Lab, parse_topology
+from labkit.errors import LabkitError, UsageError
+from labkit.runtime import features
+from labkit.runtime.base import ExecError
+from labkit.runtime.fake import FakeRuntime
+
+TOPOLOGY = """
+name: fake
+networks:
+  underlay: {subnet: 10.210.0.0/24}
+nodes:
+  node-1: {networks: [underlay]}
+  node-2: {networks: [underlay]}
+cluster: {pod_cidr: 10.244.0.0/16, backend: vxlan}
+pods:
+  a: {node: node-1, run: [echo-server]}
+  b: {node: node-2}
+"""
+
+
+@pytest.fixture(autouse=True)
+def host_has_everything(monkeypatch, tmp_path):
+    """Every kernel feature present, and the state files in a folder of the test's own."""
+    table = {name: {"ok": True, "detail": ""} for name in features.PROBES}
+    monkeypatch.setattr(features, "kernel_features", lambda: table)
+    monkeypatch.setattr(features, "engine_features", lambda: {"l2-underlay": {"ok": True}})
+    monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("LABKIT_NAME_PREFIX", raising=False)
+
+
+@pytest.fixture
+def runtime() -> FakeRuntime:
+    return FakeRuntime()
+
+
+@pytest.fixture
+def lab(runtime: FakeRuntime) -> Lab:
+    lab = Lab.up(parse_topology(TOPOLOGY), runtime=runtime)
+    runtime.reset()
+    return lab
+
+
+def execs_on(runtime: FakeRuntime, container: str) -> list[str]:
+    return [command for where, command in runtime.execs if where == container]
+
+
+def test_up_creates_the_network_then_the_nodes_then_runs_one_script_per_node(runtime):
+    lab = Lab.up(parse_topology(TOPOLOGY), runtime=runtime)
+    names = runtime.call_names()
+    assert runtime.calls[0] == ("create_network", "fake", "underlay", "10.210.0.0/24")
+    nodes = sorted((call for call in runtime.calls if call[0] == "create_node"), key=str)
+    assert nodes == [
+        ("create_node", "fake", "node-1", "labkit-node:fake", {"underlay": "10.210.0.2"}),
+        ("create_node", "fake", "node-2", "labkit-node:fake", {"underlay": "10.210.0.3"}),
+    ]
+    assert names.index("exec") > max(i for i, n in enumerate(names) if n == "create_node")
+    # One script per node (vxlan has no convergence wait): its pods are in it.
+    assert names.count("exec") == 2
+    assert "labkit-cni add a" in execs_on(runtime, "fake-node-1")[0]
+    assert "labkit-cni add b" in execs_on(runtime, "fake-node-2")[0]
+    assert lab.pod("a").ip in IPv4Network(str(lab.addresses.pod_subnets["node-1"]))
+    assert Lab.attach("fake", runtime).addresses == lab.addresses  # the state was saved
+
+
+def test_up_refuses_a_running_lab_of_the_same_name_before_creating_anything(lab, runtime):
+    with pytest.raises(UsageError, match="already up"):
+        Lab.up(parse_topology(TOPOLOGY), runtime=runtime)
+    assert runtime.calls == []
+
+
+def test_a_failed_up_removes_what_it_made(runtime):
+    runtime.fail_exec("labkit-cni add b", on="fake-node-2")
+    with pytest.raises(ExecError):
+        Lab.up(parse_topology(TOPOLOGY), runtime=runtime)
+    assert runtime.calls[-1] == ("remove_lab", "fake")
+    assert runtime.labelled("fake") == []
+
+
+def test_an_interrupted_up_removes_what_it_made(runtime, tmp_path):
+    runtime.fail_exec("labkit-cni add a", error=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        Lab.up(parse_topology(TOPOLOGY), runtime=runtime)
+    assert ("remove_lab", "fake") in runtime.calls
+    assert runtime.containers == {} and runtime.networks == {}
+    assert list(tmp_path.iterdir()) == []  # no state left for `attach` to trip over
+
+
+def test_add_pod_runs_the_pod_script_on_its_node(lab, runtime):
+    pod = lab.add_pod("c", {"node": "node-2"})
+    assert runtime.calls == [("exec", "fake-node-2", runtime.execs[-1][1])]
+    assert "labkit-cni add c" in runtime.execs[-1][1]
+    assert pod.ip == IPv4Address("10.244.1.3")  # after b's .2
+
+
+def test_a_failed_add_pod_is_rolled_back(lab, runtime):
+    runtime.fail_exec("labkit-cni add c")
+    with pytest.raises(ExecError):
+        lab.add_pod("c", {"node": "node-2"})
+    assert [call[1] for call in runtime.calls] == ["fake-node-2", "fake-node-2"]
+    assert "labkit-cni del c" in runtime.execs[-1][1]  # the half-made pod is taken apart
+    assert "c" not in lab.topology.pods and "c" not in lab.addresses.pod_ips
+    assert "c" not in Lab.attach("fake", runtime).topology.pods
+    assert lab.add_pod("c", {"node": "node-2"}).ip == IPv4Address("10.244.1.3")  # the IP is free
+
+
+def test_move_pod_deletes_then_adds_and_keeps_the_old_ip_for_a_return(lab, runtime):
+    old_ip = lab.pod("a").ip
+    moved = lab.move_pod("a", "node-2")
+    assert [call[1] for call in runtime.calls] == ["fake-node-1", "fake-node-2"]
+    assert "ip netns del a" in runtime.execs[-2][1]
+    assert "labkit-cni add a" in runtime.execs[-1][1]
+    assert moved.node.name == "node-2" and moved.ip in lab.addresses.pod_subnets["node-2"]
+    back = lab.move_pod("a", "node-1")
+    assert back.ip == old_ip  # sticky
+
+
+def test_a_failed_move_puts_the_pod_back(lab, runtime):
+    old_ip = lab.pod("a").ip
+    runtime.fail_exec("labkit-cni add a", on="fake-node-2")
+    with pytest.raises(ExecError):
+        lab.move_pod("a", "node-2")
+    assert [call[1] for call in runtime.calls] == ["fake-node-1", "fake-node-2", "fake-node-2", "fake-node-1"]
+    assert "labkit-cni add a" in runtime.execs[-1][1]  # recreated where it was
+    assert lab.pod("a").node.name == "node-1" and lab.pod("a").ip == old_ip
+
+
+def test_move_to_an_unknown_node_changes_nothing(lab, runtime):
+    with pytest.raises(UsageError, match="no node 'node-9'"):
+        lab.move_pod("a", "node-9")
+    assert runtime.calls == []
+
+
+def test_a_stopped_node_comes_back_with_its_script(lab, runtime):
+    fault = lab.faults.stop_node("node-2")
+    assert runtime.calls == [("stop_node", "fake-node-2")]
+    assert lab.cluster.stopped_nodes() == {"node-2"}
+    with pytest.raises(UsageError, match="stopped already"):
+        lab.faults.stop_node("node-2")
+    with pytest.raises(UsageError, match="is stopped"):
+        lab.move_pod("a", "node-2")
+    runtime.reset()
+    lab.faults.revert(fault)
+    assert runtime.calls[0] == ("start_node", "fake-node-2")
+    rebuilt = execs_on(runtime, "fake-node-2")
+    assert rebuilt[0] == "true"  # waited for it to answer
+    assert "labkit-cni add b" in rebuilt[1]  # then its whole script again
+    assert lab.cluster.stopped_nodes() == set() and lab.faults.active == []
+
+
+def test_faults_revert_newest_first_and_a_failed_revert_keeps_the_fault(lab, runtime):
+    rate = lab.faults.rate_limit("node-1", "20mbit")
+    down = lab.faults.link_down("node-2")
+    (shaped,) = execs_on(runtime, "fake-node-1")
+    assert shaped.startswith("tc qdisc replace dev $(ip -o -4 addr show to 10.210.0.2/32")
+    assert shaped.endswith(" root tbf rate 20000000bit burst 50000 latency 50ms")
+    runtime.fail_exec("ip link set dev", on="fake-node-2", error=LabkitError("engine gone"))
+    with pytest.raises(LabkitError):
+        lab.faults.revert_all()
+    assert [f.id for f in lab.faults.active] == [rate.id, down.id]
+    runtime.reset()
+    assert [f.id for f in lab.faults.revert_all()] == [down.id, rate.id]
+    assert runtime.execs[-1][0] == "fake-node-1"
+    assert runtime.execs[-1][1].startswith("tc qdisc del dev $(ip -o -4 addr show to 10.210.0.2/32")
+    assert lab.faults.active == []
