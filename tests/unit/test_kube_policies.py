@@ -56,9 +56,7 @@ CASES = {
         "x-a-from-node-2-but-y-a": {
             "namespace": "x",
             "pod_selector": X_A,
-            "ingress": [
-                {"from": [{"ip_block": {"cidr": "{node-2}", "except": ["{y-a}/32"]}}]}
-            ],
+            "ingress": [{"from": [{"ip_block": {"cidr": "{node-2}", "except": ["{y-a}/32"]}}]}],
         }
     },
     "egress-ip-block-with-an-exception": {

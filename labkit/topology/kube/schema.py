@@ -93,15 +93,22 @@ def schema_problems(document: Document, version: str) -> list[Problem]:
     problems = []
     for error in sorted(check.iter_errors(document.data), key=lambda e: list(e.absolute_path)):
         path = tuple(error.absolute_path)
-        problems.append(document.problem(path, _message(error)))
+        extra = _unknown_fields(error)
+        if extra:  # point at each unknown field's own line
+            problems.extend(document.problem((*path, name), "unknown field") for name in extra)
+        else:
+            problems.append(document.problem(path, _message(error)))
     return problems
 
 
+def _unknown_fields(error: jsonschema.ValidationError) -> list[str]:
+    if error.validator != "additionalProperties" or not isinstance(error.instance, dict):
+        return []
+    allowed = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+    return [name for name in error.instance if name not in allowed]
+
+
 def _message(error: jsonschema.ValidationError) -> str:
-    if error.validator == "additionalProperties":
-        extra = re.findall(r"'([^']+)' was unexpected", error.message)
-        if extra:
-            return f"unknown field {', '.join(repr(e) for e in extra)}"
     if error.validator == "enum" and error.path and error.path[-1] in ("kind", "apiVersion"):
         return error.message
     if error.validator in ("type", "enum", "required", "format", "pattern"):
