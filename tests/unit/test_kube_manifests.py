@@ -275,7 +275,7 @@ def test_names_colliding_with_the_topology_files():
 
 
 def test_an_unsupported_kube_version_is_a_usage_error():
-    with pytest.raises(UsageError, match="no schemas for Kubernetes 1.2"):
+    with pytest.raises(UsageError, match=r"no schemas for Kubernetes 1\.2"):
         load(DEPLOYMENT, kube_version="1.2")
     assert len(load(DEPLOYMENT, kube_version="1.30").topology.pods) == 3
 

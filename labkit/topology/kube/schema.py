@@ -90,7 +90,7 @@ def schema_problems(document: Document, version: str) -> list[Problem]:
                 f"{document.api_version}",
             )
         ]
-    problems = []
+    problems: list[Problem] = []
     for error in sorted(check.iter_errors(document.data), key=lambda e: list(e.absolute_path)):
         path = tuple(error.absolute_path)
         extra = _unknown_fields(error)
