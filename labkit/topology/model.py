@@ -71,7 +71,9 @@ class BgpSettings(Strict):
 
 class Cluster(Strict):
     pod_cidr: IPv4Network = IPv4Network("10.244.0.0/16")
-    node_prefix: int = Field(default=24, ge=8, le=30, description="Prefix length of each node's pod subnet")
+    node_prefix: int = Field(
+        default=24, ge=8, le=30, description="Prefix length of each node's pod subnet"
+    )
     service_cidr: IPv4Network = IPv4Network("10.96.0.0/12")
     backend: Backend = "vxlan"
     proxy_mode: ProxyMode = "iptables"
@@ -129,7 +131,9 @@ class Pod(Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     run: list[str] = Field(default_factory=list, description="Commands of the pod's containers")
     ports: list[PodPort] = Field(default_factory=list)
-    ip: IPv4Address | None = Field(default=None, description="Pin the pod IP (in its node's subnet)")
+    ip: IPv4Address | None = Field(
+        default=None, description="Pin the pod IP (in its node's subnet)"
+    )
     host_network: bool = Field(
         default=False, description="Run in the node's network namespace (no pod IP of its own)"
     )
@@ -228,12 +232,16 @@ class PolicyPeer(Strict):
 
 class PolicyPort(Strict):
     protocol: Protocol = "TCP"
-    port: int | str | None = Field(default=None, description="Number or a pod port's name; none: all")
+    port: int | str | None = Field(
+        default=None, description="Number or a pod port's name; none: all"
+    )
     end_port: int | None = None
 
 
 class PolicyIngressRule(Strict):
-    from_: list[PolicyPeer] = Field(default_factory=list, alias="from", description="Empty: any source")
+    from_: list[PolicyPeer] = Field(
+        default_factory=list, alias="from", description="Empty: any source"
+    )
     ports: list[PolicyPort] = Field(default_factory=list, description="Empty: any port")
 
 
