@@ -18,11 +18,13 @@ class Problem:
     path: tuple[str | int, ...]
     message: str
     where: str = ""  # "file:line:col", filled in by the loader when it knows
+    subject: str = ""  # a manifest's document, "Kind/namespace/name", when there is one
 
     def __str__(self) -> str:
         dotted = ".".join(str(part) for part in self.path) or "(top level)"
         prefix = f"{self.where}: " if self.where else ""
-        return f"{prefix}{dotted}: {self.message}"
+        subject = f"{self.subject}: " if self.subject else ""
+        return f"{prefix}{subject}{dotted}: {self.message}"
 
 
 class TopologyError(LabkitError):

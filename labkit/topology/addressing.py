@@ -42,7 +42,9 @@ def pick_underlay_subnets(
     """A subnet per network: pinned ones as given, others free on this host."""
     taken = list(taken)
     clashes = [
-        Problem(("networks", name, "subnet"), f"{net.subnet} is already used on this host ({other})")
+        Problem(
+            ("networks", name, "subnet"), f"{net.subnet} is already used on this host ({other})"
+        )
         for name, net in topology.networks.items()
         if net.subnet is not None
         for other in taken
@@ -64,7 +66,9 @@ def pick_underlay_subnets(
                 avoid.append(candidate)
                 break
         else:
-            raise LabkitError(f"no free /{UNDERLAY_PREFIX} left in {UNDERLAY_POOL} for network {name!r}")
+            raise LabkitError(
+                f"no free /{UNDERLAY_PREFIX} left in {UNDERLAY_POOL} for network {name!r}"
+            )
     return chosen
 
 

@@ -68,6 +68,13 @@ def parse_topology(text: str, source: str = "<string>") -> Topology:
     ]
     if problems:
         raise TopologyError(problems, source)
+    if topology.manifests:
+        from labkit.topology.kube import load_manifests
+
+        base = Path(source).parent if source != "<string>" else Path.cwd()
+        report = load_manifests([base / path for path in topology.manifests], topology)
+        topology = report.topology
+        topology.manifest_notes.extend(report.notes())
     return topology
 
 
@@ -97,12 +104,24 @@ def _compose(text: str, source: str) -> tuple[Any, Marks]:
         raise TopologyError([Problem((), f"not valid YAML: {exc}", where)], source) from None
     if root is None:
         raise TopologyError([Problem((), "the file is empty", source)], source)
+    data, marks, problems = compose_node(root, source)
+    if problems:
+        raise TopologyError(problems, source)
+    if not isinstance(data, dict):
+        raise TopologyError([Problem((), "a topology is a mapping", marks[()])], source)
+    return data, marks
+
+
+def compose_node(
+    root: yaml.Node, source: str, columns: bool = True
+) -> tuple[Any, Marks, list[Problem]]:
+    """A composed YAML node as data, with each value's position and the duplicate keys."""
     marks: Marks = {}
     problems: list[Problem] = []
     constructor = yaml.SafeLoader("")
 
     def build(node: yaml.Node, path: tuple[str | int, ...]) -> Any:
-        marks[path] = f"{source}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
+        marks[path] = _mark(source, node.start_mark, columns)
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
             # `<<: *anchor` merge keys: the merged entries come first, so that
@@ -118,7 +137,7 @@ def _compose(text: str, source: str) -> tuple[Any, Marks]:
                     continue
                 key = constructor.construct_object(key_node)
                 if key in result and key not in merged_keys(node):
-                    where = f"{source}:{key_node.start_mark.line + 1}:{key_node.start_mark.column + 1}"
+                    where = _mark(source, key_node.start_mark, columns)
                     problems.append(Problem((*path, key), "duplicate name", where))
                 result[key] = build(value_node, (*path, key))
             return result
@@ -126,9 +145,8 @@ def _compose(text: str, source: str) -> tuple[Any, Marks]:
             return [build(item, (*path, index)) for index, item in enumerate(node.value)]
         return constructor.construct_object(node)
 
-    data = build(root, ())
-    if problems:
-        raise TopologyError(problems, source)
-    if not isinstance(data, dict):
-        raise TopologyError([Problem((), "a topology is a mapping", marks[()])], source)
-    return data, marks
+    return build(root, ()), marks, problems
+
+
+def _mark(source: str, mark: yaml.Mark, columns: bool) -> str:
+    return f"{source}:{mark.line + 1}:{mark.column + 1}" if columns else f"{source}:{mark.line + 1}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$"
 Name = str  # a DNS-label-like name: lower case letters, digits and dashes
@@ -50,6 +50,9 @@ class Node(Strict):
         default_factory=dict,
         description="Static underlay routes: destination network name -> router node",
     )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Node labels, matched by a manifest's nodeSelector"
+    )
 
     @property
     def is_member(self) -> bool:
@@ -68,7 +71,9 @@ class BgpSettings(Strict):
 
 class Cluster(Strict):
     pod_cidr: IPv4Network = IPv4Network("10.244.0.0/16")
-    node_prefix: int = Field(default=24, ge=8, le=30, description="Prefix length of each node's pod subnet")
+    node_prefix: int = Field(
+        default=24, ge=8, le=30, description="Prefix length of each node's pod subnet"
+    )
     service_cidr: IPv4Network = IPv4Network("10.96.0.0/12")
     backend: Backend = "vxlan"
     proxy_mode: ProxyMode = "iptables"
@@ -87,13 +92,55 @@ class PodPort(Strict):
     host_port: int | None = Field(default=None, ge=1, le=65535)
 
 
+def object_key(namespace: str, name: str) -> str:
+    """How a manifest's namespaced object is keyed: `NAME` in default, `NS/NAME` elsewhere."""
+    return name if namespace == "default" else f"{namespace}/{name}"
+
+
+def key_name(key: str) -> str:
+    """The Kubernetes name in a key (`shop/web` -> `web`)."""
+    return key.rpartition("/")[2]
+
+
+class Origin(Strict):
+    """Where an object read from a Kubernetes manifest came from (None: the topology file)."""
+
+    kind: str
+    name: str = Field(description="The object's Kubernetes name (a pod's, for workload pods)")
+    namespace: str = "default"
+    source: str = Field(default="", description="file:line of the document")
+    owner: str | None = Field(default=None, description="Kind/name of the workload that made it")
+
+
+class ReadinessProbe(Strict):
+    """A readinessProbe of a manifest pod: tcpSocket or httpGet on a port of the pod."""
+
+    kind: Literal["tcp", "http"]
+    port: int | str = Field(description="Number or a pod port's name")
+    path: str = "/"
+    initial_delay: float = Field(default=0, ge=0)
+    period: float = Field(default=10, gt=0)
+    timeout: float = Field(default=1, gt=0)
+    failure_threshold: int = Field(default=3, ge=1)
+    success_threshold: int = Field(default=1, ge=1)
+
+
 class Pod(Strict):
     node: Name
     namespace: Name = "default"
     labels: dict[str, str] = Field(default_factory=dict)
     run: list[str] = Field(default_factory=list, description="Commands of the pod's containers")
     ports: list[PodPort] = Field(default_factory=list)
-    ip: IPv4Address | None = Field(default=None, description="Pin the pod IP (in its node's subnet)")
+    ip: IPv4Address | None = Field(
+        default=None, description="Pin the pod IP (in its node's subnet)"
+    )
+    host_network: bool = Field(
+        default=False, description="Run in the node's network namespace (no pod IP of its own)"
+    )
+    readiness: ReadinessProbe | None = Field(
+        default=None, description="Ready (a Service endpoint) only while this probe passes"
+    )
+    origin: Origin | None = None
 
 
 class ServicePort(Strict):
@@ -112,6 +159,7 @@ class Service(Strict):
     session_affinity: Literal["None", "ClientIP"] = "None"
     affinity_timeout: int = Field(default=10800, ge=1, le=86400)
     vip: IPv4Address | None = Field(default=None, description="Pin the ClusterIP")
+    origin: Origin | None = None
 
 
 class IngressRule(Strict):
@@ -184,12 +232,16 @@ class PolicyPeer(Strict):
 
 class PolicyPort(Strict):
     protocol: Protocol = "TCP"
-    port: int | str | None = Field(default=None, description="Number or a pod port's name; none: all")
+    port: int | str | None = Field(
+        default=None, description="Number or a pod port's name; none: all"
+    )
     end_port: int | None = None
 
 
 class PolicyIngressRule(Strict):
-    from_: list[PolicyPeer] = Field(default_factory=list, alias="from", description="Empty: any source")
+    from_: list[PolicyPeer] = Field(
+        default_factory=list, alias="from", description="Empty: any source"
+    )
     ports: list[PolicyPort] = Field(default_factory=list, description="Empty: any port")
 
 
@@ -208,6 +260,7 @@ class NetworkPolicy(Strict):
     )
     ingress: list[PolicyIngressRule] = Field(default_factory=list)
     egress: list[PolicyEgressRule] = Field(default_factory=list)
+    origin: Origin | None = None
 
     def types(self) -> set[str]:
         if self.policy_types is not None:
@@ -232,18 +285,37 @@ class Topology(Strict):
     namespaces: dict[Name, Namespace] = Field(default_factory=dict)
     policies: dict[Name, NetworkPolicy] = Field(default_factory=dict)
     floating_ips: dict[Name, FloatingIp] = Field(default_factory=dict)
+    manifests: list[str] = Field(
+        default_factory=list,
+        description="Kubernetes manifest files or directories (relative to this file), merged in",
+    )
+    # What merging the manifests has to tell (ignored kinds, warnings), for the CLI to print.
+    _manifest_notes: list[str] = PrivateAttr(default_factory=list)
 
-    @field_validator("namespaces", "policies", "floating_ips")
+    @property
+    def manifest_notes(self) -> list[str]:
+        return self._manifest_notes
+
+    @field_validator("namespaces", "floating_ips")
     @classmethod
     def _more_names_are_labels(cls, value: dict[str, object]) -> dict[str, object]:
         return cls._names_are_labels(value)  # type: ignore[no-any-return]
 
-    @field_validator("networks", "nodes", "pods", "services")
+    @field_validator("networks", "nodes", "pods", "services", "policies")
     @classmethod
     def _names_are_labels(cls, value: dict[str, object]) -> dict[str, object]:
         import re
 
-        for key in value:
+        for key, item in value.items():
+            origin = getattr(item, "origin", None)
+            if origin is not None:
+                # A manifest's object: keyed as Kubernetes scopes it (its name checked on reading).
+                if key != object_key(origin.namespace, origin.name):
+                    raise ValueError(
+                        f"key {key!r} of a manifest object must be "
+                        f"{object_key(origin.namespace, origin.name)!r}"
+                    )
+                continue
             if not re.match(NAME_PATTERN, key):
                 raise ValueError(
                     f"name {key!r} must be lower case letters, digits and dashes (max 32)"

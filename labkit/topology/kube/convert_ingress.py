@@ -1,0 +1,132 @@
+"""Ingress and IngressClass manifests -> rules of labkit's one ingress.
+
+labkit runs one ingress controller (nginx or haproxy) on the topology's edge
+nodes; every Ingress adds its rules to it. The IngressClass an Ingress names
+(or the default class) says which controller; two different ones are refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from labkit.errors import Problem
+from labkit.topology.kube.documents import Document, Path_
+from labkit.topology.model import object_key
+
+DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
+LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+
+
+@dataclass
+class IngressPart:
+    """One rule (or the default backend) and the place in the file it came from."""
+
+    value: dict[str, Any]
+    document: Document
+    path: Path_
+
+
+@dataclass
+class IngressParts:
+    rules: list[IngressPart] = field(default_factory=list)
+    default_backend: IngressPart | None = None
+    controllers: dict[str, Document] = field(default_factory=dict)  # controller -> who asked
+
+
+def controller_of(document: Document, problems: list[Problem]) -> str | None:
+    """nginx or haproxy, from an IngressClass's spec.controller."""
+    controller = str((document.data.get("spec") or {}).get("controller") or "")
+    if "haproxy" in controller:
+        return "haproxy"
+    if "nginx" in controller:
+        return "nginx"
+    problems.append(
+        document.problem(
+            ("spec", "controller"), f"controller {controller!r}: labkit runs nginx or haproxy"
+        )
+    )
+    return None
+
+
+def convert_ingresses(
+    ingresses: list[Document], classes: list[Document], problems: list[Problem]
+) -> IngressParts:
+    by_name = {doc.name: (doc, controller_of(doc, problems)) for doc in classes}
+    defaults = [
+        name
+        for name, (doc, _) in by_name.items()
+        if str(doc.metadata.get("annotations", {}).get(DEFAULT_CLASS_ANNOTATION)) == "true"
+    ]
+    parts = IngressParts()
+    for document in ingresses:
+        spec: dict[str, Any] = document.data.get("spec") or {}
+        annotations = document.metadata.get("annotations") or {}
+        class_name = spec.get("ingressClassName") or annotations.get(LEGACY_CLASS_ANNOTATION)
+        if class_name in by_name:
+            controller = by_name[class_name][1]
+        elif class_name in ("nginx", "haproxy"):
+            controller = class_name
+        elif class_name:
+            problems.append(
+                document.problem(
+                    ("spec", "ingressClassName"),
+                    f"no IngressClass {class_name!r} (known: {', '.join(sorted(by_name)) or 'none'})",
+                )
+            )
+            continue
+        else:
+            controller = by_name[defaults[0]][1] if defaults else None
+        if controller:
+            parts.controllers.setdefault(controller, document)
+        if spec.get("tls"):
+            problems.append(document.problem(("spec", "tls"), "TLS is not modelled: leave it out"))
+        if spec.get("defaultBackend"):
+            backend = _backend(
+                document, ("spec", "defaultBackend"), spec["defaultBackend"], problems
+            )
+            if backend and parts.default_backend is not None:
+                problems.append(
+                    document.problem(
+                        ("spec", "defaultBackend"),
+                        "a default backend is set already by "
+                        f"{parts.default_backend.document.subject}",
+                    )
+                )
+            elif backend:
+                parts.default_backend = IngressPart(backend, document, ("spec", "defaultBackend"))
+        for r, rule in enumerate(spec.get("rules") or []):
+            paths = (rule.get("http") or {}).get("paths") or []
+            for p, entry in enumerate(paths):
+                where = ("spec", "rules", r, "http", "paths", p)
+                backend = _backend(
+                    document, (*where, "backend"), entry.get("backend") or {}, problems
+                )
+                if backend is None:
+                    continue
+                kind = entry.get("pathType")
+                value = {
+                    "path": entry.get("path") or "/",
+                    # ImplementationSpecific: both controllers treat it as a prefix.
+                    "path_type": "Exact" if kind == "Exact" else "Prefix",
+                    **backend,
+                }
+                if rule.get("host"):
+                    value["host"] = rule["host"]
+                parts.rules.append(IngressPart(value, document, where))
+    return parts
+
+
+def _backend(
+    document: Document, path: Path_, backend: dict[str, Any], problems: list[Problem]
+) -> dict[str, Any] | None:
+    service = backend.get("service")
+    if not service:
+        problems.append(document.problem(path, "labkit routes to Services only (not resource)"))
+        return None
+    port = service.get("port") or {}
+    number = port.get("number")
+    return {
+        "service": object_key(document.namespace, service["name"]),
+        "port": number if number is not None else port.get("name"),
+    }
