@@ -102,8 +102,7 @@ class LabPool:
             if self.reuse and name in runtime.lab_names():
                 lab = Lab.attach(name, runtime)
             else:
-                lab = Lab.up(topology, runtime=runtime)
-                lab.cluster.source = str(path)
+                lab = Lab.up(str(path), runtime=runtime, keep=self.keep)
         except LabkitError as exc:
             self.failures[path] = exc
             raise

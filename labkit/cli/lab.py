@@ -10,6 +10,7 @@ from rich.table import Table
 
 from labkit.cli.common import DEFAULT_TOPOLOGY, app, attach_lab, console, friendly, only_lab
 from labkit.core import state
+from labkit.core.owner import stale_reason
 from labkit.lab import Lab
 from labkit.runtime.docker import DockerRuntime
 from labkit.topology.loader import load_topology, resolve_topology_path
@@ -26,7 +27,8 @@ def up(
     path = resolve_topology_path(topology)
     parsed = load_topology(path)
     with console.status(f"bringing up {parsed.name}") as status:
-        lab = Lab.up(str(path), name=name, progress=lambda message: status.update(message))
+        # By hand: kept on purpose, so a later run never reclaims it as stale.
+        lab = Lab.up(str(path), name=name, progress=lambda message: status.update(message), keep=True)
     console.print(f"[green]lab {lab.name} is up[/green] in {lab.timings['up']:.1f} s")
     _print_lab(lab)
     console.print("\nnext:")
@@ -54,11 +56,14 @@ def next_steps(lab: Any) -> list[str]:
 def down(
     name: Annotated[str | None, typer.Argument(help="Lab name")] = None,
     all_labs: Annotated[bool, typer.Option("--all", help="Remove every labkit object on this engine")] = False,
+    stale: Annotated[bool, typer.Option("--stale", help="Remove every lab whose owner process is gone")] = False,
 ) -> None:
-    """Remove a lab (idempotent), or with --all every labelled lab and orphan."""
+    """Remove a lab (idempotent); with --stale every lab left by a dead run; with --all everything."""
 
     runtime = DockerRuntime()
-    if all_labs:
+    if stale:
+        names = {lab for lab in runtime.lab_names() if stale_reason(runtime.lab_labels(lab))}
+    elif all_labs:
         names = runtime.lab_names() | set(state.known_labs())
     elif name:
         names = {name}

@@ -39,6 +39,7 @@ from labkit.topology.model import (
     PolicyPort,
     Topology,
 )
+from labkit.topology.selectors import selector_matches
 
 POLICY_CHAIN = "LABKIT-POLICY"
 POD_CHAIN_PREFIX = "LABKIT-POL-"
@@ -69,24 +70,6 @@ class Allow:
 
 
 # -- selection ----------------------------------------------------------------------
-
-
-def selector_matches(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
-    """Kubernetes LabelSelector semantics: every part must hold; empty matches all."""
-    if any(labels.get(key) != value for key, value in selector.match_labels.items()):
-        return False
-    for expression in selector.match_expressions:
-        present = expression.key in labels
-        value = labels.get(expression.key)
-        holds = {
-            "In": present and value in expression.values,
-            "NotIn": not present or value not in expression.values,
-            "Exists": present,
-            "DoesNotExist": not present,
-        }[expression.operator]
-        if not holds:
-            return False
-    return True
 
 
 def known_namespaces(topology: Topology) -> dict[str, dict[str, str]]:

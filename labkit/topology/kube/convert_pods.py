@@ -66,8 +66,8 @@ def convert_workload(
 
 
 def _selector_holds(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    from labkit.dataplane.policy import selector_matches
     from labkit.topology.model import LabelSelector
+    from labkit.topology.selectors import selector_matches
 
     try:
         model = LabelSelector.model_validate(

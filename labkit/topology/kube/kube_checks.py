@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from labkit.dataplane.policy import selector_matches
 from labkit.errors import Problem
 from labkit.topology.kube.converted import Converted
 from labkit.topology.model import Topology, key_name
+from labkit.topology.selectors import selector_matches
 from labkit.topology.services_alloc import selects
 
 
