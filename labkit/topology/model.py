@@ -10,10 +10,23 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$"
-Name = str  # a DNS-label-like name: lower case letters, digits and dashes
+from labkit.topology.names import (
+    LabelKey,
+    Labels,
+    LabelValue,
+    Name,
+    NamespaceName,
+    PortName,
+    ServiceName,
+    ServicePortName,
+)
+
+# Names that refer to something declared elsewhere (a node, a network, a
+# service): the cross-reference checks say when one is unknown, and list the
+# known ones, which says more than a pattern would.
+Ref = str
 
 Backend = Literal["none", "vxlan", "host-gw", "udp", "bgp"]
 ProxyMode = Literal["iptables", "nftables", "ipvs"]
@@ -38,7 +51,7 @@ class Network(Strict):
 
 
 class Node(Strict):
-    networks: list[Name] = Field(
+    networks: list[Ref] = Field(
         default_factory=list,
         description="Underlay networks the node is on; default: the only network, if there is one",
     )
@@ -46,7 +59,7 @@ class Node(Strict):
         default_factory=list, description="router | external | edge (free-form tags otherwise)"
     )
     image: str | None = Field(default=None, description="Image override for this node")
-    routes: dict[str, Name] = Field(
+    routes: dict[Ref, Ref] = Field(
         default_factory=dict,
         description="Static underlay routes: destination network name -> router node",
     )
@@ -58,7 +71,7 @@ class Node(Strict):
 
 class BgpSettings(Strict):
     asn: int = Field(default=64512, description="Private AS of the cluster")
-    route_reflectors: list[Name] = Field(
+    route_reflectors: list[Ref] = Field(
         default_factory=list, description="Nodes acting as route reflectors; empty: full mesh"
     )
     # Short timers suit a lab: a dead node's subnet is withdrawn within seconds.
@@ -68,7 +81,9 @@ class BgpSettings(Strict):
 
 class Cluster(Strict):
     pod_cidr: IPv4Network = IPv4Network("10.244.0.0/16")
-    node_prefix: int = Field(default=24, ge=8, le=30, description="Prefix length of each node's pod subnet")
+    node_prefix: int = Field(
+        default=24, ge=8, le=30, description="Prefix length of each node's pod subnet"
+    )
     service_cidr: IPv4Network = IPv4Network("10.96.0.0/12")
     backend: Backend = "vxlan"
     proxy_mode: ProxyMode = "iptables"
@@ -81,23 +96,25 @@ class Cluster(Strict):
 
 
 class PodPort(Strict):
-    name: str | None = None
+    name: PortName | None = Field(default=None, description="An IANA service name (<= 15)")
     port: int = Field(ge=1, le=65535)
     protocol: Protocol = "TCP"
     host_port: int | None = Field(default=None, ge=1, le=65535)
 
 
 class Pod(Strict):
-    node: Name
-    namespace: Name = "default"
-    labels: dict[str, str] = Field(default_factory=dict)
+    node: Ref
+    namespace: NamespaceName = "default"
+    labels: Labels = Field(default_factory=dict)
     run: list[str] = Field(default_factory=list, description="Commands of the pod's containers")
     ports: list[PodPort] = Field(default_factory=list)
-    ip: IPv4Address | None = Field(default=None, description="Pin the pod IP (in its node's subnet)")
+    ip: IPv4Address | None = Field(
+        default=None, description="Pin the pod IP (in its node's subnet)"
+    )
 
 
 class ServicePort(Strict):
-    name: str | None = None
+    name: ServicePortName | None = None
     protocol: Protocol = "TCP"
     port: int = Field(ge=1, le=65535)
     target_port: int | str | None = Field(default=None, description="Number or a pod port's name")
@@ -105,8 +122,8 @@ class ServicePort(Strict):
 
 
 class Service(Strict):
-    namespace: Name = "default"
-    selector: dict[str, str] = Field(default_factory=dict)
+    namespace: NamespaceName = "default"
+    selector: Labels = Field(default_factory=dict)
     ports: list[ServicePort] = Field(min_length=1)
     type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
     session_affinity: Literal["None", "ClientIP"] = "None"
@@ -115,21 +132,21 @@ class Service(Strict):
 
 
 class IngressRule(Strict):
-    host: str | None = None
+    host: str | None = Field(default=None, description="A DNS name (checked with the rules)")
     path: str = "/"
     path_type: Literal["Prefix", "Exact"] = "Prefix"
-    service: Name
+    service: Ref
     port: int | str
 
 
 class IngressBackend(Strict):
-    service: Name
+    service: Ref
     port: int | str
 
 
 class Ingress(Strict):
     controller: Literal["nginx", "haproxy"] = "nginx"
-    nodes: list[Name] = Field(min_length=1, description="Edge nodes that run the controller")
+    nodes: list[Ref] = Field(min_length=1, description="Edge nodes that run the controller")
     upstream: Literal["endpoints", "service"] = "endpoints"
     port: int = Field(default=80, ge=1, le=65535)
     rules: list[IngressRule] = Field(default_factory=list)
@@ -138,15 +155,15 @@ class Ingress(Strict):
 
 class Vrrp(Strict):
     vip: IPv4Address
-    network: Name
-    priorities: dict[Name, int] = Field(min_length=1)
+    network: Ref
+    priorities: dict[Ref, int] = Field(min_length=1)
     advert_interval: float = Field(default=1.0, gt=0, le=255)
     preempt: bool = True
     router_id: int = Field(default=51, ge=1, le=255)
 
 
 class Namespace(Strict):
-    labels: dict[str, str] = Field(
+    labels: Labels = Field(
         default_factory=dict,
         description="Matched by namespace selectors (kubernetes.io/metadata.name is implied)",
     )
@@ -157,15 +174,15 @@ class Namespace(Strict):
 
 
 class LabelExpression(Strict):
-    key: str
+    key: LabelKey
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
-    values: list[str] = Field(default_factory=list)
+    values: list[LabelValue] = Field(default_factory=list)
 
 
 class LabelSelector(Strict):
     """Kubernetes LabelSelector: both parts must match; empty matches everything."""
 
-    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_labels: Labels = Field(default_factory=dict)
     match_expressions: list[LabelExpression] = Field(default_factory=list)
 
 
@@ -184,12 +201,16 @@ class PolicyPeer(Strict):
 
 class PolicyPort(Strict):
     protocol: Protocol = "TCP"
-    port: int | str | None = Field(default=None, description="Number or a pod port's name; none: all")
+    port: int | str | None = Field(
+        default=None, description="Number or a pod port's name; none: all"
+    )
     end_port: int | None = None
 
 
 class PolicyIngressRule(Strict):
-    from_: list[PolicyPeer] = Field(default_factory=list, alias="from", description="Empty: any source")
+    from_: list[PolicyPeer] = Field(
+        default_factory=list, alias="from", description="Empty: any source"
+    )
     ports: list[PolicyPort] = Field(default_factory=list, description="Empty: any port")
 
 
@@ -201,7 +222,7 @@ class PolicyEgressRule(Strict):
 class NetworkPolicy(Strict):
     """Kubernetes NetworkPolicy semantics; an empty rule list denies that direction."""
 
-    namespace: Name = "default"
+    namespace: NamespaceName = "default"
     pod_selector: LabelSelector = Field(default_factory=LabelSelector)
     policy_types: list[Literal["Ingress", "Egress"]] | None = Field(
         default=None, description="Default: Ingress, plus Egress when there are egress rules"
@@ -217,38 +238,25 @@ class NetworkPolicy(Strict):
 
 class FloatingIp(Strict):
     ip: IPv4Address = Field(description="Outside the pod, service and underlay ranges")
-    pod: Name = Field(description="The pod it is bound to; it follows the pod when it moves")
+    pod: Ref = Field(description="The pod it is bound to; it follows the pod when it moves")
 
 
 class Topology(Strict):
-    name: Name = Field(pattern=NAME_PATTERN)
+    """A whole topology file. Names follow `labkit.topology.names`: namespaces are
+    RFC 1123 DNS labels (<= 63), services RFC 1035 labels, every other name an
+    RFC 1123 label of at most 32 characters."""
+
+    name: Name
     networks: dict[Name, Network] = Field(default_factory=lambda: {"underlay": Network()})
     nodes: dict[Name, Node] = Field(min_length=1)
     cluster: Cluster = Field(default_factory=Cluster)
     pods: dict[Name, Pod] = Field(default_factory=dict)
-    services: dict[Name, Service] = Field(default_factory=dict)
+    services: dict[ServiceName, Service] = Field(default_factory=dict)
     ingress: Ingress | None = None
     vrrp: Vrrp | None = None
-    namespaces: dict[Name, Namespace] = Field(default_factory=dict)
+    namespaces: dict[NamespaceName, Namespace] = Field(default_factory=dict)
     policies: dict[Name, NetworkPolicy] = Field(default_factory=dict)
     floating_ips: dict[Name, FloatingIp] = Field(default_factory=dict)
-
-    @field_validator("namespaces", "policies", "floating_ips")
-    @classmethod
-    def _more_names_are_labels(cls, value: dict[str, object]) -> dict[str, object]:
-        return cls._names_are_labels(value)  # type: ignore[no-any-return]
-
-    @field_validator("networks", "nodes", "pods", "services")
-    @classmethod
-    def _names_are_labels(cls, value: dict[str, object]) -> dict[str, object]:
-        import re
-
-        for key in value:
-            if not re.match(NAME_PATTERN, key):
-                raise ValueError(
-                    f"name {key!r} must be lower case letters, digits and dashes (max 32)"
-                )
-        return value
 
     def member_nodes(self) -> list[str]:
         """Cluster members in file order: the nodes that get a pod subnet."""
