@@ -10,8 +10,9 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from labkit.dataplane.shaping import parse_loss, parse_rate, parse_time, tc_loss
 from labkit.topology.names import (
     LabelKey,
     Labels,
@@ -42,11 +43,70 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class Impairment(Strict):
+    """What a link does to the traffic a node sends on it, in tc's units:
+
+        impair: {rate: 10mbit, delay: 50ms, jitter: 5ms, loss: 1%}
+
+    `rate` caps it (bit, kbit, mbit, gbit), `delay` holds each packet back
+    (s, ms, us), `jitter` varies that delay (needs a delay), `loss` drops a
+    share of packets (a percentage 0-100, with or without the %). A rate alone
+    is a tbf qdisc; anything else is netem, the rate folded into it. Applied
+    at `up` on the node's underlay interface: it shapes what the node sends, so
+    a delay on a whole network adds to each direction of a round trip.
+    """
+
+    rate: str | None = Field(default=None, description="e.g. 10mbit")
+    delay: str | None = Field(default=None, description="e.g. 50ms")
+    jitter: str | None = Field(default=None, description="e.g. 5ms (needs a delay)")
+    loss: str | None = Field(default=None, description="e.g. 1% (0-100)")
+
+    @field_validator("rate", "delay", "jitter", "loss", mode="before")
+    @classmethod
+    def _tc_units(cls, value: object, info: ValidationInfo) -> str | None:
+        """Checked with tc's rules; a bare number is refused with the units to use."""
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            value = repr(value)
+        if info.field_name == "rate":
+            parse_rate(str(value))
+        elif info.field_name == "loss":
+            return tc_loss(parse_loss(value))
+        else:
+            parse_time(str(value), str(info.field_name))
+        return str(value)
+
+    def over(self, base: Impairment | None) -> Impairment:
+        """This impairment's settings, the unset ones taken from `base`."""
+        if base is None:
+            return self
+        return base.model_copy(update=self.model_dump(exclude_none=True))
+
+    @property
+    def needs_netem(self) -> bool:
+        return bool(self.delay or self.jitter or self.loss)
+
+    def __str__(self) -> str:
+        """ "10mbit 50ms±5ms 1% loss": for graphs and status."""
+        parts = [self.rate or ""]
+        if self.delay:
+            parts.append(self.delay + (f"±{self.jitter}" if self.jitter else ""))
+        elif self.jitter:
+            parts.append(f"±{self.jitter}")
+        if self.loss:
+            parts.append(f"{self.loss} loss")
+        return " ".join(part for part in parts if part)
+
+
 class Network(Strict):
     """An underlay segment: a Docker network, always internal."""
 
     subnet: IPv4Network | None = Field(
         default=None, description="Pin the subnet; by default one is picked that overlaps nothing"
+    )
+    impair: Impairment | None = Field(
+        default=None, description="Impair every node's link on this network (see Impairment)"
     )
 
 
@@ -62,6 +122,11 @@ class Node(Strict):
     routes: dict[Ref, Ref] = Field(
         default_factory=dict,
         description="Static underlay routes: destination network name -> router node",
+    )
+    impair: dict[Ref, Impairment] = Field(
+        default_factory=dict,
+        description="Impair this node's link on a network: network name -> Impairment. "
+        "Its settings override the network's own `impair`, one by one",
     )
 
     @property

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 
 from labkit.errors import Problem
 from labkit.topology.checks.backends import check_backend
+from labkit.topology.checks.impairments import check_impairments
 from labkit.topology.checks.ingress import check_ingress, check_vrrp
 from labkit.topology.checks.pods import check_pods
 from labkit.topology.checks.policy import check_floating_ips, check_policies
@@ -23,6 +24,7 @@ Check = Callable[[Topology], Iterable[Problem]]
 CHECKS: list[Check] = [
     check_networks,
     check_cidrs,
+    check_impairments,
     check_pods,
     check_backend,
     check_ingress,
