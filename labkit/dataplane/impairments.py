@@ -66,3 +66,14 @@ def set_qdisc_command(address: IPv4Address, qdisc: str | None) -> str:
 def shaping_script(links: Iterable[LinkShaping]) -> str:
     """One node's script: set each impaired link's qdisc (idempotent: `replace`)."""
     return script(set_qdisc_command(link.address, link.qdisc) for link in links)
+
+
+def topology_qdisc(topology: Topology, node: str, network: str) -> str | None:
+    """The qdisc the topology gives a link, None for none: what reverting a fault restores."""
+    impairment = link_impairments(topology).get((node, network))
+    return qdisc_for(impairment) if impairment is not None else None
+
+
+def changed_qdisc(topology: Topology, node: str, network: str, change: Impairment) -> str:
+    """A fault's settings over the link's own from the topology (`labkit fault`)."""
+    return qdisc_for(change.over(link_impairments(topology).get((node, network))))

@@ -161,3 +161,13 @@ def test_a_network_jitter_without_delay_is_said_once():
     text = "name: t\nnetworks:\n  u: {impair: {jitter: 1ms}}\nnodes:\n  a: {}\n  b: {}\n"
     (message,) = problems(text)
     assert "networks.u.impair.jitter" in message
+
+
+def test_a_fault_changes_a_link_over_its_topology_settings_and_reverts_to_them():
+    from labkit.dataplane.impairments import changed_qdisc, topology_qdisc
+
+    topology = parse_topology(TOPOLOGY)
+    assert topology_qdisc(topology, "node-3", "wan") == "netem delay 20ms loss 0.5%"
+    change = Impairment(delay="100ms")
+    assert changed_qdisc(topology, "node-3", "wan", change) == "netem delay 100ms loss 0.5%"
+    assert changed_qdisc(topology, "node-2", "lan", change) == "netem delay 100ms rate 100000000bit"
