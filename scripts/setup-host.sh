@@ -25,10 +25,11 @@ apt_install() {
     }
 }
 
-# --- (a) Docker engine, and debootstrap (needed only when the base image cannot be pulled)
+# --- (a) Docker engine, debootstrap (needed only when the base image cannot be pulled), graphviz
 missing=()
 engine_answers || command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v dot >/dev/null || missing+=(graphviz)  # `labkit graph --format svg|png` lays out with it
 if [ "${#missing[@]}" -gt 0 ] && is_root_debian; then
     apt_install "${missing[@]}"
 fi

@@ -15,6 +15,7 @@ from labkit.topology.validate import check_references
 Marks = dict[tuple[str | int, ...], str]
 
 TOPOLOGY_DIRS = ("topologies",)
+MAX_VALUES = 100_000  # far beyond any real topology
 MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
@@ -50,7 +51,52 @@ def resolve_topology_path(ref: str | Path, search_from: Path | None = None) -> P
 
 def load_topology(ref: str | Path, search_from: Path | None = None) -> Topology:
     path = resolve_topology_path(ref, search_from)
-    return parse_topology(path.read_text(), source=str(path))
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:  # a directory, no permission...
+        raise TopologyError(
+            [Problem((), f"cannot read: {exc.strerror}", str(path))], str(path)
+        ) from None
+    return parse_topology(decode_text(raw, str(path)), source=str(path))
+
+
+def _line_col(raw: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column (in bytes) of a byte offset."""
+    line_start = raw.rfind(b"\n", 0, offset) + 1
+    return raw.count(b"\n", 0, offset) + 1, offset - line_start + 1
+
+
+def decode_text(raw: bytes, source: str) -> str:
+    """A topology file's text: UTF-8 (with or without a BOM), no NUL bytes."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line, col = _line_col(raw, exc.start)
+        raise TopologyError(
+            [
+                Problem(
+                    (),
+                    f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start} "
+                    f"({exc.reason}); a topology file is UTF-8 YAML",
+                    f"{source}:{line}:{col}",
+                )
+            ],
+            source,
+        ) from None
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        line, col = _line_col(raw, nul)
+        raise TopologyError(
+            [
+                Problem(
+                    (),
+                    f"not a text file: NUL byte at offset {nul}; a topology file is UTF-8 YAML",
+                    f"{source}:{line}:{col}",
+                )
+            ],
+            source,
+        )
+    return text
 
 
 def parse_topology(text: str, source: str = "<string>") -> Topology:
@@ -58,10 +104,10 @@ def parse_topology(text: str, source: str = "<string>") -> Topology:
     try:
         topology = Topology.model_validate(data)
     except ValidationError as exc:
-        problems = [
-            Problem(tuple(err["loc"]), _pydantic_message(err), _where(marks, tuple(err["loc"])))
-            for err in exc.errors()
-        ]
+        problems = []
+        for err in exc.errors():
+            path, message = _located(err)
+            problems.append(Problem(path, message, _where(marks, path)))
         raise TopologyError(problems, source) from None
     problems = [
         Problem(p.path, p.message, _where(marks, p.path)) for p in check_references(topology)
@@ -78,11 +124,42 @@ def parse_topology(text: str, source: str = "<string>") -> Topology:
     return topology
 
 
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    """What the YAML parser found, without its own "<unicode string>, line N" (we say where)."""
+    problem = getattr(exc, "problem", None)
+    context = getattr(exc, "context", None)
+    if not problem:
+        return str(exc)
+    return f"{problem} ({context})" if context else str(problem)
+
+
+def _got(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value) if value is not None else "nothing"
+
+
+def _located(err: Any) -> tuple[tuple[str | int, ...], str]:
+    """The path and message of a pydantic error; a bad dict key is named as the key."""
+    path = tuple(err["loc"])
+    if path and path[-1] == "[key]":
+        return path[:-1], f"bad name: {_pydantic_message(err)}"
+    return path, _pydantic_message(err)
+
+
 def _pydantic_message(err: Any) -> str:
+    if err["type"] == "value_error":  # our own validators: the message says it all
+        return str(err["ctx"]["error"])
     if err["type"] == "extra_forbidden":
         return "unknown field"
     if err["type"] == "literal_error":
         return f"{err['msg'].replace('Input should be', 'must be')} (got {err['input']!r})"
+    if err["type"] == "string_type" and err["input"] is not None:  # YAML read yes/1/a date
+        return f"{err['msg']} (got {_got(err['input'])}; quote it to make it a string)"
+    if "input" in err and err["type"] != "missing":
+        return f"{err['msg']} (got {_got(err['input'])})"
     return str(err["msg"])
 
 
@@ -98,10 +175,25 @@ def _compose(text: str, source: str) -> tuple[Any, Marks]:
     """Parse YAML keeping each value's position and refusing duplicate keys."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as exc:  # a control character: not a text file
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise TopologyError(
+            [
+                Problem(
+                    (),
+                    f"not a text file: character #x{exc.character:04x} is not allowed in YAML",
+                    f"{source}:{line}:{col}",
+                )
+            ],
+            source,
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise TopologyError([Problem((), f"not valid YAML: {exc}", where)], source) from None
+        raise TopologyError(
+            [Problem((), f"not valid YAML: {_yaml_reason(exc)}", where)], source
+        ) from None
     if root is None:
         raise TopologyError([Problem((), "the file is empty", source)], source)
     data, marks, problems = compose_node(root, source)
@@ -119,9 +211,27 @@ def compose_node(
     marks: Marks = {}
     problems: list[Problem] = []
     constructor = yaml.SafeLoader("")
+    open_nodes: set[int] = set()  # the nodes being built: an alias to one is a cycle
 
     def build(node: yaml.Node, path: tuple[str | int, ...]) -> Any:
-        marks[path] = _mark(source, node.start_mark, columns)
+        where = _mark(source, node.start_mark, columns)
+        if id(node) in open_nodes:
+            raise TopologyError(
+                [Problem(path, "an alias refers to itself (a cycle)", where)], source
+            )
+        if len(marks) >= MAX_VALUES:  # aliases of aliases can blow up ("billion laughs")
+            raise TopologyError(
+                [Problem(path, f"more than {MAX_VALUES} values (aliases expand too far)", where)],
+                source,
+            )
+        marks[path] = where
+        open_nodes.add(id(node))
+        try:
+            return build_node(node, path)
+        finally:
+            open_nodes.discard(id(node))
+
+    def build_node(node: yaml.Node, path: tuple[str | int, ...]) -> Any:
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
             # `<<: *anchor` merge keys: the merged entries come first, so that

@@ -10,10 +10,24 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
-NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$"
-Name = str  # a DNS-label-like name: lower case letters, digits and dashes
+from labkit.topology.names import (
+    LabelKey,
+    Labels,
+    LabelValue,
+    Name,
+    NamespaceName,
+    ObjectKey,
+    PortName,
+    ServicePortName,
+)
+from labkit.topology.units import parse_loss, parse_rate, parse_time, tc_loss
+
+# Names that refer to something declared elsewhere (a node, a network, a
+# service): the cross-reference checks say when one is unknown, and list the
+# known ones, which says more than a pattern would.
+Ref = str
 
 Backend = Literal["none", "vxlan", "host-gw", "udp", "bgp"]
 ProxyMode = Literal["iptables", "nftables", "ipvs"]
@@ -29,16 +43,75 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class Impairment(Strict):
+    """What a link does to the traffic a node sends on it, in tc's units:
+
+        impair: {rate: 10mbit, delay: 50ms, jitter: 5ms, loss: 1%}
+
+    `rate` caps it (bit, kbit, mbit, gbit), `delay` holds each packet back
+    (s, ms, us), `jitter` varies that delay (needs a delay), `loss` drops a
+    share of packets (a percentage 0-100, with or without the %). A rate alone
+    is a tbf qdisc; anything else is netem, the rate folded into it. Applied
+    at `up` on the node's underlay interface: it shapes what the node sends, so
+    a delay on a whole network adds to each direction of a round trip.
+    """
+
+    rate: str | None = Field(default=None, description="e.g. 10mbit")
+    delay: str | None = Field(default=None, description="e.g. 50ms")
+    jitter: str | None = Field(default=None, description="e.g. 5ms (needs a delay)")
+    loss: str | None = Field(default=None, description="e.g. 1% (0-100)")
+
+    @field_validator("rate", "delay", "jitter", "loss", mode="before")
+    @classmethod
+    def _tc_units(cls, value: object, info: ValidationInfo) -> str | None:
+        """Checked with tc's rules; a bare number is refused with the units to use."""
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            value = repr(value)
+        if info.field_name == "rate":
+            parse_rate(str(value))
+        elif info.field_name == "loss":
+            return tc_loss(parse_loss(value))
+        else:
+            parse_time(str(value), str(info.field_name))
+        return str(value)
+
+    def over(self, base: Impairment | None) -> Impairment:
+        """This impairment's settings, the unset ones taken from `base`."""
+        if base is None:
+            return self
+        return base.model_copy(update=self.model_dump(exclude_none=True))
+
+    @property
+    def needs_netem(self) -> bool:
+        return bool(self.delay or self.jitter or self.loss)
+
+    def __str__(self) -> str:
+        """ "10mbit 50ms±5ms 1% loss": for graphs and status."""
+        parts = [self.rate or ""]
+        if self.delay:
+            parts.append(self.delay + (f"±{self.jitter}" if self.jitter else ""))
+        elif self.jitter:
+            parts.append(f"±{self.jitter}")
+        if self.loss:
+            parts.append(f"{self.loss} loss")
+        return " ".join(part for part in parts if part)
+
+
 class Network(Strict):
     """An underlay segment: a Docker network, always internal."""
 
     subnet: IPv4Network | None = Field(
         default=None, description="Pin the subnet; by default one is picked that overlaps nothing"
     )
+    impair: Impairment | None = Field(
+        default=None, description="Impair every node's link on this network (see Impairment)"
+    )
 
 
 class Node(Strict):
-    networks: list[Name] = Field(
+    networks: list[Ref] = Field(
         default_factory=list,
         description="Underlay networks the node is on; default: the only network, if there is one",
     )
@@ -46,12 +119,17 @@ class Node(Strict):
         default_factory=list, description="router | external | edge (free-form tags otherwise)"
     )
     image: str | None = Field(default=None, description="Image override for this node")
-    routes: dict[str, Name] = Field(
+    routes: dict[Ref, Ref] = Field(
         default_factory=dict,
         description="Static underlay routes: destination network name -> router node",
     )
-    labels: dict[str, str] = Field(
+    labels: Labels = Field(
         default_factory=dict, description="Node labels, matched by a manifest's nodeSelector"
+    )
+    impair: dict[Ref, Impairment] = Field(
+        default_factory=dict,
+        description="Impair this node's link on a network: network name -> Impairment. "
+        "Its settings override the network's own `impair`, one by one",
     )
 
     @property
@@ -61,7 +139,7 @@ class Node(Strict):
 
 class BgpSettings(Strict):
     asn: int = Field(default=64512, description="Private AS of the cluster")
-    route_reflectors: list[Name] = Field(
+    route_reflectors: list[Ref] = Field(
         default_factory=list, description="Nodes acting as route reflectors; empty: full mesh"
     )
     # Short timers suit a lab: a dead node's subnet is withdrawn within seconds.
@@ -86,7 +164,7 @@ class Cluster(Strict):
 
 
 class PodPort(Strict):
-    name: str | None = None
+    name: PortName | None = Field(default=None, description="An IANA service name (<= 15)")
     port: int = Field(ge=1, le=65535)
     protocol: Protocol = "TCP"
     host_port: int | None = Field(default=None, ge=1, le=65535)
@@ -126,9 +204,9 @@ class ReadinessProbe(Strict):
 
 
 class Pod(Strict):
-    node: Name
-    namespace: Name = "default"
-    labels: dict[str, str] = Field(default_factory=dict)
+    node: Ref
+    namespace: NamespaceName = "default"
+    labels: Labels = Field(default_factory=dict)
     run: list[str] = Field(default_factory=list, description="Commands of the pod's containers")
     ports: list[PodPort] = Field(default_factory=list)
     ip: IPv4Address | None = Field(
@@ -144,7 +222,7 @@ class Pod(Strict):
 
 
 class ServicePort(Strict):
-    name: str | None = None
+    name: ServicePortName | None = None
     protocol: Protocol = "TCP"
     port: int = Field(ge=1, le=65535)
     target_port: int | str | None = Field(default=None, description="Number or a pod port's name")
@@ -152,8 +230,8 @@ class ServicePort(Strict):
 
 
 class Service(Strict):
-    namespace: Name = "default"
-    selector: dict[str, str] = Field(default_factory=dict)
+    namespace: NamespaceName = "default"
+    selector: Labels = Field(default_factory=dict)
     ports: list[ServicePort] = Field(min_length=1)
     type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
     session_affinity: Literal["None", "ClientIP"] = "None"
@@ -163,21 +241,21 @@ class Service(Strict):
 
 
 class IngressRule(Strict):
-    host: str | None = None
+    host: str | None = Field(default=None, description="A DNS name (checked with the rules)")
     path: str = "/"
     path_type: Literal["Prefix", "Exact"] = "Prefix"
-    service: Name
+    service: Ref
     port: int | str
 
 
 class IngressBackend(Strict):
-    service: Name
+    service: Ref
     port: int | str
 
 
 class Ingress(Strict):
     controller: Literal["nginx", "haproxy"] = "nginx"
-    nodes: list[Name] = Field(min_length=1, description="Edge nodes that run the controller")
+    nodes: list[Ref] = Field(min_length=1, description="Edge nodes that run the controller")
     upstream: Literal["endpoints", "service"] = "endpoints"
     port: int = Field(default=80, ge=1, le=65535)
     rules: list[IngressRule] = Field(default_factory=list)
@@ -186,15 +264,15 @@ class Ingress(Strict):
 
 class Vrrp(Strict):
     vip: IPv4Address
-    network: Name
-    priorities: dict[Name, int] = Field(min_length=1)
+    network: Ref
+    priorities: dict[Ref, int] = Field(min_length=1)
     advert_interval: float = Field(default=1.0, gt=0, le=255)
     preempt: bool = True
     router_id: int = Field(default=51, ge=1, le=255)
 
 
 class Namespace(Strict):
-    labels: dict[str, str] = Field(
+    labels: Labels = Field(
         default_factory=dict,
         description="Matched by namespace selectors (kubernetes.io/metadata.name is implied)",
     )
@@ -205,15 +283,15 @@ class Namespace(Strict):
 
 
 class LabelExpression(Strict):
-    key: str
+    key: LabelKey
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
-    values: list[str] = Field(default_factory=list)
+    values: list[LabelValue] = Field(default_factory=list)
 
 
 class LabelSelector(Strict):
     """Kubernetes LabelSelector: both parts must match; empty matches everything."""
 
-    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_labels: Labels = Field(default_factory=dict)
     match_expressions: list[LabelExpression] = Field(default_factory=list)
 
 
@@ -253,7 +331,7 @@ class PolicyEgressRule(Strict):
 class NetworkPolicy(Strict):
     """Kubernetes NetworkPolicy semantics; an empty rule list denies that direction."""
 
-    namespace: Name = "default"
+    namespace: NamespaceName = "default"
     pod_selector: LabelSelector = Field(default_factory=LabelSelector)
     policy_types: list[Literal["Ingress", "Egress"]] | None = Field(
         default=None, description="Default: Ingress, plus Egress when there are egress rules"
@@ -270,20 +348,25 @@ class NetworkPolicy(Strict):
 
 class FloatingIp(Strict):
     ip: IPv4Address = Field(description="Outside the pod, service and underlay ranges")
-    pod: Name = Field(description="The pod it is bound to; it follows the pod when it moves")
+    pod: Ref = Field(description="The pod it is bound to; it follows the pod when it moves")
 
 
 class Topology(Strict):
-    name: Name = Field(pattern=NAME_PATTERN)
+    """A whole topology file. Names follow `labkit.topology.names`: namespaces are
+    RFC 1123 DNS labels (<= 63), services RFC 1035 labels, every other name an
+    RFC 1123 label of at most 32 characters."""
+
+    name: Name
     networks: dict[Name, Network] = Field(default_factory=lambda: {"underlay": Network()})
     nodes: dict[Name, Node] = Field(min_length=1)
     cluster: Cluster = Field(default_factory=Cluster)
-    pods: dict[Name, Pod] = Field(default_factory=dict)
-    services: dict[Name, Service] = Field(default_factory=dict)
+    # Keyed `NAME`, or `NS/NAME` for a manifest's object outside `default` (checks/names.py).
+    pods: dict[ObjectKey, Pod] = Field(default_factory=dict)
+    services: dict[ObjectKey, Service] = Field(default_factory=dict)
     ingress: Ingress | None = None
     vrrp: Vrrp | None = None
-    namespaces: dict[Name, Namespace] = Field(default_factory=dict)
-    policies: dict[Name, NetworkPolicy] = Field(default_factory=dict)
+    namespaces: dict[NamespaceName, Namespace] = Field(default_factory=dict)
+    policies: dict[ObjectKey, NetworkPolicy] = Field(default_factory=dict)
     floating_ips: dict[Name, FloatingIp] = Field(default_factory=dict)
     manifests: list[str] = Field(
         default_factory=list,
@@ -295,32 +378,6 @@ class Topology(Strict):
     @property
     def manifest_notes(self) -> list[str]:
         return self._manifest_notes
-
-    @field_validator("namespaces", "floating_ips")
-    @classmethod
-    def _more_names_are_labels(cls, value: dict[str, object]) -> dict[str, object]:
-        return cls._names_are_labels(value)  # type: ignore[no-any-return]
-
-    @field_validator("networks", "nodes", "pods", "services", "policies")
-    @classmethod
-    def _names_are_labels(cls, value: dict[str, object]) -> dict[str, object]:
-        import re
-
-        for key, item in value.items():
-            origin = getattr(item, "origin", None)
-            if origin is not None:
-                # A manifest's object: keyed as Kubernetes scopes it (its name checked on reading).
-                if key != object_key(origin.namespace, origin.name):
-                    raise ValueError(
-                        f"key {key!r} of a manifest object must be "
-                        f"{object_key(origin.namespace, origin.name)!r}"
-                    )
-                continue
-            if not re.match(NAME_PATTERN, key):
-                raise ValueError(
-                    f"name {key!r} must be lower case letters, digits and dashes (max 32)"
-                )
-        return value
 
     def member_nodes(self) -> list[str]:
         """Cluster members in file order: the nodes that get a pod subnet."""

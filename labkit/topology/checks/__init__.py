@@ -10,7 +10,9 @@ from collections.abc import Callable, Iterable
 
 from labkit.errors import Problem
 from labkit.topology.checks.backends import check_backend
+from labkit.topology.checks.impairments import check_impairments
 from labkit.topology.checks.ingress import check_ingress, check_vrrp
+from labkit.topology.checks.names import check_object_keys
 from labkit.topology.checks.pods import check_pods
 from labkit.topology.checks.policy import check_floating_ips, check_policies
 from labkit.topology.checks.services import check_services
@@ -21,8 +23,10 @@ Check = Callable[[Topology], Iterable[Problem]]
 
 # The order problems are reported in.
 CHECKS: list[Check] = [
+    check_object_keys,
     check_networks,
     check_cidrs,
+    check_impairments,
     check_pods,
     check_backend,
     check_ingress,
