@@ -62,7 +62,7 @@ class Lab:
         cluster.on_node_rebuilt = lambda node: apply_layers(cluster)
         # Handles on nodes and pods are the cluster's.
         self.node, self.nodes, self.endpoint = cluster.node, cluster.nodes, cluster.endpoint
-        self.pod, self.pods = cluster.pod, cluster.pods
+        self.pod, self.pods, self.reload = cluster.pod, cluster.pods, cluster.reload
 
     name = property(lambda self: self.cluster.name)
     topology = property(lambda self: self.cluster.topology)

@@ -67,6 +67,11 @@ class Cluster:
             image=extra.get("image", ""), source=extra.get("source"), state=extra.get("layers", {}),
         )  # fmt: skip
 
+    def reload(self) -> None:
+        """Take back the saved state: another process (the CLI) changed the lab."""
+        saved = Cluster.load(self.name, self.runtime)
+        self.topology, self.addresses, self.state = saved.topology, saved.addresses, saved.state
+
     def check_images(self) -> None:
         """A node's image override must exist on the engine: nothing can be pulled mid-way."""
         problems = [

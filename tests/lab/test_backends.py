@@ -179,6 +179,7 @@ class TestBgp(BackendContract):
     WIRE = "icmp and src host {client} and dst host {web}"
 
     def test_every_node_learned_every_other_pod_subnet(self, lab):
+        lab.routing.wait_bgp_converged()  # hold time 3 s: a starved CPU can flap a session
         subnets = lab.addresses.pod_subnets
         for node in lab.nodes():
             sessions = lab.routing.bgp_protocols(node)
@@ -189,7 +190,7 @@ class TestBgp(BackendContract):
             assert f"blackhole {subnets[node.name]} proto bird" in node.exec("ip route").stdout
 
     def test_status_shows_birds_sessions(self, lab):
-
+        lab.routing.wait_bgp_converged()  # hold time 3 s: a starved CPU can flap a session
         sessions = lab.describe()["bgp"]
         assert sessions == {
             "node-1": {"peer_node_2": "up Established"},

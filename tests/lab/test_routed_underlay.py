@@ -60,6 +60,7 @@ def test_nodes_reach_the_other_rack_through_the_router(lab):
 
 
 def test_bgp_sessions_cross_the_router(lab):
+    lab.routing.wait_bgp_converged()  # hold time 3 s: a starved CPU can flap a session
     # A client peers with both reflectors, one of them in the other rack.
     sessions = lab.routing.bgp_protocols(lab.node("node-b2"))
     assert set(sessions) == {"peer_node_a1", "peer_node_b1"}
@@ -83,6 +84,7 @@ def test_flat_pod_network_with_bgp(lab):
 def test_a_node_without_pods_learns_announces_and_takes_a_pod_later(lab):
     empty, subnet = lab.node("node-b2"), lab.addresses.pod_subnets["node-b2"]
     assert not empty.pods() and "cni0" not in empty.exec("ip -o link").stdout
+    lab.routing.wait_bgp_converged()  # hold time 3 s: a starved CPU can flap a session
     # Announced anyway: the others route its block to it; it reaches their pods.
     assert subnet in lab.routing.bgp_routes(lab.node("node-a1"))
     assert empty.ping(lab.pod("web-a1")).loss == 0

@@ -378,12 +378,7 @@ def _saved(lab: Lab) -> Lab:
 
 def _refresh(lab: Lab) -> None:
     """The CLI changed the lab through another Lab object: take its state back."""
-    current = _saved(lab)
-    lab.topology, lab.addresses, lab.layer_state = (
-        current.topology,
-        current.addresses,
-        current.layer_state,
-    )
+    lab.reload()
 
 
 # -- rules changed by hand ---------------------------------------------------------------------------
