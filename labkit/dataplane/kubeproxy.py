@@ -1,8 +1,9 @@
 """What the service proxy programs, independent of the mode (iptables or nftables).
 
-A `ProxyPlan` is the same on every cluster node (no node-local traffic
-policy), so one payload serves all nodes. Names and hashes follow kube-proxy,
-so that its rules read the same here.
+A `ProxyPlan` is one node's view: the service ports (the same everywhere)
+and the node it is for, which decides which endpoints are local (Local
+traffic policies) and which addresses take node ports. Names and hashes
+follow kube-proxy, so that its rules read the same here.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ class EndpointPlan:
     ip: IPv4Address
     port: int
     pod: str = ""
+    node: str = ""  # where the pod runs: decides Local traffic policies
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
 
     @property
     def address(self) -> str:
@@ -41,12 +46,18 @@ class ServicePortPlan:
     namespace: str
     service: str
     port_name: str  # "" for an unnamed port
-    protocol: str  # "TCP" | "UDP"
+    protocol: str  # "TCP" | "UDP" | "SCTP"
     vip: IPv4Address
     port: int
     node_port: int | None = None
     affinity_seconds: int | None = None  # ClientIP affinity timeout, None without
     endpoints: tuple[EndpointPlan, ...] = ()
+    external_ips: tuple[IPv4Address, ...] = ()
+    lb_ips: tuple[IPv4Address, ...] = ()  # the LoadBalancer's assigned addresses
+    source_ranges: tuple[IPv4Network, ...] = ()  # loadBalancerSourceRanges
+    external_local: bool = False  # externalTrafficPolicy: Local
+    internal_local: bool = False  # internalTrafficPolicy: Local
+    health_check_node_port: int | None = None
 
     @property
     def name(self) -> str:
@@ -58,14 +69,65 @@ class ServicePortPlan:
     def proto(self) -> str:
         return self.protocol.lower()
 
+    # kube-proxy's ServicePort predicates (pkg/proxy/serviceport.go).
+    @property
+    def externally_accessible(self) -> bool:
+        return self.node_port is not None or bool(self.lb_ips) or bool(self.external_ips)
+
+    @property
+    def uses_cluster_endpoints(self) -> bool:
+        return not self.internal_local or (self.externally_accessible and not self.external_local)
+
+    @property
+    def uses_local_endpoints(self) -> bool:
+        return self.internal_local or (self.externally_accessible and self.external_local)
+
 
 @dataclass(frozen=True)
 class ProxyPlan:
     cluster_cidr: IPv4Network  # the pod CIDR: traffic from outside it is masqueraded
     services: tuple[ServicePortPlan, ...] = ()
+    node: str = ""  # the node the plan is for ("" : no endpoint is local)
+    node_ips: tuple[IPv4Address, ...] = ()  # its primary addresses (nftables node ports)
+    service_cidr: IPv4Network | None = None  # nftables: unallocated addresses in it dropped
+    localhost_node_ports: bool = True  # kube-proxy's --iptables-localhost-nodeports
 
     def by_name(self) -> dict[tuple[str, str], ServicePortPlan]:
         return {(s.name, s.proto): s for s in self.services}
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """kube-proxy's CategorizeEndpoints: which endpoints each traffic policy uses on a node."""
+
+    cluster: tuple[EndpointPlan, ...]
+    local: tuple[EndpointPlan, ...]
+    reachable: tuple[EndpointPlan, ...]  # every endpoint a chain is written for
+    any: bool  # usable endpoints anywhere (not only here)
+
+
+def categorize(service: ServicePortPlan, node: str) -> Endpoints:
+    """Ready endpoints, else serving-terminating ones (kube-proxy's fallback), per policy."""
+    eps = service.endpoints
+    cluster: tuple[EndpointPlan, ...] = ()
+    has_any = False
+    if service.uses_cluster_endpoints:
+        cluster = tuple(e for e in eps if e.ready) or tuple(
+            e for e in eps if e.serving and e.terminating
+        )
+        has_any = bool(cluster)
+    if not service.uses_local_endpoints:
+        return Endpoints(cluster, (), cluster, has_any)
+    usable = [e for e in eps if e.ready or (e.serving and e.terminating)]
+    has_any = has_any or bool(usable)
+    mine = [e for e in eps if node and e.node == node]
+    local = tuple(e for e in mine if e.ready) or tuple(
+        e for e in mine if e.serving and e.terminating
+    )
+    if not service.uses_cluster_endpoints:
+        return Endpoints((), local, local, has_any)
+    reachable = cluster + tuple(e for e in local if e not in cluster)
+    return Endpoints(cluster, local, sort_endpoints(reachable), has_any)
 
 
 def sort_endpoints(endpoints: Iterable[EndpointPlan]) -> tuple[EndpointPlan, ...]:
@@ -172,29 +234,52 @@ def conntrack_flushes(old: ProxyPlan, new: ProxyPlan) -> list[str]:
 
 # -- state ----------------------------------------------------------------------------
 
+_ADDRESS_LISTS = ("external_ips", "lb_ips")
+
 
 def plan_to_json(plan: ProxyPlan) -> dict[str, Any]:
+    services = []
+    for s in plan.services:
+        fields = {k: v for k, v in asdict(s).items() if k not in ("vip", "endpoints")}
+        for name in (*_ADDRESS_LISTS, "source_ranges"):
+            fields[name] = [str(a) for a in fields[name]]
+        fields["vip"] = str(s.vip)
+        fields["endpoints"] = [
+            [str(e.ip), e.port, e.pod, e.node, e.ready, e.serving, e.terminating]
+            for e in s.endpoints
+        ]
+        services.append(fields)
     return {
         "cluster_cidr": str(plan.cluster_cidr),
-        "services": [
-            {
-                **{k: v for k, v in asdict(s).items() if k not in ("vip", "endpoints")},
-                "vip": str(s.vip),
-                "endpoints": [[str(e.ip), e.port, e.pod] for e in s.endpoints],
-            }
-            for s in plan.services
-        ],
+        "services": services,
+        "node": plan.node,
+        "node_ips": [str(a) for a in plan.node_ips],
+        "service_cidr": str(plan.service_cidr) if plan.service_cidr else None,
+        "localhost_node_ports": plan.localhost_node_ports,
     }
 
 
 def plan_from_json(document: Mapping[str, Any]) -> ProxyPlan:
+    """Also reads the state of older labkit versions (fewer fields)."""
     services = []
     for raw in document["services"]:
         fields = dict(raw)
         endpoints = tuple(
-            EndpointPlan(IPv4Address(ip), port, pod) for ip, port, pod in fields.pop("endpoints")
+            EndpointPlan(IPv4Address(ip), port, *rest)
+            for ip, port, *rest in fields.pop("endpoints")
         )
+        for name in _ADDRESS_LISTS:
+            fields[name] = tuple(IPv4Address(a) for a in fields.get(name, ()))
+        fields["source_ranges"] = tuple(IPv4Network(n) for n in fields.get("source_ranges", ()))
         services.append(
             ServicePortPlan(**{**fields, "vip": IPv4Address(fields["vip"]), "endpoints": endpoints})
         )
-    return ProxyPlan(IPv4Network(document["cluster_cidr"]), tuple(services))
+    cidr = document.get("service_cidr")
+    return ProxyPlan(
+        IPv4Network(document["cluster_cidr"]),
+        tuple(services),
+        node=document.get("node", ""),
+        node_ips=tuple(IPv4Address(a) for a in document.get("node_ips", ())),
+        service_cidr=IPv4Network(cidr) if cidr else None,
+        localhost_node_ports=document.get("localhost_node_ports", True),
+    )

@@ -71,7 +71,7 @@ class Mode:
         if self.name in ("nftables", "ipvs"):  # ipvs: fixed chain names, nothing goes stale
             return "true"
         return (
-            f"{self._ipt}-save -t nat | sed -n 's/^:\\(KUBE-\\(SVC\\|EXT\\|SEP\\)-[^ ]*\\) .*/"
+            f"{self._ipt}-save -t nat | sed -n 's/^:\\(KUBE-\\(SVC\\|SVL\\|EXT\\|FW\\|SEP\\)-[^ ]*\\) .*/"
             f"{CHAIN} \\1/p'"
         )
 
