@@ -31,3 +31,14 @@ def test_iptables_payload_is_already_in_iptables_save_form():
     for line in ipt.render_full(OVERALL).splitlines():
         if line.startswith("-A "):
             assert normalise_rule(line) == shlex.join(shlex.split(line)), line
+
+
+def test_nftables_overall_table_is_kube_proxys():
+    from nft_rules import parse as parse_nft
+
+    from labkit.dataplane import kubeproxy_nft as nft
+
+    ours = parse_nft(nft.render_full(OVERALL))
+    theirs = parse_nft(expected("nftables_overall.nft"))
+    assert ours.objects == theirs.objects
+    assert ours.rules == theirs.rules
