@@ -16,7 +16,12 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from labkit.topology.model import Topology
-from labkit.topology.services_alloc import ServiceEndpoint, node_port_key, port_key
+from labkit.topology.services_alloc import (
+    ServiceEndpoint,
+    health_check_key,
+    node_port_key,
+    port_key,
+)
 
 # The packet mark that asks for masquerading on the way out (kube-proxy's, both modes).
 MASQ_MARK = "0x4000"
@@ -171,15 +176,35 @@ def build_plan(
     vips: Mapping[str, IPv4Address],
     node_ports: Mapping[str, int],
     endpoints: Mapping[str, Sequence[ServiceEndpoint]],
+    *,
+    lb_ips: Mapping[str, IPv4Address] | None = None,
+    node: str = "",
+    node_ips: Sequence[IPv4Address] = (),
 ) -> ProxyPlan:
-    """What every node programs: one entry per service port, endpoints resolved."""
+    """What `node` programs: one entry per port of each service with a ClusterIP.
+
+    `lb_ips` from `lb_pool.allocate_lb_ips`; `node_ips` the node's primary
+    addresses (where nftables answers node ports). Headless and ExternalName
+    services are DNS only: kube-proxy ignores them."""
+    lb_ips = lb_ips or {}
     services = []
     for name, service in topology.services.items():
+        if not service.has_cluster_ip:
+            continue
         affinity = service.affinity_timeout if service.session_affinity == "ClientIP" else None
+        local_external = service.external_traffic_policy == "Local"
+        health = node_ports.get(health_check_key(name)) if local_external else None
         for port in service.ports:
             key = port_key(port)
             backends = [
-                EndpointPlan(endpoint.ip, endpoint.ports[key], endpoint.pod)
+                EndpointPlan(
+                    endpoint.ip,
+                    endpoint.ports[key],
+                    endpoint.pod,
+                    node=endpoint.node,
+                    ready=endpoint.ready,
+                    terminating=endpoint.terminating,
+                )
                 for endpoint in endpoints.get(name, ())
                 if key in endpoint.ports
             ]
@@ -194,9 +219,23 @@ def build_plan(
                     node_port=node_ports.get(node_port_key(name, port)),
                     affinity_seconds=affinity,
                     endpoints=sort_endpoints(backends),
+                    external_ips=tuple(service.external_ips),
+                    lb_ips=(lb_ips[name],) if name in lb_ips else (),
+                    source_ranges=tuple(service.load_balancer_source_ranges),
+                    external_local=local_external,
+                    internal_local=service.internal_traffic_policy == "Local",
+                    health_check_node_port=health,
                 )
             )
-    return ProxyPlan(topology.cluster.pod_cidr, tuple(services))
+    cluster = topology.cluster
+    return ProxyPlan(
+        cluster.pod_cidr,
+        tuple(services),
+        node=node,
+        node_ips=tuple(node_ips),
+        service_cidr=cluster.service_cidr,
+        localhost_node_ports=cluster.localhost_node_ports,
+    )
 
 
 # -- conntrack: what a change leaves behind ------------------------------------------
