@@ -301,6 +301,26 @@ def _element_key(element: str) -> str:
     return element.split(" comment ")[0].split(" : ")[0]
 
 
+def _objects_lines(objects: list[ServiceObjects], existing_sets: set[str] | None) -> list[str]:
+    """Sets and chains first, then the rules (a rule may jump to a chain declared after
+    its own), then, for a full payload (`existing_sets` None), the elements.
+    `existing_sets`: the sets already there, not added again (partial payload)."""
+    t = _t()
+    lines = []
+    for obj in objects:
+        lines += [
+            f"add set {t} {n} {b}" for n, b in obj.sets.items() if n not in (existing_sets or ())
+        ]
+        for chain in obj.chains:
+            lines += [f"add chain {t} {chain}", f"flush chain {t} {chain}"]
+    for obj in objects:
+        for chain, rules in obj.chains.items():
+            lines += [f"add rule {t} {chain} {rule}" for rule in rules]
+    if existing_sets is None:
+        lines += [f"add element {t} {m} {{ {e} }}" for obj in objects for m, e in obj.elements]
+    return lines
+
+
 def _delete_stale(stale_since_last: Iterable[str], plan: ProxyPlan, present: set[str]) -> list[str]:
     active = active_chains(plan)
     return [
@@ -327,12 +347,7 @@ def render_full(
         lines += [f"add chain {t} {name}{' ' + body if body else ''}", f"flush chain {t} {name}"]
     lines += [f"add rule {t} {chain} {rule}" for chain, rule in _base_rules(plan)]
     lines += [f"add element {t} {NODEPORT_IPS} {{ {ip} }}" for ip in plan.node_ips]
-    for obj in objects:
-        lines += [f"add set {t} {name} {body}" for name, body in obj.sets.items()]
-        for chain, rules in obj.chains.items():
-            lines += [f"add chain {t} {chain}", f"flush chain {t} {chain}"]
-            lines += [f"add rule {t} {chain} {rule}" for rule in rules]
-        lines += [f"add element {t} {m} {{ {e} }}" for m, e in obj.elements]
+    lines += _objects_lines(objects, existing_sets=None)
     lines += [f"flush chain {t} {c}" for c in sorted(stale_chains(plan, found))]
     lines += _delete_stale(stale_since_last, plan, found)
     wanted_sets = {n for obj in objects for n in obj.sets}
@@ -364,11 +379,7 @@ def render_partial(old: ProxyPlan, new: ProxyPlan, stale_since_last: Iterable[st
         if (m, e) not in new_elements
         and not (m == CLUSTER_IPS and any(n == (m, e) for n in new_elements))
     ]
-    for obj in after.values():
-        lines += [f"add set {t} {n} {b}" for n, b in obj.sets.items() if n not in old_sets]
-        for chain, rules in obj.chains.items():
-            lines += [f"add chain {t} {chain}", f"flush chain {t} {chain}"]
-            lines += [f"add rule {t} {chain} {rule}" for rule in rules]
+    lines += _objects_lines(list(after.values()), existing_sets=old_sets)
     lines += [
         f"add element {t} {m} {{ {e} }}" for m, e in new_elements if (m, e) not in old_elements
     ]

@@ -1,10 +1,12 @@
 """iptables rules, normalised for what iptables-save changes, so dumps compare rule by rule.
 
 iptables-save groups rules by chain, prints the basic matches (-s, -d, -i, -o, -p)
-before the match modules, writes host addresses as /32 and prints the default
+before the match modules, writes host addresses as /32, prints the default
 options it fills in (`recent`'s mask and rsource, REJECT's icmp-port-unreachable,
-`recent`'s options in its own order). Nothing else is normalised: the order of
-the modules, of the rules in a chain, and every value stay as written.
+`recent`'s options in its own order), spells MARK's --or-mark/--xor-mark as
+--set-xmark, prints probabilities with 11 decimals and quotes comments as it
+likes. Nothing else is normalised: the order of the modules, of the rules in a
+chain, and every value stay as written.
 """
 
 from __future__ import annotations
@@ -74,7 +76,13 @@ def normalise_rule(rule: str) -> str:
         if name == "recent":
             ordered.sort(key=lambda item: RECENT_ORDER.index(item[0].lstrip("! ")))
         for option, values in ordered:
+            if name == "statistic" and option == "--probability":
+                values = [f"{float(values[0]):.11f}"]
             parts += [*option.split(" "), *values]
+    if target[:2] == ["MARK", "--or-mark"]:
+        target = ["MARK", "--set-xmark", f"{target[2]}/{target[2]}"]
+    elif target[:2] == ["MARK", "--xor-mark"]:
+        target = ["MARK", "--set-xmark", f"{target[2]}/0x0"]
     if target[:1] == ["REJECT"] and "--reject-with" not in target:
         target = [*target, "--reject-with", "icmp-port-unreachable"]
     if target:
