@@ -242,33 +242,11 @@ def build_plan(
 
 
 def conntrack_flushes(old: ProxyPlan, new: ProxyPlan) -> list[str]:
-    """conntrack deletions kube-proxy makes after a change (UDP has no connection to end).
+    """conntrack deletions after a change: `conntrack_cleanup.cleanup_commands` (kept
+    under this name for the callers)."""
+    from labkit.dataplane.conntrack_cleanup import cleanup_commands
 
-    A removed endpoint's flows are deleted, or a client keeps sending to it;
-    a service that gets its first endpoint loses its flows (they hit REJECT).
-    """
-    commands: list[str] = []
-    before = old.by_name()
-    for key, service in new.by_name().items():
-        if service.proto != "udp":
-            continue
-        previous = before.get(key)
-        if previous is None:
-            continue
-        if not previous.endpoints and service.endpoints:
-            commands.append(f"conntrack -D -p udp --orig-dst {service.vip}")
-        kept = {e.ip for e in service.endpoints}
-        for gone in sorted({e.ip for e in previous.endpoints} - kept):
-            commands.append(f"conntrack -D -p udp --orig-dst {previous.vip} --dst-nat {gone}")
-            if previous.node_port is not None:
-                commands.append(
-                    f"conntrack -D -p udp --orig-port-dst {previous.node_port} --dst-nat {gone}"
-                )
-    for key, previous in before.items():
-        if previous.proto == "udp" and key not in new.by_name():
-            commands.append(f"conntrack -D -p udp --orig-dst {previous.vip}")
-    # Nothing to delete is not a failure.
-    return [f"{command} >/dev/null 2>&1 || true" for command in commands]
+    return cleanup_commands(old, new)
 
 
 # -- state ----------------------------------------------------------------------------
