@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -150,22 +150,6 @@ def changed_services(old: ProxyPlan, new: ProxyPlan) -> set[tuple[str, str]]:
     """Keys of the service ports added, removed or different between two plans."""
     before, after = old.by_name(), new.by_name()
     return {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
-
-
-def owned_chains(
-    service: ServicePortPlan,
-    own: Callable[[ServicePortPlan], str],
-    external: Callable[[ServicePortPlan], str],
-    endpoint: Callable[[ServicePortPlan, EndpointPlan], str],
-) -> list[str]:
-    """The chains a service port owns, named by the mode: its own, the external one
-    with a node port, one per endpoint; none without endpoints (it is rejected instead)."""
-    if not service.endpoints:
-        return []
-    chains = [own(service)]
-    if service.node_port is not None:
-        chains.append(external(service))
-    return chains + [endpoint(service, e) for e in service.endpoints]
 
 
 # -- from the topology ------------------------------------------------------------
