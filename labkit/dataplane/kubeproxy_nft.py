@@ -286,7 +286,9 @@ def active_chains(plan: ProxyPlan) -> set[str]:
 
 def stale_chains(plan: ProxyPlan, existing: Iterable[str]) -> set[str]:
     """Service chains found on the node and not in the plan: flushed now, deleted next sync."""
-    return {c for c in existing if c.startswith(SERVICE_CHAIN_PREFIXES)} - active_chains(plan)
+    base = {name for name, _ in _BASE_CHAINS}  # service-endpoints-check, firewall-check
+    ours = {c for c in existing if c.startswith(SERVICE_CHAIN_PREFIXES) and c not in base}
+    return ours - active_chains(plan)
 
 
 # -- payloads ------------------------------------------------------------------------

@@ -55,6 +55,11 @@ def test_stale_chains_are_flushed_now_and_deleted_at_the_next_sync():
     assert "service-GONE-y" not in second  # already gone: deleting it would fail the transaction
 
 
+def test_the_fixed_chains_are_never_stale():
+    listed = ["service-endpoints-check", "firewall-check", "services", "service-OLD-x"]
+    assert nft.stale_chains(PLAN, listed) == {"service-OLD-x"}
+
+
 def test_partial_payload_rewrites_only_the_changed_service_and_defers_deletion():
     payload = nft.render_partial(PLAN, CHANGED)
     assert "dns" not in payload
