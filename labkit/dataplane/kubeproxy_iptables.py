@@ -1,13 +1,19 @@
 """kube-proxy's iptables mode, rendered as an `iptables-restore --noflush` payload.
 
-The chain layout and rule text are kube-proxy's (what `iptables-save` shows on
-a Kubernetes node), so the rules read the same to someone who knows it:
+The chain layout and rule text are kube-proxy's (`pkg/proxy/iptables/proxier.go`),
+written in the order `iptables-save` shows them on a node:
 
-    nat    PREROUTING/OUTPUT -> KUBE-SERVICES -> KUBE-SVC-<hash> (one per service port)
-                                   -> KUBE-SEP-<hash> (one per endpoint, DNAT)
-           KUBE-SERVICES' last rule: local destination -> KUBE-NODEPORTS -> KUBE-EXT-<hash>
+    nat    PREROUTING/OUTPUT -> KUBE-SERVICES -> KUBE-SVC-<hash> (Cluster policy endpoints)
+                                              -> KUBE-SVL-<hash> (Local policy endpoints)
+                                              -> KUBE-SEP-<hash> (one per endpoint, DNAT)
+           external IPs, LoadBalancer IPs and node ports -> KUBE-EXT-<hash>
+           (through KUBE-FW-<hash> when loadBalancerSourceRanges are set)
+           KUBE-SERVICES' last rule: local destination -> KUBE-NODEPORTS
            POSTROUTING -> KUBE-POSTROUTING: masquerade what KUBE-MARK-MASQ marked
-    filter KUBE-SERVICES / KUBE-EXTERNAL-SERVICES: REJECT for services with no endpoints
+    filter KUBE-SERVICES / KUBE-EXTERNAL-SERVICES: REJECT without endpoints, DROP
+           without local endpoints (Local policies); KUBE-NODEPORTS accepts health
+           check node ports; KUBE-PROXY-FIREWALL drops what KUBE-FW let through;
+           KUBE-FIREWALL: the martian drop that makes route_localnet safe;
            KUBE-FORWARD: accept marked and established forwarded traffic
 
 Endpoints are picked with `-m statistic --mode random` at probability
@@ -24,45 +30,92 @@ lists them for the node script to ensure.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from labkit.dataplane.kubeproxy import (
     MASQ_MARK,
     EndpointPlan,
     ProxyPlan,
     ServicePortPlan,
+    categorize,
     changed_services,
-    owned_chains,
     proto_hash,
 )
 
-# (table, built-in chain, rule spec): the jumps into labkit's chains, as kube-proxy installs them.
+# (table, built-in chain, rule spec): the jumps into labkit's chains, as kube-proxy
+# (and, for KUBE-FIREWALL, the kubelet) installs them.
 HOOKS: tuple[tuple[str, str, str], ...] = (
     ("nat", "PREROUTING", '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES'),
     ("nat", "OUTPUT", '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES'),
     ("nat", "POSTROUTING", '-m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING'),
     ("filter", "INPUT", "-m conntrack --ctstate NEW -m comment --comment "
+     '"kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL'),
+    ("filter", "INPUT", '-m comment --comment "kubernetes health check service ports" -j KUBE-NODEPORTS'),
+    ("filter", "INPUT", "-m conntrack --ctstate NEW -m comment --comment "
      '"kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES'),
+    ("filter", "INPUT", "-j KUBE-FIREWALL"),
+    ("filter", "FORWARD", "-m conntrack --ctstate NEW -m comment --comment "
+     '"kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL'),
     ("filter", "FORWARD", '-m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD'),
     ("filter", "FORWARD", "-m conntrack --ctstate NEW -m comment --comment "
      '"kubernetes service portals" -j KUBE-SERVICES'),
     ("filter", "FORWARD", "-m conntrack --ctstate NEW -m comment --comment "
      '"kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES'),
     ("filter", "OUTPUT", "-m conntrack --ctstate NEW -m comment --comment "
+     '"kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL'),
+    ("filter", "OUTPUT", "-m conntrack --ctstate NEW -m comment --comment "
      '"kubernetes service portals" -j KUBE-SERVICES'),
+    ("filter", "OUTPUT", "-j KUBE-FIREWALL"),
 )  # fmt: skip
 
-FILTER_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD")
+# KUBE-FIREWALL is always declared (the hooks jump to it); it has its rule only
+# with localhost node ports, as kube-proxy writes it.
+FILTER_CHAINS = (
+    "KUBE-NODEPORTS", "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FIREWALL",
+    "KUBE-FORWARD", "KUBE-PROXY-FIREWALL",
+)  # fmt: skip
 NAT_CHAINS = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ")
-# Chains per service port / endpoint: the ones found on a node and not wanted are stale.
-SERVICE_CHAIN_PREFIXES = ("KUBE-SVC-", "KUBE-EXT-", "KUBE-SEP-")
+# Chains per service port / endpoint (kube-proxy's isServiceChainName): the ones
+# found on a node and not wanted are stale.
+SERVICE_CHAIN_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-")
+LOCALHOST = "127.0.0.0/8"
+# route_localnet lets 127.0.0.1:<node port> be DNATed off the host; KUBE-FIREWALL
+# drops the martians that would otherwise come in (kube-proxy's default).
+LOCALHOST_NODE_PORT_SYSCTL = "net.ipv4.conf.all.route_localnet"
+
+
+@dataclass(frozen=True)
+class Features:
+    """What kube-proxy probes on the host and writes accordingly (its fake has the
+    opposite of a modern node: no --random-fully, nfacct counters)."""
+
+    random_fully: bool = True
+    nfacct: bool = False
+
+
+def node_sysctls(plan: ProxyPlan) -> dict[str, str]:
+    """The sysctls the node needs for the plan's rules (iptables mode)."""
+    return {LOCALHOST_NODE_PORT_SYSCTL: "1" if plan.localhost_node_ports else "0"}
+
+
+def _hash(service: ServicePortPlan) -> str:
+    return proto_hash(service.name, service.proto)
 
 
 def svc_chain(service: ServicePortPlan) -> str:
-    return "KUBE-SVC-" + proto_hash(service.name, service.proto)
+    return "KUBE-SVC-" + _hash(service)
+
+
+def svl_chain(service: ServicePortPlan) -> str:
+    return "KUBE-SVL-" + _hash(service)
 
 
 def ext_chain(service: ServicePortPlan) -> str:
-    return "KUBE-EXT-" + proto_hash(service.name, service.proto)
+    return "KUBE-EXT-" + _hash(service)
+
+
+def fw_chain(service: ServicePortPlan) -> str:
+    return "KUBE-FW-" + _hash(service)
 
 
 def sep_chain(service: ServicePortPlan, endpoint: EndpointPlan) -> str:
@@ -74,115 +127,202 @@ def comment(text: str) -> str:
     return f'-m comment --comment "{text}"' if " " in text else f"-m comment --comment {text}"
 
 
-def _match(service: ServicePortPlan) -> str:
-    return f"-p {service.proto}"
-
-
-def service_chains(service: ServicePortPlan) -> list[str]:
-    """The nat chains a service port owns (none without endpoints)."""
-    return owned_chains(service, svc_chain, ext_chain, sep_chain)
-
-
-def wanted_chains(plan: ProxyPlan) -> set[str]:
-    return {chain for service in plan.services for chain in service_chains(service)}
-
-
 def probability(index: int, count: int) -> str:
     """kube-proxy's `%0.10f` of 1/(n-i): each rule takes an equal share of what is left."""
     return f"{1.0 / (count - index):0.10f}"
 
 
-# -- rules ------------------------------------------------------------------------
+def _target(verdict: str) -> str:
+    return "REJECT --reject-with icmp-port-unreachable" if verdict == "REJECT" else verdict
 
 
-def service_entry_rules(service: ServicePortPlan) -> list[str]:
-    """KUBE-SERVICES / KUBE-NODEPORTS rules (nat) of a service port with endpoints."""
-    vip, proto, port = service.vip, service.proto, service.port
-    rules = [
-        f"-A KUBE-SERVICES -d {vip}/32 {_match(service)} "
-        f"{comment(f'{service.name} cluster IP')} -m {proto} --dport {port} -j {svc_chain(service)}"
-    ]
-    if service.node_port is not None:
-        rules.append(
-            f"-A KUBE-NODEPORTS {_match(service)} {comment(service.name)} "
-            f"-m {proto} --dport {service.node_port} -j {ext_chain(service)}"
+# -- one service port ------------------------------------------------------------
+
+
+@dataclass
+class ServiceRules:
+    """What one service port writes: filter rules, nat entry rules, its own nat chains."""
+
+    filter: list[str] = field(default_factory=list)
+    nat: list[str] = field(default_factory=list)  # KUBE-SERVICES / KUBE-NODEPORTS
+    chains: dict[str, list[str]] = field(default_factory=dict)  # its own nat chains
+
+
+def service_rules(
+    service: ServicePortPlan, plan: ProxyPlan, features: Features = Features()
+) -> ServiceRules:
+    """kube-proxy's syncProxyRules loop body for one service port, on `plan.node`."""
+    out = ServiceRules()
+    name, proto, port = service.name, service.proto, service.port
+    eps = categorize(service, plan.node)
+    has_any = eps.any
+    has_internal = has_any and not (service.internal_local and not eps.local)
+    has_external = has_any and not (service.external_local and not eps.local)
+    uses_cluster = bool(eps.cluster) and service.uses_cluster_endpoints
+    uses_local = bool(eps.local) and service.uses_local_endpoints
+    cluster_chain, local_chain = svc_chain(service), svl_chain(service)
+    internal_chain = local_chain if service.internal_local else cluster_chain
+    external_policy_chain = local_chain if service.external_local else cluster_chain
+    ext = ext_chain(service)
+    uses_ext = has_any and service.externally_accessible
+    uses_fw = has_any and bool(service.lb_ips) and bool(service.source_ranges)
+    lb_chain = fw_chain(service) if uses_fw else ext
+    if not has_any:
+        internal_verdict = external_verdict = "REJECT"
+        internal_note = external_note = f"{name} has no endpoints"
+    else:
+        internal_verdict = external_verdict = "DROP"
+        internal_note = external_note = f"{name} has no local endpoints"
+
+    def to(address: object, note: str) -> str:
+        return f"-d {address}/32 -p {proto} {comment(note)} -m {proto} --dport {port}"
+
+    if has_internal:
+        out.nat.append(
+            f"-A KUBE-SERVICES {to(service.vip, f'{name} cluster IP')} -j {internal_chain}"
         )
-    return rules
-
-
-def service_chain_rules(service: ServicePortPlan, cluster_cidr: str) -> list[str]:
-    """The rules of a service port's own chains: KUBE-SVC, KUBE-EXT, KUBE-SEP."""
-    svc, proto = svc_chain(service), service.proto
-    rules = [
-        f"-A {svc} ! -s {cluster_cidr} -d {service.vip}/32 {_match(service)} "
-        f"{comment(f'{service.name} cluster IP')} -m {proto} --dport {service.port} "
-        "-j KUBE-MARK-MASQ"
-    ]
+    else:
+        out.filter.append(
+            f"-A KUBE-SERVICES {to(service.vip, internal_note)} -j {_target(internal_verdict)}"
+        )
+    for address in service.external_ips:
+        if has_any:
+            out.nat.append(f"-A KUBE-SERVICES {to(address, f'{name} external IP')} -j {ext}")
+        if not has_external:
+            out.filter.append(
+                f"-A KUBE-EXTERNAL-SERVICES {to(address, external_note)} "
+                f"-j {_target(external_verdict)}"
+            )
+    for address in service.lb_ips:
+        if has_any:
+            out.nat.append(
+                f"-A KUBE-SERVICES {to(address, f'{name} loadbalancer IP')} -j {lb_chain}"
+            )
+        if uses_fw:
+            note = f"{name} traffic not accepted by {fw_chain(service)}"
+            out.filter.append(f"-A KUBE-PROXY-FIREWALL {to(address, note)} -j DROP")
+    if not has_external:
+        for address in service.lb_ips:
+            out.filter.append(
+                f"-A KUBE-EXTERNAL-SERVICES {to(address, external_note)} "
+                f"-j {_target(external_verdict)}"
+            )
     if service.node_port is not None:
-        ext = ext_chain(service)
-        rules += [
-            f"-A {ext} {comment(f'masquerade traffic for {service.name} external destinations')} "
-            "-j KUBE-MARK-MASQ",
-            f"-A {ext} -j {svc}",
-        ]
-    endpoints = service.endpoints
+        node_port = f"-m {proto} --dport {service.node_port}"
+        if has_any:
+            if plan.localhost_node_ports and features.nfacct:
+                out.nat.append(
+                    f"-A KUBE-NODEPORTS -d {LOCALHOST} -p {proto} {comment(name)} {node_port} "
+                    f"-m nfacct --nfacct-name localhost_nps_accepted_pkts -j {ext}"
+                )
+            out.nat.append(f"-A KUBE-NODEPORTS -p {proto} {comment(name)} {node_port} -j {ext}")
+        if not has_external:
+            out.filter.append(
+                f"-A KUBE-EXTERNAL-SERVICES -p {proto} {comment(external_note)} "
+                f"-m addrtype --dst-type LOCAL {node_port} -j {_target(external_verdict)}"
+            )
+    if service.health_check_node_port is not None:
+        out.filter.append(
+            f"-A KUBE-NODEPORTS -p tcp {comment(f'{name} health check node port')} "
+            f"-m tcp --dport {service.health_check_node_port} -j ACCEPT"
+        )
+
+    chains = out.chains
+    if has_internal:
+        chains.setdefault(internal_chain, []).append(
+            f"-A {internal_chain} ! -s {plan.cluster_cidr} {to(service.vip, f'{name} cluster IP')} "
+            "-j KUBE-MARK-MASQ"
+        )
+    if uses_ext:
+        rules = chains.setdefault(ext, [])
+        if not service.external_local:
+            note = f"masquerade traffic for {name} external destinations"
+            rules.append(f"-A {ext} {comment(note)} -j KUBE-MARK-MASQ")
+        else:
+            pods = f"pod traffic for {name} external destinations"
+            masq = f"masquerade LOCAL traffic for {name} external destinations"
+            route = f"route LOCAL traffic for {name} external destinations"
+            rules += [
+                f"-A {ext} -s {plan.cluster_cidr} {comment(pods)} -j {cluster_chain}",
+                f"-A {ext} {comment(masq)} -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ",
+                f"-A {ext} {comment(route)} -m addrtype --src-type LOCAL -j {cluster_chain}",
+            ]
+        if has_external:
+            rules.append(f"-A {ext} -j {external_policy_chain}")
+    if uses_fw:
+        fw = fw_chain(service)
+        note = comment(f"{name} loadbalancer IP")
+        rules = chains.setdefault(fw, [])
+        rules += [f"-A {fw} -s {cidr} {note} -j {ext}" for cidr in service.source_ranges]
+        if any(ip in cidr for cidr in service.source_ranges for ip in plan.node_ips):
+            rules += [f"-A {fw} -s {ip}/32 {note} -j {ext}" for ip in service.lb_ips]
+        rules.append(
+            f"-A {fw} {comment(f'other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL')}"
+        )
+    if uses_cluster:
+        chains.setdefault(cluster_chain, []).extend(
+            _to_endpoints(service, cluster_chain, eps.cluster)
+        )
+    if uses_local:
+        chains.setdefault(local_chain, []).extend(_to_endpoints(service, local_chain, eps.local))
+    for endpoint in eps.reachable:
+        chains[sep_chain(service, endpoint)] = _endpoint_rules(service, endpoint)
+    return out
+
+
+def _to_endpoints(
+    service: ServicePortPlan, chain: str, endpoints: tuple[EndpointPlan, ...]
+) -> list[str]:
+    """kube-proxy's writeServiceToEndpointRules: affinity checks first, then the random pick."""
+    rules = []
     if service.affinity_seconds is not None:
-        # A client seen recently goes back to the endpoint it used (kube-proxy's order:
-        # every affinity check before the random choice).
         for endpoint in endpoints:
             sep = sep_chain(service, endpoint)
             rules.append(
-                f"-A {svc} {comment(f'{service.name} -> {endpoint.address}')} "
+                f"-A {chain} {comment(f'{service.name} -> {endpoint.address}')} "
                 f"-m recent --rcheck --seconds {service.affinity_seconds} --reap --name {sep} "
                 f"--mask 255.255.255.255 --rsource -j {sep}"
             )
     for index, endpoint in enumerate(endpoints):
-        sep = sep_chain(service, endpoint)
         pick = ""
         if index < len(endpoints) - 1:
             pick = f"-m statistic --mode random --probability {probability(index, len(endpoints))} "
-        rules.append(f"-A {svc} {comment(f'{service.name} -> {endpoint.address}')} {pick}-j {sep}")
-    for endpoint in endpoints:
-        sep = sep_chain(service, endpoint)
-        remember = ""
-        if service.affinity_seconds is not None:
-            remember = f"-m recent --set --name {sep} --mask 255.255.255.255 --rsource "
-        rules += [
-            f"-A {sep} -s {endpoint.ip}/32 {comment(service.name)} -j KUBE-MARK-MASQ",
-            f"-A {sep} {_match(service)} {comment(service.name)} {remember}"
-            f"-m {proto} -j DNAT --to-destination {endpoint.address}",
-        ]
-    return rules
-
-
-def reject_rules(service: ServicePortPlan) -> list[str]:
-    """filter rules of a service port with no endpoints: refuse at once, as Kubernetes does."""
-    note = comment(f"{service.name} has no endpoints")
-    proto, port = service.proto, service.port
-    rules = [
-        f"-A KUBE-SERVICES -d {service.vip}/32 {_match(service)} {note} "
-        f"-m {proto} --dport {port} -j REJECT --reject-with icmp-port-unreachable"
-    ]
-    if service.node_port is not None:
         rules.append(
-            f"-A KUBE-EXTERNAL-SERVICES {_match(service)} {note} -m addrtype --dst-type LOCAL "
-            f"-m {proto} --dport {service.node_port} -j REJECT --reject-with icmp-port-unreachable"
+            f"-A {chain} {comment(f'{service.name} -> {endpoint.address}')} {pick}"
+            f"-j {sep_chain(service, endpoint)}"
         )
     return rules
 
 
-def filter_section(plan: ProxyPlan) -> list[str]:
-    lines = ["*filter", *(f":{chain} - [0:0]" for chain in FILTER_CHAINS)]
-    for service in plan.services:
-        if not service.endpoints:
-            lines += reject_rules(service)
-    return lines + forward_rules()
-
-
-def forward_rules() -> list[str]:
-    """KUBE-FORWARD (drop invalid, accept marked and established), then COMMIT."""
+def _endpoint_rules(service: ServicePortPlan, endpoint: EndpointPlan) -> list[str]:
+    sep, proto = sep_chain(service, endpoint), service.proto
+    remember = ""
+    if service.affinity_seconds is not None:
+        remember = f"-m recent --set --name {sep} --mask 255.255.255.255 --rsource "
     return [
-        "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP",
+        f"-A {sep} -s {endpoint.ip}/32 {comment(service.name)} -j KUBE-MARK-MASQ",
+        f"-A {sep} -p {proto} {comment(service.name)} {remember}"
+        f"-m {proto} -j DNAT --to-destination {endpoint.address}",
+    ]
+
+
+def service_chains(service: ServicePortPlan, plan: ProxyPlan) -> list[str]:
+    """The nat chains a service port owns on the plan's node (none without endpoints)."""
+    return list(service_rules(service, plan).chains)
+
+
+def wanted_chains(plan: ProxyPlan) -> set[str]:
+    return {chain for service in plan.services for chain in service_chains(service, plan)}
+
+
+# -- tables ------------------------------------------------------------------------
+
+
+def forward_rules(features: Features = Features()) -> list[str]:
+    """KUBE-FORWARD (drop invalid, accept marked and established), then COMMIT."""
+    counter = "-m nfacct --nfacct-name ct_state_invalid_dropped_pkts " if features.nfacct else ""
+    return [
+        f"-A KUBE-FORWARD -m conntrack --ctstate INVALID {counter}-j DROP",
         f"-A KUBE-FORWARD {comment('kubernetes forwarding rules')} "
         f"-m mark --mark {MASQ_MARK}/{MASQ_MARK} -j ACCEPT",
         f"-A KUBE-FORWARD {comment('kubernetes forwarding conntrack rule')} "
@@ -191,66 +331,99 @@ def forward_rules() -> list[str]:
     ]
 
 
-def masquerade_rules() -> list[str]:
+def masquerade_rules(features: Features = Features()) -> list[str]:
     """KUBE-POSTROUTING masquerades what KUBE-MARK-MASQ marked (the IPVS mode's too)."""
+    fully = " --random-fully" if features.random_fully else ""
     return [
         f"-A KUBE-POSTROUTING -m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN",
         f"-A KUBE-POSTROUTING -j MARK --xor-mark {MASQ_MARK}",
         f"-A KUBE-POSTROUTING {comment('kubernetes service traffic requiring SNAT')} "
-        "-j MASQUERADE --random-fully",
+        f"-j MASQUERADE{fully}",
         f"-A KUBE-MARK-MASQ -j MARK --or-mark {MASQ_MARK}",
     ]
 
 
-def _nat_top_rules(plan: ProxyPlan) -> list[str]:
-    lines = masquerade_rules()
-    for service in plan.services:
-        if service.endpoints:
-            lines += service_entry_rules(service)
-    lines.append(
-        "-A KUBE-SERVICES "
-        f"{comment('kubernetes service nodeports; NOTE: this must be the last rule in this chain')} "
-        "-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS"
-    )
-    return lines
+def localhost_firewall_rules(plan: ProxyPlan) -> list[str]:
+    """The martian drop that makes route_localnet safe (kube-proxy's and the kubelet's)."""
+    if not plan.localhost_node_ports:
+        return []
+    return [
+        f"-A KUBE-FIREWALL ! -s {LOCALHOST} -d {LOCALHOST} "
+        f"{comment('block incoming localnet connections')} "
+        "-m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
+    ]
+
+
+def filter_section(
+    plan: ProxyPlan, rules: Iterable[ServiceRules], features: Features = Features()
+) -> list[str]:
+    lines = ["*filter", *(f":{chain} - [0:0]" for chain in FILTER_CHAINS)]
+    for service in rules:
+        lines += service.filter
+    lines += localhost_firewall_rules(plan)
+    return lines + forward_rules(features)
+
+
+def node_ports_jump(plan: ProxyPlan) -> str:
+    """KUBE-SERVICES' last rule: node ports on every local address (but 127/8 when off)."""
+    note = comment("kubernetes service nodeports; NOTE: this must be the last rule in this chain")
+    not_localhost = "" if plan.localhost_node_ports else f"! -d {LOCALHOST} "
+    return f"-A KUBE-SERVICES {not_localhost}{note} -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS"
 
 
 def nat_section(
-    plan: ProxyPlan, services: Iterable[ServicePortPlan], stale: Iterable[str]
+    plan: ProxyPlan,
+    services: Iterable[ServicePortPlan],
+    stale: Iterable[str],
+    features: Features = Features(),
 ) -> list[str]:
     """The nat table: top-level chains always, the chains of `services`, stale chains deleted."""
-    services = list(services)
+    written = {(s.name, s.proto) for s in services}
     stale = sorted(set(stale))
-    chains = [*NAT_CHAINS]
-    for service in services:
-        chains += service_chains(service)
-    lines = ["*nat", *(f":{chain} - [0:0]" for chain in [*chains, *stale])]
-    lines += _nat_top_rules(plan)
-    cidr = str(plan.cluster_cidr)
-    for service in services:
-        if service.endpoints:
-            lines += service_chain_rules(service, cidr)
+    every = [(s, service_rules(s, plan, features)) for s in plan.services]
+    own = {
+        name: body
+        for s, r in every
+        if (s.name, s.proto) in written
+        for name, body in r.chains.items()
+    }
+    lines = ["*nat", *(f":{chain} - [0:0]" for chain in [*NAT_CHAINS, *own, *stale])]
+    lines += masquerade_rules(features)
+    for _, rules in every:
+        lines += rules.nat
+    lines.append(node_ports_jump(plan))
+    for body in own.values():
+        lines += body
     lines += [f"-X {chain}" for chain in stale]
     lines.append("COMMIT")
     return lines
 
 
-def _payload(plan: ProxyPlan, services: Iterable[ServicePortPlan], stale: Iterable[str]) -> str:
-    return "\n".join([*filter_section(plan), *nat_section(plan, services, stale)]) + "\n"
+def _payload(
+    plan: ProxyPlan,
+    services: Iterable[ServicePortPlan],
+    stale: Iterable[str],
+    features: Features,
+) -> str:
+    rules = [service_rules(s, plan, features) for s in plan.services]
+    filter_lines = filter_section(plan, rules, features)
+    return "\n".join([*filter_lines, *nat_section(plan, services, stale, features)]) + "\n"
 
 
-def render_full(plan: ProxyPlan, existing_chains: Iterable[str] = ()) -> str:
+def render_full(
+    plan: ProxyPlan, existing_chains: Iterable[str] = (), features: Features = Features()
+) -> str:
     """Every chain labkit owns, rewritten; `existing_chains` found on the node and unwanted go."""
     stale = set(existing_chains) - wanted_chains(plan)
     stale = {c for c in stale if c.startswith(SERVICE_CHAIN_PREFIXES)}
-    return _payload(plan, plan.services, stale)
+    return _payload(plan, plan.services, stale, features)
 
 
-def render_partial(old: ProxyPlan, new: ProxyPlan) -> str:
+def render_partial(old: ProxyPlan, new: ProxyPlan, features: Features = Features()) -> str:
     """kube-proxy's partial sync: top-level chains plus the chains of changed service ports."""
     touched = changed_services(old, new)
     services = [s for s in new.services if (s.name, s.proto) in touched]
-    return _payload(new, services, wanted_chains(old) - wanted_chains(new))
+    return _payload(new, services, wanted_chains(old) - wanted_chains(new), features)
 
 
 def rule_count(payload: str) -> int:

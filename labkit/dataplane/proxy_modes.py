@@ -67,11 +67,17 @@ class Mode:
         )
 
     def chains_command(self) -> str:
-        """Print `LABKIT-CHAIN <name>` for each per-service chain found (iptables only)."""
-        if self.name in ("nftables", "ipvs"):  # ipvs: fixed chain names, nothing goes stale
+        """Print `LABKIT-CHAIN <name>` for each per-service chain found (nftables: and each
+        set, so that unused affinity sets go too)."""
+        if self.name == "ipvs":  # fixed chain names, nothing goes stale
             return "true"
+        if self.name == "nftables":
+            return (
+                f"nft list table {nft.FAMILY} {nft.TABLE} 2>/dev/null | "
+                f"sed -n 's/^\\t\\(chain\\|set\\) \\([^ ]*\\) {{$/{CHAIN} \\2/p'"
+            )
         return (
-            f"{self._ipt}-save -t nat | sed -n 's/^:\\(KUBE-\\(SVC\\|EXT\\|SEP\\)-[^ ]*\\) .*/"
+            f"{self._ipt}-save -t nat | sed -n 's/^:\\(KUBE-\\(SVC\\|SVL\\|EXT\\|FW\\|SEP\\)-[^ ]*\\) .*/"
             f"{CHAIN} \\1/p'"
         )
 
@@ -100,19 +106,35 @@ class Mode:
 
     # -- payloads ----------------------------------------------------------------
 
-    def render_full(self, plan: ProxyPlan, existing_chains: Iterable[str] = ()) -> str:
+    def render_full(
+        self,
+        plan: ProxyPlan,
+        existing_chains: Iterable[str] = (),
+        stale_since_last: Iterable[str] = (),
+    ) -> str:
+        """`stale_since_last` (nftables): `stale_after_full`/`stale_after_partial` of the
+        previous sync; those chains are deleted now (iptables deletes at once)."""
         if self.name == "ipvs":
             return ipvs.render_full(plan, self._ipt)
         if self.name == "nftables":
-            return nft.render_full(plan)
+            return nft.render_full(plan, existing_chains, stale_since_last)
         return ipt.render_full(plan, existing_chains)
 
-    def render_partial(self, old: ProxyPlan, new: ProxyPlan) -> str:
+    def render_partial(
+        self, old: ProxyPlan, new: ProxyPlan, stale_since_last: Iterable[str] = ()
+    ) -> str:
         if self.name == "ipvs":
             return ipvs.render_partial(old, new, self._ipt)
         if self.name == "nftables":
-            return nft.render_partial(old, new)
+            return nft.render_partial(old, new, stale_since_last)
         return ipt.render_partial(old, new)
+
+    def stale_after_full(self, plan: ProxyPlan, existing_chains: Iterable[str]) -> set[str]:
+        """The chains a full sync left flushed, to delete at the next sync (nftables)."""
+        return nft.stale_chains(plan, existing_chains) if self.name == "nftables" else set()
+
+    def stale_after_partial(self, old: ProxyPlan, new: ProxyPlan) -> set[str]:
+        return nft.partial_stale_chains(old, new) if self.name == "nftables" else set()
 
     def rule_count(self, plan: ProxyPlan) -> int:
         if self.name == "ipvs":

@@ -10,7 +10,15 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+)
 
 from labkit.topology.names import (
     LabelKey,
@@ -31,7 +39,9 @@ Ref = str
 
 Backend = Literal["none", "vxlan", "host-gw", "udp", "bgp"]
 ProxyMode = Literal["iptables", "nftables", "ipvs"]
-Protocol = Literal["TCP", "UDP"]
+Protocol = Literal["TCP", "UDP", "SCTP"]  # SCTP: where the kernel has it
+TrafficPolicy = Literal["Cluster", "Local"]
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"]
 
 # Nodes with one of these roles are not cluster members: no pod subnet, no
 # backend, no service proxy. A router forwards between underlay networks; an
@@ -147,6 +157,20 @@ class BgpSettings(Strict):
     keepalive: int = Field(default=3, ge=1, le=21845, description="BGP keepalive, seconds")
 
 
+class LoadBalancerPool(Strict):
+    """Addresses for `type: LoadBalancer` services, announced the way MetalLB does."""
+
+    addresses: list[str] = Field(
+        min_length=1,
+        description="CIDRs (192.168.50.240/28) or ranges (192.168.50.240-192.168.50.250)",
+    )
+    mode: Literal["l2", "bgp"] = Field(
+        default="l2", description="l2: one node answers ARP; bgp: nodes announce a /32"
+    )
+    peer: Name | None = Field(default=None, description="bgp: the router node the nodes peer with")
+    peer_asn: int = Field(default=64500, description="bgp: the router's AS")
+
+
 class Cluster(Strict):
     pod_cidr: IPv4Network = IPv4Network("10.244.0.0/16")
     node_prefix: int = Field(
@@ -161,6 +185,12 @@ class Cluster(Strict):
     )
     bgp: BgpSettings = Field(default_factory=BgpSettings)
     dns: bool = Field(default=True, description="Run the cluster DNS when there are services")
+    load_balancer: LoadBalancerPool | None = None
+    localhost_node_ports: bool = Field(
+        default=True,
+        description="iptables: node ports on 127.0.0.1 (route_localnet + the KUBE-FIREWALL "
+        "martian drop, kube-proxy's default); false: --iptables-localhost-nodeports=false",
+    )
 
 
 class PodPort(Strict):
@@ -232,12 +262,56 @@ class ServicePort(Strict):
 class Service(Strict):
     namespace: NamespaceName = "default"
     selector: Labels = Field(default_factory=dict)
-    ports: list[ServicePort] = Field(min_length=1)
-    type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
+    ports: list[ServicePort] = Field(
+        default_factory=list, description="Required but for ExternalName"
+    )
+    type: ServiceType = "ClusterIP"
     session_affinity: Literal["None", "ClientIP"] = "None"
-    affinity_timeout: int = Field(default=10800, ge=1, le=86400)
-    vip: IPv4Address | None = Field(default=None, description="Pin the ClusterIP")
+    affinity_timeout: int = Field(
+        default=10800,
+        ge=1,
+        le=86400,
+        validation_alias=AliasChoices("affinity_timeout", "timeout_seconds"),
+        description="ClientIP affinity timeout, seconds (also spelt timeout_seconds)",
+    )
+    vip: IPv4Address | Literal["None"] | None = Field(
+        default=None,
+        validation_alias=AliasChoices("vip", "cluster_ip"),
+        description="Pin the ClusterIP (also spelt cluster_ip); `None`: a headless service",
+    )
+    external_name: str | None = Field(default=None, description="ExternalName: the CNAME target")
+    external_traffic_policy: TrafficPolicy = "Cluster"
+    internal_traffic_policy: TrafficPolicy = "Cluster"
+    health_check_node_port: int | None = Field(
+        default=None, description="Pin it (LoadBalancer with external_traffic_policy Local)"
+    )
+    external_ips: list[IPv4Address] = Field(default_factory=list)
+    load_balancer_ip: IPv4Address | None = Field(
+        default=None, description="Pin the LoadBalancer address (inside the pool)"
+    )
+    load_balancer_source_ranges: list[IPv4Network] = Field(default_factory=list)
     origin: Origin | None = None
+
+    @property
+    def headless(self) -> bool:
+        return self.vip == "None"
+
+    @property
+    def has_cluster_ip(self) -> bool:
+        """kube-proxy programs only services with a ClusterIP."""
+        return not self.headless and self.type != "ExternalName"
+
+    @property
+    def pinned_vip(self) -> IPv4Address | None:
+        return self.vip if isinstance(self.vip, IPv4Address) else None
+
+    @property
+    def has_node_ports(self) -> bool:
+        return self.type in ("NodePort", "LoadBalancer")
+
+    @property
+    def needs_health_check_node_port(self) -> bool:
+        return self.type == "LoadBalancer" and self.external_traffic_policy == "Local"
 
 
 class IngressRule(Strict):

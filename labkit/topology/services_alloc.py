@@ -42,28 +42,36 @@ def find_port(service: Service, wanted: int | str) -> ServicePort:
     raise LabkitError(f"service has no port {wanted!r} (ports: {known})")
 
 
+def health_check_key(service_name: str) -> str:
+    """How a service's health check node port is keyed among the node ports."""
+    return f"{service_name}/health-check"
+
+
 def allocate_vips(
     topology: Topology, existing: Mapping[str, IPv4Address] | None = None
 ) -> dict[str, IPv4Address]:
-    """A ClusterIP per service: pinned, else kept from `existing`, else the lowest free."""
+    """A ClusterIP per service that has one (not headless, not ExternalName): pinned,
+    else kept from `existing`, else the lowest free."""
     existing = existing or {}
     cidr = topology.cluster.service_cidr
     taken: set[IPv4Address] = {dns_vip(topology.cluster)}
+    wanted = [name for name, service in topology.services.items() if service.has_cluster_ip]
     result: dict[str, IPv4Address] = {}
-    for name, service in topology.services.items():
-        if service.vip is not None:
-            result[name] = service.vip
-            taken.add(service.vip)
-    for name in topology.services:
+    for name in wanted:
+        pinned = topology.services[name].pinned_vip
+        if pinned is not None:
+            result[name] = pinned
+            taken.add(pinned)
+    for name in wanted:
         kept = existing.get(name)
         if name not in result and kept is not None and kept in cidr and kept not in taken:
             result[name] = kept
             taken.add(kept)
     free = _free_addresses(cidr, taken)
-    for name in topology.services:
+    for name in wanted:
         if name not in result:
             result[name] = next(free, None) or _full(f"service CIDR {cidr}")
-    return {name: result[name] for name in topology.services}
+    return {name: result[name] for name in wanted}
 
 
 def _free_addresses(cidr: IPv4Network, taken: Collection[IPv4Address]) -> Iterator[IPv4Address]:
@@ -77,15 +85,17 @@ def _full(what: str) -> IPv4Address:
 def allocate_node_ports(
     topology: Topology, existing: Mapping[str, int] | None = None
 ) -> dict[str, int]:
-    """Node ports of NodePort services, keyed `service/port-key`: pinned, kept, lowest free."""
+    """Node ports of NodePort and LoadBalancer services, keyed `service/port-key`, and the
+    health check node port of LoadBalancers with a Local external policy, keyed
+    `health_check_key(service)`: pinned, kept, lowest free."""
     existing = existing or {}
-    wanted = [
-        (node_port_key(name, port), port)
-        for name, service in topology.services.items()
-        if service.type == "NodePort"
-        for port in service.ports
-    ]
-    result = {key: port.node_port for key, port in wanted if port.node_port is not None}
+    wanted: list[tuple[str, int | None]] = []
+    for name, service in topology.services.items():
+        if service.has_node_ports:
+            wanted += [(node_port_key(name, port), port.node_port) for port in service.ports]
+        if service.needs_health_check_node_port:
+            wanted.append((health_check_key(name), service.health_check_node_port))
+    result = {key: pinned for key, pinned in wanted if pinned is not None}
     taken = set(result.values())
     for key, _ in wanted:
         kept = existing.get(key)
@@ -110,6 +120,8 @@ class ServiceEndpoint:
     ip: IPv4Address
     node: str
     ports: dict[str, int] = field(default_factory=dict)  # service port key -> target port
+    ready: bool = True
+    terminating: bool = False  # being deleted but still serving (kube-proxy's fallback)
 
 
 def selects(service: Service, pod: Pod) -> bool:
@@ -142,14 +154,20 @@ def service_endpoints(
     pods: Mapping[str, Pod],
     pod_ips: Mapping[str, IPv4Address],
     ready: Collection[str],
+    terminating: Collection[str] = (),
 ) -> list[ServiceEndpoint]:
-    """The ready pods the selector picks, in pod-name order, each with its target ports."""
+    """The ready pods the selector picks, in pod-name order, each with its target ports;
+    `terminating` pods (being deleted, still serving) come as not ready, terminating."""
     endpoints = []
     for name in sorted(pods):
         pod = pods[name]
-        if name not in ready or name not in pod_ips or not selects(service, pod):
+        serving = name in ready or name in terminating
+        if not serving or name not in pod_ips or not selects(service, pod):
             continue
         ports = {port_key(p): t for p in service.ports if (t := target_port(p, pod)) is not None}
         if ports:
-            endpoints.append(ServiceEndpoint(name, pod_ips[name], pod.node, ports))
+            is_ready = name in ready and name not in terminating
+            endpoints.append(
+                ServiceEndpoint(name, pod_ips[name], pod.node, ports, is_ready, not is_ready)
+            )
     return endpoints

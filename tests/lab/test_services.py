@@ -392,7 +392,7 @@ def test_rules_deleted_by_hand_are_restored_on_the_next_sync(lab, mode):
         rule = next(line for line in listing.splitlines() if f"-d {web.vip}/32" in line)
         node.exec(f"iptables -t nat {rule.strip().replace('-A ', '-D ', 1)}")
     else:
-        node.exec(f"nft delete element ip labkit-proxy service-ips {{ {web.vip} . tcp . 80 }}")
+        node.exec(f"nft delete element ip kube-proxy service-ips {{ {web.vip} . tcp . 80 }}")
     assert not node.http(web.vip, 80, timeout=1).ok  # really gone
     report = lab.services.sync()
     assert report.drifted == ["node-2"]
@@ -415,7 +415,7 @@ def test_rules_read_like_kube_proxys(lab, mode):
         assert last.endswith("-j KUBE-NODEPORTS")  # nodeports last, as kube-proxy has it
         assert "-m recent --set --name KUBE-SEP-" in nat
     else:
-        table = node.exec("nft list table ip labkit-proxy").stdout
+        table = node.exec("nft list table ip kube-proxy").stdout
         assert "numgen random mod 3 vmap" in table
         assert "dnat to 10.244." in table
         assert "map service-ips" in table and "map service-nodeports" in table

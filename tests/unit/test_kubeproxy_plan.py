@@ -119,11 +119,12 @@ def test_conntrack_flush_for_removed_udp_endpoints_and_newly_served_services():
         ("default/web:raw", "udp"),
     }
     assert conntrack_flushes(before, after) == [
-        f"conntrack -D -p udp --orig-dst {vips['web']} --dst-nat 10.244.1.2 >/dev/null 2>&1 || true"
+        f"conntrack -D -p udp --orig-dst {vips['web']} --orig-port-dst 81 "
+        "--reply-src 10.244.1.2 >/dev/null 2>&1 || true"
     ]
     empty = build_plan(t, vips, ports, {})
     assert conntrack_flushes(empty, after) == [
-        f"conntrack -D -p udp --orig-dst {vips['web']} >/dev/null 2>&1 || true"
+        f"conntrack -D -p udp --orig-dst {vips['web']} --orig-port-dst 81 >/dev/null 2>&1 || true"
     ]
 
 

@@ -15,6 +15,7 @@ from labkit.topology.checks.ingress import check_ingress, check_vrrp
 from labkit.topology.checks.names import check_object_keys
 from labkit.topology.checks.pods import check_pods
 from labkit.topology.checks.policy import check_floating_ips, check_policies
+from labkit.topology.checks.service_types import check_load_balancer_pool, check_service_types
 from labkit.topology.checks.services import check_services
 from labkit.topology.checks.underlay import check_cidrs, check_networks
 from labkit.topology.model import Topology
@@ -34,6 +35,8 @@ CHECKS: list[Check] = [
     check_policies,
     check_floating_ips,
     check_services,
+    check_load_balancer_pool,
+    check_service_types,
 ]
 
 

@@ -17,13 +17,14 @@ def check_services(topology: Topology) -> Iterator[Problem]:
     vips: dict[IPv4Address, str] = {dns_vip(topology.cluster): "the cluster DNS"}
     node_ports: dict[int, str] = {}
     for name, service in topology.services.items():
-        if service.vip is not None:
+        pinned = service.pinned_vip
+        if pinned is not None:
             path = ("services", name, "vip")
-            if service.vip not in cidr:
-                yield Problem(path, f"{service.vip} is outside the service CIDR {cidr}")
-            elif service.vip in vips:
-                yield Problem(path, f"{service.vip} is taken by {vips[service.vip]}")
-            vips[service.vip] = f"service {name!r}"
+            if pinned not in cidr:
+                yield Problem(path, f"{pinned} is outside the service CIDR {cidr}")
+            elif pinned in vips:
+                yield Problem(path, f"{pinned} is taken by {vips[pinned]}")
+            vips[pinned] = f"service {name!r}"
         yield from _check_service_ports(name, service)
         yield from _check_target_port_names(topology, name, service)
         own: set[int] = set()
@@ -37,6 +38,14 @@ def check_services(topology: Topology) -> Iterator[Problem]:
                     f"node port {port.node_port} is taken by {node_ports[port.node_port]}",
                 )
             node_ports[port.node_port] = f"service {name!r}"
+        health = service.health_check_node_port
+        if health is not None and service.needs_health_check_node_port:
+            path = ("services", name, "health_check_node_port")
+            if health not in NODE_PORT_RANGE:
+                yield Problem(path, f"node port {health} is out of range 30000-32767")
+            elif health in node_ports:
+                yield Problem(path, f"node port {health} is taken by {node_ports[health]}")
+            node_ports[health] = f"service {name!r} (health check)"
 
 
 def _check_service_ports(name: str, service: Service) -> Iterator[Problem]:
@@ -55,7 +64,7 @@ def _check_service_ports(name: str, service: Service) -> Iterator[Problem]:
         seen_names.add(port.name or "")
         seen_ports.add((port.port, port.protocol))
         if port.node_port is not None:
-            if service.type != "NodePort":
+            if not service.has_node_ports:
                 yield Problem((*base, index, "node_port"), "a node port needs `type: NodePort`")
             elif port.node_port not in NODE_PORT_RANGE:
                 yield Problem(
