@@ -38,6 +38,7 @@ import yaml
 from labkit.concurrency import parallel
 from labkit.errors import LabkitError, UsageError
 from labkit.runtime.docker import host_routes
+from labkit.runtime.swarm import form_swarm, ship_image
 
 DATA_ROOT = Path("/var/lib/labkit-sandbox")
 RUN_ROOT = Path("/run/labkit-sandbox")
@@ -311,40 +312,6 @@ def _wait_engine(host: SandboxHost, daemon: subprocess.Popen[bytes]) -> docker.D
     raise SandboxError(f"dockerd of {host.name} did not answer within {START_TIMEOUT:.0f} s")
 
 
-def form_swarm(
-    clients: Sequence[docker.DockerClient], addresses: Sequence[str], managers: int = 1
-) -> None:
-    """Init on the first engine, join the rest (the first `managers` as managers)."""
-    first = clients[0]
-    first.swarm.init(advertise_addr=addresses[0], listen_addr=f"{addresses[0]}:2377")
-    first.swarm.reload()
-    tokens = first.swarm.attrs["JoinTokens"]
-    remote = f"{addresses[0]}:2377"
-
-    def join(index: int) -> None:
-        token = tokens["Manager"] if index < managers else tokens["Worker"]
-        clients[index].swarm.join(
-            remote_addrs=[remote], join_token=token, advertise_addr=addresses[index],
-            listen_addr=f"{addresses[index]}:2377",
-        )  # fmt: skip
-
-    parallel(join, range(1, len(clients)))
-
-
-def ship_image(source: docker.DockerClient, target: docker.DockerClient, tag: str) -> bool:
-    """Copy image `tag` from `source` to `target` by save/load, unless it is there. True if copied."""
-    try:
-        target.images.get(tag)
-        return False
-    except docker.errors.ImageNotFound:
-        pass
-    # The save stream goes straight into load (chunked upload): never all in memory.
-    stream = source.api.get_image(tag, chunk_size=1 << 20)
-    target.api.load_image(stream, quiet=True)
-    target.images.get(tag)  # raises if the load did not give the tag
-    return True
-
-
 def _local_node_image() -> tuple[docker.DockerClient, str] | None:
     """The machine's own engine and its node image tag, if it has one."""
     try:
@@ -393,8 +360,7 @@ def sandbox_up(
                 say("no node image on the local engine: none loaded into the sandbox")
             else:
                 source, tag = local
-                copied = parallel(lambda client: ship_image(source, client, tag), clients)
-                say(f"{tag} loaded into {sum(copied)} host(s)")
+                say(f"{tag} loaded into {ship_image(source, clients, tag)} host(s)")
         timings["image"] = time.monotonic() - start
         inventory_path(name).write_text(inventory_text(plan))
         _write_state(plan, "up")
@@ -515,6 +481,11 @@ def sandbox_down(name: str) -> list[str]:
     roots = [DATA_ROOT / name, RUN_ROOT / name]
     if _unmount_under(roots):
         removed.append("mounts")
+    # One `rm -rf` per host folder, in parallel: image layers are many files.
+    folders = [folder for root in roots if root.exists() for folder in root.iterdir()]
+    parallel(
+        lambda folder: _run("rm", "-rf", "--one-file-system", str(folder), check=False), folders
+    )
     for root in roots:
         if root.exists():
             shutil.rmtree(root, ignore_errors=True)
