@@ -29,6 +29,9 @@ apt_install() {
 missing=()
 engine_answers || command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+# The multi-host sandbox: network namespaces (ip), nsenter/unshare for its dockerds.
+command -v ip >/dev/null || missing+=(iproute2)
+command -v nsenter >/dev/null || missing+=(util-linux)
 if [ "${#missing[@]}" -gt 0 ] && is_root_debian; then
     apt_install "${missing[@]}"
 fi

@@ -585,6 +585,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LabkitError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
+    except KeyboardInterrupt:
+        print(f"interrupted: sandbox {args.name!r} removed", file=sys.stderr)
+        return 130
     return 0
 
 
