@@ -47,10 +47,15 @@ class HostUnreachable(LabkitError):
     """One or more hosts did not answer; what could be done on the others was done."""
 
 
+class HostLost(LabkitError):
+    """The host of a node stopped answering mid-lab: its nodes are lost, the rest works."""
+
+
 @dataclass(frozen=True)
 class Cleanup:
     removed: int
     unreachable: dict[str, str] = field(default_factory=dict)  # host -> reason
+    left: dict[str, str] = field(default_factory=dict)  # network -> why it is still there
 
 
 def connect_host(host: Host, timeout: int = 120) -> docker.DockerClient:
@@ -286,8 +291,17 @@ class SwarmRuntime:
                 return name
         raise LabkitError(f"no container {container!r} on any host: is the lab up?")
 
-    def _runtime_of(self, container: str) -> DockerRuntime:
-        return self.hosts[self.host_of(container)]
+    def _routed(self, container: str, work: Callable[[DockerRuntime], T]) -> T:
+        """Run `work` on the container's host; a host that stopped answering is HostLost."""
+        host = self.host_of(container)
+        try:
+            return work(self.hosts[host])
+        except (docker.errors.DockerException, OSError) as error:
+            if isinstance(error, docker.errors.APIError):
+                raise
+            raise HostLost(
+                f"{container} is lost: its host {host!r} does not answer ({_reason(error)})"
+            ) from None
 
     def _host_for_node(self, node: str) -> str:
         """The placed host, else the least loaded one (ties: file order)."""
@@ -397,13 +411,13 @@ class SwarmRuntime:
         return name
 
     def start_node(self, container: str) -> None:
-        self._runtime_of(container).start_node(container)
+        self._routed(container, lambda runtime: runtime.start_node(container))
 
     def stop_node(self, container: str, timeout: int = 2) -> None:
-        self._runtime_of(container).stop_node(container, timeout)
+        self._routed(container, lambda runtime: runtime.stop_node(container, timeout))
 
     def is_running(self, container: str) -> bool:
-        return self._runtime_of(container).is_running(container)
+        return self._routed(container, lambda runtime: runtime.is_running(container))
 
     # -- exec and files -------------------------------------------------------
 
@@ -416,11 +430,13 @@ class SwarmRuntime:
         env: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> ExecResult:
-        runtime = self._runtime_of(container)
-        return runtime.exec(container, command, check=check, env=env, timeout=timeout)
+        return self._routed(
+            container,
+            lambda runtime: runtime.exec(container, command, check=check, env=env, timeout=timeout),
+        )
 
     def put_file(self, container: str, path: str, content: str | bytes, mode: int = 0o644) -> None:
-        self._runtime_of(container).put_file(container, path, content, mode)
+        self._routed(container, lambda runtime: runtime.put_file(container, path, content, mode))
 
     # -- inventory and cleanup ------------------------------------------------
 
@@ -465,43 +481,43 @@ class SwarmRuntime:
         removed = sum(counts.values())
         self._where = {k: v for k, v in self._where.items() if not k.startswith(f"{lab}-")}
 
-        def networks(_: str, runtime: DockerRuntime) -> int:
+        left: dict[str, str] = {}  # network -> why it could not be removed
+
+        def networks(runtime: DockerRuntime, scopes: tuple[str, ...]) -> int:
             api = runtime.client.api
             gone = 0
             for item in api.networks(filters={"label": f"{LAB_LABEL}={lab}"}):
+                if item.get("Scope", "local") not in scopes:
+                    continue
                 try:
                     api.remove_network(item["Id"])
                     gone += 1
                 except docker.errors.NotFound:
                     pass
-                except docker.errors.APIError:
-                    if item.get("Scope") != "swarm":
-                        raise  # a worker's view of a swarm network: the manager removes it
+                except docker.errors.APIError as error:  # e.g. still attached on a lost host
+                    left[item["Name"]] = _reason(error)
             return gone
 
         try:
-            manager = self.manager()
-            removed += networks(manager, self.hosts[manager])
+            # Swarm networks on a manager only (a worker's copy goes with them).
+            removed += networks(self.hosts[self.manager()], ("swarm",))
         except (HostUnreachable, docker.errors.DockerException, OSError) as error:
             unreachable.setdefault("manager", _reason(error))
         # Local networks (e.g. a macvlan per host) live on each host.
-        local, failures = self._on_all(networks)
+        local, failures = self._on_all(lambda _, runtime: networks(runtime, ("local",)))
         removed += sum(local.values())
         for name, why in failures.items():
             unreachable.setdefault(name, why)
-        self._await_networks_gone(lab, skip=set(unreachable))
-        return Cleanup(removed, unreachable)
+        if not left and not unreachable:
+            self._await_networks_gone(lab)
+        return Cleanup(removed, unreachable, left)
 
-    def _await_networks_gone(self, lab: str, skip: set[str], timeout: float = 15.0) -> None:
+    def _await_networks_gone(self, lab: str, timeout: float = 15.0) -> None:
         """A removed swarm network lingers a moment in each engine's list; wait it out."""
         selector = {"label": f"{LAB_LABEL}={lab}"}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            left, _ = self._on_all(
-                lambda name, runtime: (
-                    [] if name in skip else runtime.client.api.networks(filters=selector)
-                )
-            )
+            left, _ = self._on_all(lambda _, runtime: runtime.client.api.networks(filters=selector))
             if not any(left.values()):
                 return
             time.sleep(0.2)
@@ -509,6 +525,9 @@ class SwarmRuntime:
     def remove_lab(self, lab: str) -> int:
         """Remove the lab everywhere; raise HostUnreachable (after cleaning the rest) if a host is down."""
         result = self.cleanup(lab)
+        if result.left and not result.unreachable:
+            listed = "; ".join(f"{name} ({why})" for name, why in result.left.items())
+            raise LabkitError(f"lab {lab!r}: could not remove {listed}")
         if result.unreachable:
             raise HostUnreachable(
                 f"removed {result.removed} object(s) of lab {lab!r}, but "
