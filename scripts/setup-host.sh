@@ -30,6 +30,9 @@ missing=()
 engine_answers || command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v dot >/dev/null || missing+=(graphviz)  # `labkit graph --format svg|png` lays out with it
+# The multi-host sandbox: network namespaces (ip), nsenter/unshare for its dockerds.
+command -v ip >/dev/null || missing+=(iproute2)
+command -v nsenter >/dev/null || missing+=(util-linux)
 if [ "${#missing[@]}" -gt 0 ] && is_root_debian; then
     apt_install "${missing[@]}"
 fi

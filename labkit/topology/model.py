@@ -129,6 +129,9 @@ class Node(Strict):
         default_factory=list, description="router | external | edge (free-form tags otherwise)"
     )
     image: str | None = Field(default=None, description="Image override for this node")
+    host: Name | None = Field(
+        default=None, description="Pin the node to this host of the hosts file (multi-host labs)"
+    )
     routes: dict[Ref, Ref] = Field(
         default_factory=dict,
         description="Static underlay routes: destination network name -> router node",
