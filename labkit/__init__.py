@@ -1,19 +1,65 @@
 """labkit: emulate a container platform's network model inside Docker, test it with pytest.
 
 The public Python API is what this package exports (see the README's "Python API").
+Names are imported on first use (PEP 562), so that `labkit --help` and every
+`labkit exec` start without loading the whole library.
 """
 
-from labkit import expect
-from labkit.core.endpoint import Endpoint, Target
-from labkit.core.handles import Link, NodeHandle, PodHandle
-from labkit.core.probes import HttpResult, IperfResult, PingResult, TcpResult
-from labkit.errors import FeatureMissing, LabkitError, TopologyError, UsageError
-from labkit.faults import Fault, Faults
-from labkit.lab import Lab
-from labkit.layers.ingress import IngressConfigError
-from labkit.layers.services_api import ServiceHandle
-from labkit.load import ContinuousClient, LoadResult
-from labkit.topology import load_topology, parse_topology
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_WHERE = {
+    "ContinuousClient": "labkit.load",
+    "Endpoint": "labkit.core.endpoint",
+    "Fault": "labkit.faults",
+    "Faults": "labkit.faults",
+    "FeatureMissing": "labkit.errors",
+    "HttpResult": "labkit.core.probes",
+    "IngressConfigError": "labkit.layers.ingress",
+    "IperfResult": "labkit.core.probes",
+    "Lab": "labkit.lab",
+    "LabkitError": "labkit.errors",
+    "Link": "labkit.core.handles",
+    "LoadResult": "labkit.load",
+    "NodeHandle": "labkit.core.handles",
+    "PingResult": "labkit.core.probes",
+    "PodHandle": "labkit.core.handles",
+    "ServiceHandle": "labkit.layers.services_api",
+    "Target": "labkit.core.endpoint",
+    "TcpResult": "labkit.core.probes",
+    "TopologyError": "labkit.errors",
+    "UsageError": "labkit.errors",
+    "expect": "labkit.expect",
+    "load_topology": "labkit.topology",
+    "parse_topology": "labkit.topology",
+}
+
+if TYPE_CHECKING:
+    from labkit import expect
+    from labkit.core.endpoint import Endpoint, Target
+    from labkit.core.handles import Link, NodeHandle, PodHandle
+    from labkit.core.probes import HttpResult, IperfResult, PingResult, TcpResult
+    from labkit.errors import FeatureMissing, LabkitError, TopologyError, UsageError
+    from labkit.faults import Fault, Faults
+    from labkit.lab import Lab
+    from labkit.layers.ingress import IngressConfigError
+    from labkit.layers.services_api import ServiceHandle
+    from labkit.load import ContinuousClient, LoadResult
+    from labkit.topology import load_topology, parse_topology
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'labkit' has no attribute {name!r}")
+    value = importlib.import_module(module) if module == f"labkit.{name}" else getattr(
+        importlib.import_module(module), name
+    )
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ContinuousClient",

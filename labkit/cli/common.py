@@ -1,20 +1,24 @@
-"""What every verb shares: the consoles, the error wrapper, finding the lab."""
+"""What every verb shares: the consoles, the error wrapper, finding the lab.
+
+The CLI imports the library when a verb runs, not at start: `labkit --help`
+and every `labkit exec` would otherwise pay for loading all of it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import docker.errors
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from labkit.core import state
 from labkit.errors import LabkitError, UsageError
-from labkit.lab import Lab
-from labkit.runtime.docker import DockerRuntime
+
+if TYPE_CHECKING:
+    from labkit.lab import Lab
+    from labkit.runtime.docker import DockerRuntime
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -39,21 +43,31 @@ def friendly(function: F) -> F:
         except LabkitError as exc:
             err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
-        except docker.errors.DockerException as exc:
-            err.print(f"[red]error from the Docker engine:[/red] {escape(str(exc))}", highlight=False)
-            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None
+        except Exception as exc:
+            if not type(exc).__module__.startswith("docker."):  # the SDK's errors, unimported
+                raise
+            err.print(f"[red]error from the Docker engine:[/red] {escape(str(exc))}", highlight=False)
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 
 
-def only_lab(name: str | None, runtime: Any = None) -> str:
+def engine() -> DockerRuntime:
+    from labkit.runtime.docker import DockerRuntime
+
+    return DockerRuntime()
+
+
+def only_lab(name: str | None, runtime: DockerRuntime | None = None) -> str:
     """The lab named, or the only one up."""
+    from labkit.core import state
+
     if name:
         return name
-    running = sorted((runtime or DockerRuntime()).lab_names() & set(state.known_labs()))
+    running = sorted((runtime or engine()).lab_names() & set(state.known_labs()))
     if len(running) == 1:
         return running[0]
     if not running:
@@ -61,8 +75,10 @@ def only_lab(name: str | None, runtime: Any = None) -> str:
     raise UsageError(f"several labs are up, name one: {', '.join(running)}")
 
 
-def attach_lab(name: str | None) -> Any:
-    runtime = DockerRuntime()  # one engine connection for the lookup and the lab
+def attach_lab(name: str | None) -> Lab:
+    from labkit.lab import Lab
+
+    runtime = engine()  # one engine connection for the lookup and the lab
     return Lab.attach(only_lab(name, runtime), runtime)
 
 

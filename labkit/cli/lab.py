@@ -8,12 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from labkit.cli.common import DEFAULT_TOPOLOGY, app, attach_lab, console, friendly, only_lab
-from labkit.core import state
-from labkit.core.owner import stale_reason
-from labkit.lab import Lab
-from labkit.runtime.docker import DockerRuntime
-from labkit.topology.loader import load_topology, resolve_topology_path
+from labkit.cli.common import DEFAULT_TOPOLOGY, app, attach_lab, console, engine, friendly, only_lab
 
 
 @app.command()
@@ -23,6 +18,8 @@ def up(
     name: Annotated[str | None, typer.Option(help="Lab name (default: the topology's)")] = None,
 ) -> None:
     """Bring a lab up and print its nodes, pods, addresses and entry points."""
+    from labkit.lab import Lab
+    from labkit.topology.loader import load_topology, resolve_topology_path
 
     path = resolve_topology_path(topology)
     parsed = load_topology(path)
@@ -59,8 +56,10 @@ def down(
     stale: Annotated[bool, typer.Option("--stale", help="Remove every lab whose owner process is gone")] = False,
 ) -> None:
     """Remove a lab (idempotent); with --stale every lab left by a dead run; with --all everything."""
+    from labkit.core import state
+    from labkit.core.owner import stale_reason
 
-    runtime = DockerRuntime()
+    runtime = engine()
     if stale:
         names = {lab for lab in runtime.lab_names() if stale_reason(runtime.lab_labels(lab))}
     elif all_labs:

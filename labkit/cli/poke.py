@@ -9,9 +9,7 @@ from typing import Annotated
 
 import typer
 
-from labkit import expect
 from labkit.cli.common import app, attach_lab, console, friendly, lab_of_endpoint
-from labkit.core.handles import PodHandle
 
 
 @app.command(name="exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -38,6 +36,8 @@ def shell(
 ) -> None:
     """An interactive shell on a node or in a pod."""
     _, endpoint = lab_of_endpoint(target, lab_name)
+    from labkit.core.handles import PodHandle
+
     inner = ["ip", "netns", "exec", endpoint.name, "bash"] if isinstance(endpoint, PodHandle) else ["bash"]
     # An interactive TTY is the docker CLI's job; the SDK has no terminal client.
     os.execvp("docker", ["docker", "exec", "-it", endpoint.node.container, *inner])
@@ -50,6 +50,8 @@ def check(name: Annotated[str | None, typer.Argument(help="Lab name")] = None) -
 
     lab = attach_lab(name)
     pods = lab.pods()
+    from labkit import expect
+
     matrix = expect.reachability_matrix(pods, pods)
     console.print(matrix.render(), highlight=False)
     failed = [cell for cell in matrix.cells.values() if not cell.ok]
