@@ -25,6 +25,7 @@ from labkit.core.cluster import Cluster
 from labkit.core.describe import describe_cluster
 from labkit.core.handles import PodHandle
 from labkit.core.owner import owner_labels, stale_reason
+from labkit.dataplane import nodes as node_plan
 from labkit.errors import UsageError
 from labkit.faults import Faults
 from labkit.layers import apply_layers, check_layers, describe_layers, sync_layers
@@ -43,10 +44,6 @@ from labkit.topology.validate import networks_of
 Progress = Callable[[str], None]
 
 
-def _quiet(_: str) -> None:
-    pass
-
-
 def lab_name_for(topology: Topology) -> str:
     """The lab's name: the topology's, behind $LABKIT_NAME_PREFIX (for parallel runs)."""
     return os.environ.get("LABKIT_NAME_PREFIX", "") + topology.name
@@ -57,7 +54,8 @@ class Lab:
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
-        self.timings: dict[str, float] = {}
+        self.timings: dict[str, float] = {}  # the phases of `up`, and in `steps` each pod and layer
+        self.steps: dict[str, dict[str, float]] = {"pods": {}, "layers": {}}
         cluster.on_pods_changed = lambda changed: sync_layers(cluster, changed)
         cluster.on_node_rebuilt = lambda node: apply_layers(cluster)
         # Handles on nodes and pods are the cluster's.
@@ -78,7 +76,7 @@ class Lab:
         topology: Topology | str,
         *,
         runtime: Runtime | None = None,
-        progress: Progress = _quiet,
+        progress: Progress = lambda _: None,
         name: str | None = None,
         image: str | None = None,
         keep: bool = False,
@@ -153,10 +151,11 @@ class Lab:
         step = time.perf_counter()
         progress(f"wiring the pod network ({topology.cluster.backend}) and {len(topology.pods)} pod(s)")
         cluster.save()
-        parallel(lambda node: cluster.node(node).exec(cluster.node_script(node)), topology.nodes)
+        built = parallel(lambda node: cluster.node(node).exec(cluster.node_script(node)), topology.nodes)
         self.timings["pods"] = time.perf_counter() - step
+        self.steps["pods"] = node_plan.parse_times("".join(result.stdout for result in built))
         step = time.perf_counter()
-        apply_layers(cluster, progress)
+        self.steps["layers"] = apply_layers(cluster, progress)
         self.timings["layers"] = time.perf_counter() - step
         cluster.save()
 

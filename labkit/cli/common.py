@@ -6,6 +6,8 @@ and every `labkit exec` would otherwise pay for loading all of it.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,6 +33,20 @@ err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_TOPOLOGY = "default"
+
+
+def _process_started() -> float:
+    """When this process began, on the perf_counter clock (from /proc; now where unknown)."""
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+            ago = float(uptime.read().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
+        return time.perf_counter() - max(ago, 0.0)
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter()
+
+
+PROCESS_STARTED = _process_started()
 
 
 def friendly(function: F) -> F:

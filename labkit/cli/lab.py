@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+import time
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.table import Table
 
-from labkit.cli.common import DEFAULT_TOPOLOGY, app, attach_lab, console, engine, friendly, only_lab
+from labkit.cli.common import (
+    DEFAULT_TOPOLOGY,
+    PROCESS_STARTED,
+    app,
+    attach_lab,
+    console,
+    engine,
+    friendly,
+    only_lab,
+)
+
+if TYPE_CHECKING:
+    from labkit.runtime.base import Runtime
 
 
 @app.command()
@@ -16,18 +29,28 @@ from labkit.cli.common import DEFAULT_TOPOLOGY, app, attach_lab, console, engine
 def up(
     topology: Annotated[str, typer.Argument(help="A name under topologies/ or a path")] = DEFAULT_TOPOLOGY,
     name: Annotated[str | None, typer.Option(help="Lab name (default: the topology's)")] = None,
+    profile: Annotated[bool, typer.Option("--profile", help="Print where the time went")] = False,
 ) -> None:
     """Bring a lab up and print its nodes, pods, addresses and entry points."""
     from labkit.lab import Lab
+    from labkit.runtime.profiled import ProfiledRuntime
     from labkit.topology.loader import load_topology, resolve_topology_path
 
+    profiled = ProfiledRuntime(engine()) if profile else None
     path = resolve_topology_path(topology)
     parsed = load_topology(path)
     with console.status(f"bringing up {parsed.name}") as status:
         # By hand: kept on purpose, so a later run never reclaims it as stale.
-        lab = Lab.up(str(path), name=name, progress=lambda message: status.update(message), keep=True)
+        lab = Lab.up(
+            str(path), name=name, progress=lambda message: status.update(message), keep=True,
+            runtime=cast("Runtime", profiled),  # it passes every call on, timed
+        )  # fmt: skip
     console.print(f"[green]lab {lab.name} is up[/green] in {lab.timings['up']:.1f} s")
     _print_lab(lab)
+    if profiled is not None:
+        from labkit.cli.profile import print_profile
+
+        print_profile(lab, profiled.profile, time.perf_counter() - PROCESS_STARTED)
     console.print("\nnext:")
     for line in next_steps(lab):
         console.print(f"  [bold]{line}[/bold]", highlight=False)

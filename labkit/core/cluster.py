@@ -49,7 +49,7 @@ class Cluster:
         self.owner: dict[str, str] = {}  # labels naming the process that brought it up
         # Set by the lab: what follows a pod change, and what a returning node needs.
         self.on_pods_changed: Callable[[Sequence[str]], None] = _nothing
-        self.on_node_rebuilt: Callable[[str], None] = _nothing
+        self.on_node_rebuilt: Callable[[str], object] = _nothing
 
     @classmethod
     def load(cls, name: str, runtime: Runtime) -> Cluster:

@@ -51,8 +51,26 @@ def node_scripts(
         parts.append(backend.get(node, ""))
         if node in addresses.pod_subnets:
             parts += [
-                pod_plan.pod_add_script(pod_spec(topology, addresses, p))
+                timed(f"pod {p}", pod_plan.pod_add_script(pod_spec(topology, addresses, p)))
                 for p in pods_on(topology, node)
             ]
         scripts[node] = "\n".join(part for part in parts if part)
     return scripts
+
+
+TIME_MARK = "labkit-time"
+
+
+def timed(what: str, text: str) -> str:
+    """`text`, then a line saying how long it took (`labkit-time <what> <ns>`)."""
+    return f"_t=$(date +%s%N)\n{text.rstrip()}\necho \"{TIME_MARK} {what} $(( $(date +%s%N) - _t ))\""
+
+
+def parse_times(output: str) -> dict[str, float]:
+    """The seconds of each `timed` part, from a script's output."""
+    found = {}
+    for line in output.splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[0] == TIME_MARK and words[-1].isdigit():
+            found[" ".join(words[1:-1])] = int(words[-1]) / 1e9
+    return found

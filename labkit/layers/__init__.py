@@ -4,6 +4,7 @@ A new layer is a new module with a class following `layers.base.Layer`, plus
 one line here.
 """
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,10 +37,17 @@ def check_layers(cluster: Cluster) -> None:
         layer.check(cluster)
 
 
-def apply_layers(cluster: Cluster, progress: Callable[[str], None] = lambda _: None) -> None:
+def apply_layers(
+    cluster: Cluster, progress: Callable[[str], None] = lambda _: None
+) -> dict[str, float]:
+    """Apply every wanted layer in order; the seconds each took."""
+    seconds = {}
     for layer in active_layers(cluster):
         progress(f"applying {layer.name}")
+        started = time.perf_counter()
         layer.apply(cluster)
+        seconds[layer.name] = time.perf_counter() - started
+    return seconds
 
 
 def sync_layers(cluster: Cluster, changed_pods: Sequence[str]) -> None:
