@@ -151,7 +151,8 @@ class Lab:
         step = time.perf_counter()
         progress(f"wiring the pod network ({topology.cluster.backend}) and {len(topology.pods)} pod(s)")
         cluster.save()
-        built = parallel(lambda node: cluster.node(node).exec(cluster.node_script(node)), topology.nodes)
+        scripts = node_plan.node_scripts(topology, self.addresses)  # all at once: peers are shared
+        built = parallel(lambda node: cluster.node(node).exec(scripts[node]), scripts)
         self.timings["pods"] = time.perf_counter() - step
         self.steps["pods"] = node_plan.parse_times("".join(result.stdout for result in built))
         step = time.perf_counter()
