@@ -1,32 +1,45 @@
-"""`labkit bench up`: how long `up` and `down` take, against bare containers.
+"""`labkit bench up`: bring-up and teardown against the bare start of the same containers.
 
-Goals (issue 2): default topology up <= 5 s and <= 2x starting the same node
-containers bare with the docker SDK; 20 nodes x 5 pods up <= 20 s; pod-to-pod
-iperf3 across nodes over VXLAN >= 0.7 of node-to-node over the underlay.
+Every figure is a ratio against a reference measured in the same run (issue 14):
+- the default lab as whole processes: `labkit up FILE` / `labkit down` against
+  one process that starts (removes) the same node containers bare
+  (`python -m labkit.runtime.bare`): up <= 1.5x, down <= 1.2x; `labkit --help` <= 0.2 s;
+- N nodes x 4 pods for N in 10, 20, 50, in one process, against the bare start
+  of N containers: up(50) <= 2x bare(50), and the cost per node at 50 within
+  1.2x of the cost per node at 10 (linear);
+- 100 nodes x 2 pods (`--hundred`): up time and memory per node (containers
+  from the engine's cgroup figures, plus the engine's own RSS), to size a machine.
+On one machine the engine, the lab and the reference share the CPUs: the
+ratios are what counts.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
-from labkit.bench.report import lab_name, write_json
-from labkit.concurrency import parallel
+from labkit.bench.report import document, figures_table, lab_name, write_json
 from labkit.lab import Lab
-from labkit.runtime.docker import LAB_LABEL, DockerRuntime
-from labkit.runtime.images import node_image
-from labkit.topology import Topology, load_topology, parse_topology
+from labkit.runtime.bare import start_bare
+from labkit.runtime.docker import DockerRuntime
+from labkit.topology import Topology, parse_topology
+from labkit.topology.loader import load_topology, resolve_topology_path
 
-BARE_LAB = lab_name("bare")
+GOALS = {"up": 1.5, "down": 1.2, "help_s": 0.2, "up_50": 2.0, "linear": 1.2}
+SIZES = (10, 20, 50)
+LABKIT = [sys.executable, "-m", "labkit"]
+BARE = [sys.executable, "-m", "labkit.runtime.bare"]
 
 
 def big_topology(nodes: int = 20, pods_per_node: int = 5) -> Topology:
-    lines = ["name: bench-big", "nodes:"]
+    lines = [f"name: bench-n{nodes}", "nodes:"]
     lines += [f"  node-{i}: {{}}" for i in range(1, nodes + 1)]
     lines.append("pods:")
     for i in range(1, nodes + 1):
@@ -36,102 +49,135 @@ def big_topology(nodes: int = 20, pods_per_node: int = 5) -> Topology:
     return parse_topology("\n".join(lines) + "\n")
 
 
-def time_up_down(topology: Topology, runtime: DockerRuntime, repeats: int) -> dict[str, Any]:
-    ups, downs, phases = [], [], []
+def timed(argv: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def whole_processes(path: Path, nodes: int, repeats: int) -> dict[str, float]:
+    """Medians of: `labkit --help`, `labkit up`/`down` of the topology, bare up/down."""
+    lab, bare = lab_name("up-cli"), lab_name("up-bare")
+    samples: dict[str, list[float]] = {k: [] for k in ("help", "up", "down", "bare_up", "bare_down")}
     for _ in range(repeats):
-        started = time.perf_counter()
-        lab = Lab.up(topology.model_copy(deep=True), runtime=runtime, name=lab_name(topology.name))
-        ups.append(time.perf_counter() - started)
-        phases.append(dict(lab.timings))
-        started = time.perf_counter()
-        lab.down()
-        downs.append(time.perf_counter() - started)
+        samples["help"].append(timed([*LABKIT, "--help"]))
+        samples["bare_up"].append(timed([*BARE, "up", bare, str(nodes)]))
+        samples["bare_down"].append(timed([*BARE, "down", bare]))
+        samples["up"].append(timed([*LABKIT, "up", str(path), "--name", lab]))
+        samples["down"].append(timed([*LABKIT, "down", lab]))
+    return {f"{key}_s": statistics.median(values) for key, values in samples.items()}
+
+
+def in_process(runtime: DockerRuntime, nodes: int, pods: int) -> dict[str, Any]:
+    """One lab of `nodes` x `pods` up and down, and the bare start of as many containers."""
+    name, bare = lab_name(f"up-n{nodes}"), lab_name(f"up-bare{nodes}")
+    started = time.perf_counter()
+    start_bare(runtime, bare, nodes)
+    bare_s = time.perf_counter() - started
+    started = time.perf_counter()
+    runtime.remove_lab(bare)
+    bare_down_s = time.perf_counter() - started
+    started = time.perf_counter()
+    lab = Lab.up(big_topology(nodes, pods), runtime=runtime, name=name)
+    up_s = time.perf_counter() - started
+    memory = node_memory(runtime, lab) if nodes >= 100 else {}
+    started = time.perf_counter()
+    lab.down()
     return {
-        "up_s": statistics.median(ups),
-        "down_s": statistics.median(downs),
-        "phases_s": {k: statistics.median(p[k] for p in phases) for k in phases[0]},
+        "nodes": nodes, "pods": nodes * pods, "up_s": up_s, "down_s": time.perf_counter() - started,
+        "bare_up_s": bare_s, "bare_down_s": bare_down_s, "phases_s": dict(lab.timings), **memory,
+    }  # fmt: skip
+
+
+def node_memory(runtime: DockerRuntime, lab: Lab) -> dict[str, float]:
+    """Memory per node: the containers' (cgroup usage) and the engine's RSS shared out."""
+    containers = [node.container for node in lab.nodes()]
+    used = sum(runtime.memory_bytes(container) for container in containers)
+    engine = sum(rss_of(name) for name in ("dockerd", "containerd", "containerd-shim-runc-v2"))
+    return {
+        "container_mib_per_node": used / len(containers) / 2**20,
+        "engine_mib_per_node": engine / len(containers) / 2**20,
     }
 
 
-def time_bare(count: int, runtime: DockerRuntime, repeats: int) -> float:
-    """Create one internal network and start `count` node-image containers on
-    it in parallel with the docker SDK: what any lab tool must at least do."""
-    image = node_image(runtime.client)
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        network = runtime.client.networks.create(
-            f"{BARE_LAB}-net", internal=True, labels={LAB_LABEL: BARE_LAB}
-        )
-        def start(i: int, network_name: str = str(network.name)) -> None:
-            runtime.client.containers.run(
-                image, ["sleep", "infinity"], detach=True, name=f"{BARE_LAB}-{i}",
-                network=network_name, labels={LAB_LABEL: BARE_LAB}, init=True,
-            )  # fmt: skip
-
-        parallel(start, range(count))
-        samples.append(time.perf_counter() - started)
-        runtime.remove_lab(BARE_LAB)
-    return statistics.median(samples)
+def rss_of(command: str) -> int:
+    """The summed resident memory of every process named `command` on this host."""
+    total = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        if fields.get("Name", "").strip() == command[:15]:
+            total += int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
+    return total
 
 
-def throughput_ratio(topology: Topology, runtime: DockerRuntime, seconds: int) -> dict[str, float]:
-    lab = Lab.up(topology.model_copy(deep=True), runtime=runtime, name=lab_name(topology.name))
-    try:
-        members = topology.member_nodes()
-        nodes = [lab.node(members[0]), lab.node(members[1])]
-        pods = [node.pods()[0] for node in nodes]
-        underlay = lab.iperf(nodes[0], nodes[1], seconds=seconds).gbit_per_s
-        overlay = lab.iperf(pods[0], pods[1], seconds=seconds).gbit_per_s
-    finally:
-        lab.down()
-    return {"underlay_gbit_s": underlay, "overlay_gbit_s": overlay, "ratio": overlay / underlay}
-
-
-def run(topology_ref: str, *, big: bool, out: Path, console: Console, repeats: int = 3) -> dict[str, Any]:
+def run(topology_ref: str, *, hundred: bool, repeats: int, out: Path, console: Console) -> dict[str, Any]:
     runtime = DockerRuntime()
-    topology = load_topology(topology_ref)
-    runtime.remove_lab(BARE_LAB)
-    console.print(f"timing up/down of {topology.name} ({len(topology.nodes)} nodes, {repeats} runs)...")
-    results: dict[str, Any] = {"topology": topology.name, "nodes": len(topology.nodes)}
-    results["lab"] = time_up_down(topology, runtime, repeats)
-    results["bare_start_s"] = time_bare(len(topology.nodes), runtime, repeats)
-    results["up_vs_bare"] = results["lab"]["up_s"] / results["bare_start_s"]
-    if big:
-        console.print("timing 20 nodes x 5 pods...")
-        big_one = big_topology()
-        results["big"] = time_up_down(big_one, runtime, 1)
-        results["big"]["bare_start_s"] = time_bare(len(big_one.nodes), runtime, 1)
-    console.print("iperf3: pod to pod over the backend vs node to node over the underlay...")
-    results["throughput"] = throughput_ratio(topology, runtime, seconds=3)
+    path = resolve_topology_path(topology_ref)
+    topology = load_topology(path)
+    for leftover in ("up-cli", "up-bare", *(f"up-n{n}" for n in (*SIZES, 100)), *(f"up-bare{n}" for n in (*SIZES, 100))):
+        runtime.remove_lab(lab_name(leftover))
+    os.environ.setdefault("LABKIT_NAME_PREFIX", "")
+    console.print(f"whole processes: labkit up/down {topology.name} vs bare, {repeats} runs...")
+    results = document("up", topology=topology.name, nodes=len(topology.nodes))
+    results["processes"] = whole_processes(path, len(topology.nodes), repeats)
+    results["scaling"] = []
+    for nodes in (*SIZES, *((100,) if hundred else ())):
+        console.print(f"in one process: {nodes} nodes x {2 if nodes >= 100 else 4} pods vs bare...")
+        results["scaling"].append(in_process(runtime, nodes, 2 if nodes >= 100 else 4))
+    results["ratios"] = ratios(results)
     show(results, console)
-    write_json(out, results, newline=False)
+    write_json(out, results)
     console.print(f"written: {out}")
     return results
 
 
+def ratios(results: dict[str, Any]) -> dict[str, float]:
+    processes = results["processes"]
+    by_size = {row["nodes"]: row for row in results["scaling"]}
+    found = {
+        "up": processes["up_s"] / processes["bare_up_s"],
+        "down": processes["down_s"] / processes["bare_down_s"],
+        "help_s": processes["help_s"],
+    }
+    if 50 in by_size and 10 in by_size:
+        found["up_50"] = by_size[50]["up_s"] / by_size[50]["bare_up_s"]
+        found["linear"] = (by_size[50]["up_s"] / 50) / (by_size[10]["up_s"] / 10)
+    return found
+
+
 def show(results: dict[str, Any], console: Console) -> None:
-    table = Table(title="labkit bench up")
-    for column in ("measure", "value", "goal", "met"):
-        table.add_column(column)
+    processes, found = results["processes"], results["ratios"]
+    table = figures_table("labkit bench up (ratios against the bare start in the same run)",
+                          ("measure", "labkit", "reference", "ratio", "goal", "met"), left=("measure",))  # fmt: skip
 
-    def row(name: str, value: float, unit: str, goal: str, met: bool) -> None:
-        table.add_row(name, f"{value:.2f} {unit}", goal, "yes" if met else "NO")
+    def row(name: str, ours: float, ref: float | None, key: str, unit: str = "s") -> None:
+        ratio = found[key]
+        reference = f"{ref:.2f} {unit}" if ref is not None else ""
+        table.add_row(name, f"{ours:.2f} {unit}", reference, f"{ratio:.2f}" + ("" if ref is None else "x"),
+                      f"<= {GOALS[key]:g}", "yes" if ratio <= GOALS[key] else "NO")  # fmt: skip
 
-    lab = results["lab"]
-    row(f"up, {results['topology']} ({results['nodes']} nodes)", lab["up_s"], "s", "<= 5 s", lab["up_s"] <= 5)
-    phases = ", ".join(f"{k} {v:.2f} s" for k, v in lab["phases_s"].items() if k != "up")
-    table.add_row("  phases", phases, "", "")
-    row("down", lab["down_s"], "s", "", True)
-    row("bare SDK start, same nodes", results["bare_start_s"], "s", "", True)
-    row("up / bare", results["up_vs_bare"], "x", "<= 2x", results["up_vs_bare"] <= 2)
-    if "big" in results:
-        big = results["big"]
-        row("up, 20 nodes x 5 pods", big["up_s"], "s", "<= 20 s", big["up_s"] <= 20)
-        row("down, 20 nodes x 5 pods", big["down_s"], "s", "", True)
-        row("bare SDK start, 20 nodes", big["bare_start_s"], "s", "", True)
-    tp = results["throughput"]
-    row("iperf3 node->node underlay", tp["underlay_gbit_s"], "Gbit/s", "", True)
-    row("iperf3 pod->pod across nodes", tp["overlay_gbit_s"], "Gbit/s", "", True)
-    row("overlay / underlay", tp["ratio"], "", ">= 0.7", tp["ratio"] >= 0.7)
+    nodes = results["nodes"]
+    row(f"up {results['topology']} ({nodes} nodes), whole process", processes["up_s"], processes["bare_up_s"], "up")
+    row("down, whole process", processes["down_s"], processes["bare_down_s"], "down")
+    table.add_row("labkit --help", f"{processes['help_s']:.3f} s", "", "", f"<= {GOALS['help_s']} s",
+                  "yes" if processes["help_s"] <= GOALS["help_s"] else "NO")  # fmt: skip
+    for size in results["scaling"]:
+        table.add_row(
+            f"{size['nodes']} nodes x {size['pods'] // size['nodes']} pods, one process",
+            f"{size['up_s']:.2f} s ({size['up_s'] / size['nodes'] * 1000:.0f} ms/node)",
+            f"{size['bare_up_s']:.2f} s", f"{size['up_s'] / size['bare_up_s']:.2f}x", "", "",
+        )  # fmt: skip
+        if "container_mib_per_node" in size:
+            table.add_row("  memory per node", f"{size['container_mib_per_node']:.1f} MiB containers",
+                          f"{size['engine_mib_per_node']:.1f} MiB engine", "", "", "")  # fmt: skip
+    if "up_50" in found:
+        table.add_row("up(50) / bare(50)", "", "", f"{found['up_50']:.2f}x", f"<= {GOALS['up_50']:g}x",
+                      "yes" if found["up_50"] <= GOALS["up_50"] else "NO")  # fmt: skip
+        table.add_row("cost per node at 50 / at 10", "", "", f"{found['linear']:.2f}", f"<= {GOALS['linear']:g}",
+                      "yes" if found["linear"] <= GOALS["linear"] else "NO")  # fmt: skip
     console.print(table)
+    console.print("The engine, the labs and the references share this machine's CPUs: ratios count.")

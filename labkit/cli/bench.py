@@ -18,13 +18,14 @@ app.add_typer(bench_app, name="bench")
 @friendly
 def bench_up(
     topology: str = DEFAULT_TOPOLOGY,
-    big: Annotated[bool, typer.Option(help="Also 20 nodes x 5 pods")] = True,
+    hundred: Annotated[bool, typer.Option(help="Also 100 nodes x 2 pods, with memory per node")] = False,
+    repeats: Annotated[int, typer.Option(help="Runs of the whole-process measures")] = 3,
     out: Annotated[Path, typer.Option(help="JSON results")] = Path("bench-results/up.json"),
 ) -> None:
-    """Wall time of up/down vs bare containers; VXLAN vs underlay throughput."""
+    """up/down against the bare start of the same containers, as whole processes and at scale."""
     from labkit.bench.up import run
 
-    run(topology, big=big, out=out, console=console)
+    run(topology, hundred=hundred, repeats=repeats, out=out, console=console)
 
 
 @bench_app.command("paths")

@@ -7,12 +7,15 @@ Networks are always created `internal`; every object carries the label
 from __future__ import annotations
 
 import io
+import json
+import os
 import shlex
 import socket
 import struct
 import tarfile
 import threading
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
@@ -115,10 +118,20 @@ class DockerRuntime:
             container.remove(force=True)
 
     def node_mode(self, image: str) -> NodeMode:
-        """Privileged where the engine allows it, else explicit caps + unconfined."""
+        """Privileged where the engine allows it, else explicit caps + unconfined.
+
+        Probed once per engine and boot (a throwaway container costs every CLI
+        call a few hundred ms otherwise), remembered in the cache folder.
+        """
         with self._lock:
             if self._mode is None:
-                self._mode = self._probe_mode(image)
+                cached = _mode_cache(self.client)
+                if cached.exists():
+                    self._mode = NodeMode(**json.loads(cached.read_text()))
+                else:
+                    self._mode = self._probe_mode(image)
+                    cached.parent.mkdir(parents=True, exist_ok=True)
+                    cached.write_text(json.dumps(asdict(self._mode)))
             return self._mode
 
     def _probe_mode(self, image: str) -> NodeMode:
@@ -300,6 +313,12 @@ class DockerRuntime:
         names = [item["Names"][0].lstrip("/") for item in api.containers(all=True, filters=selector)]
         return names + [item["Name"] for item in api.networks(filters=selector)]
 
+    def memory_bytes(self, container: str) -> int:
+        """A container's memory as its cgroup counts it, less the page cache it could drop."""
+        stats = self.client.api.stats(container, stream=False, one_shot=True)["memory_stats"]
+        inactive = (stats.get("stats") or {}).get("inactive_file", 0)
+        return int(stats.get("usage", 0)) - int(inactive)
+
     def remove_lab(self, lab: str) -> int:
         """Remove every container (in parallel) and network labelled `lab`. Idempotent."""
         api = self.client.api
@@ -322,6 +341,16 @@ class DockerRuntime:
                 pass
         self._containers = {k: v for k, v in self._containers.items() if not k.startswith(f"{lab}-")}
         return removed
+
+
+def _mode_cache(client: docker.DockerClient) -> Path:
+    engine = str(client.info().get("ID", "unknown")).replace(":", "")
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = "unknown"
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "labkit"
+    return root / f"node-mode-{engine[:24]}-{boot[:8]}.json"
 
 
 def connect() -> docker.DockerClient:

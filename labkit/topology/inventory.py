@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from labkit.errors import LabkitError, Problem, TopologyError
-from labkit.topology.loader import _compose, _pydantic_message, _where
+from labkit.topology.loader import compose_text, pydantic_message, where_of
 from labkit.topology.names import NAME_PATTERN
 
 SCHEMES = ("unix", "tcp", "ssh")
@@ -108,14 +108,14 @@ class Inventory(Strict):
 
 def parse_inventory(text: str, source: str = "<string>") -> Inventory:
     try:
-        data, marks = _compose(text, source)
+        data, marks = compose_text(text, source)
     except TopologyError as error:
         raise InventoryError(error.problems, source) from None
     try:
         inventory = Inventory.model_validate(data)
     except ValidationError as exc:
         problems = [
-            Problem(_problem_path(err), _pydantic_message(err), _where(marks, tuple(err["loc"])))
+            Problem(_problem_path(err), pydantic_message(err), where_of(marks, tuple(err["loc"])))
             for err in exc.errors()
         ]
         raise InventoryError(problems, source) from None
@@ -125,7 +125,7 @@ def parse_inventory(text: str, source: str = "<string>") -> Inventory:
         if host not in inventory.hosts
     ]
     if problems:
-        located = [Problem(p.path, p.message, _where(marks, p.path)) for p in problems]
+        located = [Problem(p.path, p.message, where_of(marks, p.path)) for p in problems]
         raise InventoryError(located, source)
     return _resolve_tls_paths(inventory, Path(source).parent if source != "<string>" else None)
 

@@ -100,17 +100,17 @@ def decode_text(raw: bytes, source: str) -> str:
 
 
 def parse_topology(text: str, source: str = "<string>") -> Topology:
-    data, marks = _compose(text, source)
+    data, marks = compose_text(text, source)
     try:
         topology = Topology.model_validate(data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             path, message = _located(err)
-            problems.append(Problem(path, message, _where(marks, path)))
+            problems.append(Problem(path, message, where_of(marks, path)))
         raise TopologyError(problems, source) from None
     problems = [
-        Problem(p.path, p.message, _where(marks, p.path)) for p in check_references(topology)
+        Problem(p.path, p.message, where_of(marks, p.path)) for p in check_references(topology)
     ]
     if problems:
         raise TopologyError(problems, source)
@@ -145,11 +145,11 @@ def _located(err: Any) -> tuple[tuple[str | int, ...], str]:
     """The path and message of a pydantic error; a bad dict key is named as the key."""
     path = tuple(err["loc"])
     if path and path[-1] == "[key]":
-        return path[:-1], f"bad name: {_pydantic_message(err)}"
-    return path, _pydantic_message(err)
+        return path[:-1], f"bad name: {pydantic_message(err)}"
+    return path, pydantic_message(err)
 
 
-def _pydantic_message(err: Any) -> str:
+def pydantic_message(err: Any) -> str:
     if err["type"] == "value_error":  # our own validators: the message says it all
         return str(err["ctx"]["error"])
     if err["type"] == "extra_forbidden":
@@ -163,7 +163,7 @@ def _pydantic_message(err: Any) -> str:
     return str(err["msg"])
 
 
-def _where(marks: Marks, path: tuple[str | int, ...]) -> str:
+def where_of(marks: Marks, path: tuple[str | int, ...]) -> str:
     """The position of the deepest part of `path` that the file has."""
     for end in range(len(path), -1, -1):
         if path[:end] in marks:
@@ -171,7 +171,7 @@ def _where(marks: Marks, path: tuple[str | int, ...]) -> str:
     return ""
 
 
-def _compose(text: str, source: str) -> tuple[Any, Marks]:
+def compose_text(text: str, source: str) -> tuple[Any, Marks]:
     """Parse YAML keeping each value's position and refusing duplicate keys."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
