@@ -9,10 +9,11 @@ import json
 import os
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from labkit.topology.addressing import Addresses
-from labkit.topology.model import Topology
+if TYPE_CHECKING:  # loaded when a state is read: `labkit down` needs neither
+    from labkit.topology.addressing import Addresses
+    from labkit.topology.model import Topology
 
 
 def state_dir() -> Path:
@@ -46,6 +47,9 @@ def save(lab: str, topology: Topology, addresses: Addresses, extra: dict[str, An
 
 
 def load(lab: str) -> tuple[Topology, Addresses, dict[str, Any]] | None:
+    from labkit.topology.addressing import Addresses
+    from labkit.topology.model import Topology
+
     path = state_path(lab)
     if not path.exists():
         return None
