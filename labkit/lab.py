@@ -10,7 +10,6 @@ failure or interrupt on the way removes what was made.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,14 +17,13 @@ from functools import cached_property
 from typing import Any
 
 from labkit.concurrency import parallel
+from labkit.core import machines, probes
 from labkit.core import pods as lifecycle
-from labkit.core import probes
 from labkit.core import state as state_store
 from labkit.core.cluster import Cluster
 from labkit.core.describe import describe_cluster
 from labkit.core.handles import PodHandle
-from labkit.core.owner import owner_labels, stale_reason
-from labkit.errors import UsageError
+from labkit.core.owner import claim_name, owner_labels
 from labkit.faults import Faults
 from labkit.layers import apply_layers, check_layers, describe_layers, sync_layers
 from labkit.layers.convergence import Routing
@@ -38,13 +36,8 @@ from labkit.runtime.docker import DockerRuntime
 from labkit.topology.addressing import plan_addresses
 from labkit.topology.loader import load_topology
 from labkit.topology.model import Pod, Topology
-from labkit.topology.validate import networks_of
 
 Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def lab_name_for(topology: Topology) -> str:
@@ -78,7 +71,7 @@ class Lab:
         topology: Topology | str,
         *,
         runtime: Runtime | None = None,
-        progress: Progress = _quiet,
+        progress: Progress = lambda _: None,
         name: str | None = None,
         image: str | None = None,
         keep: bool = False,
@@ -88,12 +81,7 @@ class Lab:
         topology = load_topology(topology) if isinstance(topology, str) else topology
         runtime = runtime or DockerRuntime()
         lab_name = name or lab_name_for(topology)
-        if lab_name in runtime.lab_names():
-            stale = stale_reason(runtime.lab_labels(lab_name))
-            if stale is None and runtime.lab_running(lab_name):
-                raise UsageError(f"a lab named {lab_name!r} is already up (labkit down {lab_name})")
-            print(f"labkit: reclaiming lab {lab_name}: {stale or 'nothing of it runs'}", file=sys.stderr)
-            runtime.remove_lab(lab_name)
+        claim_name(runtime, lab_name)  # reclaims what a dead run left; refuses a lab in use
         addresses = plan_addresses(topology, runtime.taken_subnets())
         cluster = Cluster(lab_name, topology, addresses, runtime, image=image or runtime.node_image(), source=source)
         cluster.owner = owner_labels(keep=keep)
@@ -141,29 +129,39 @@ class Lab:
         state_store.forget(self.name)
         return removed
 
+    def stop(self) -> list[str]:
+        """Stop every node container on purpose; containers, addresses and state stay."""
+        return machines.stop_lab(self.cluster)
+
+    def start(self) -> list[str]:
+        """Bring a stopped lab back (after `stop`, or an engine restart) as recorded:
+        each node's whole script, then the layers, then the faults still active."""
+        nodes = machines.start_lab(self.cluster)
+        if nodes:
+            apply_layers(self.cluster)
+            self.faults.reassert(nodes)
+        self.cluster.save()
+        return nodes
+
     def _create(self, progress: Progress) -> None:
         cluster, topology = self.cluster, self.topology
+        cluster.state["building"] = True  # until the end: a run killed on the way is junk
+        cluster.save()
         step = time.perf_counter()
         progress(f"creating {len(topology.networks)} underlay network(s)")
-        for network, subnet in self.addresses.underlay_subnets.items():
-            self.runtime.create_network(self.name, network, subnet, self.cluster.owner)
+        machines.create_networks(cluster)
         progress(f"starting {len(topology.nodes)} node(s)")
-        parallel(self._create_node, topology.nodes)
+        parallel(lambda node: machines.create_node(cluster, node), topology.nodes)
         self.timings["nodes"] = time.perf_counter() - step
         step = time.perf_counter()
         progress(f"wiring the pod network ({topology.cluster.backend}) and {len(topology.pods)} pod(s)")
-        cluster.save()
         parallel(lambda node: cluster.node(node).exec(cluster.node_script(node)), topology.nodes)
         self.timings["pods"] = time.perf_counter() - step
         step = time.perf_counter()
         apply_layers(cluster, progress)
         self.timings["layers"] = time.perf_counter() - step
+        cluster.state.pop("building")
         cluster.save()
-
-    def _create_node(self, node: str) -> None:
-        networks = {net: self.addresses.node_ips[node][net] for net in networks_of(self.topology, node)}
-        image = self.topology.nodes[node].image or self.cluster.image
-        self.runtime.create_node(self.name, node, image, networks, self.cluster.owner)
 
     def describe(self) -> dict[str, Any]:
         """What `labkit status --json` prints: nodes, pods, and every layer's part."""

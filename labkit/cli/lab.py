@@ -133,3 +133,23 @@ def status(
         print(json.dumps(lab.describe(), indent=2))
     else:
         _print_lab(lab)
+
+
+@app.command()
+@friendly
+def stop(name: Annotated[str | None, typer.Argument(help="Lab name")] = None) -> None:
+    """Stop a lab on purpose: its containers stop, its addresses and state stay."""
+    lab = attach_lab(name)
+    nodes = lab.stop()
+    console.print(f"lab {lab.name} stopped ({len(nodes)} node(s)); bring it back: labkit start {lab.name}")
+
+
+@app.command()
+@friendly
+def start(name: Annotated[str | None, typer.Argument(help="Lab name")] = None) -> None:
+    """Bring a stopped lab back (after `labkit stop` or an engine restart), as recorded."""
+    lab = attach_lab(name)
+    with console.status(f"starting {lab.name}"):
+        nodes = lab.start()
+    console.print(f"lab {lab.name} is up ({len(nodes)} node(s) rebuilt)")
+    _print_lab(lab)

@@ -71,3 +71,12 @@ def forget(lab: str) -> None:
 def known_labs() -> list[str]:
     folder = state_dir()
     return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
+
+
+def flag(lab: str, key: str) -> bool:
+    """One flag of a lab's saved state (`building`, `stopped`), without parsing the rest."""
+    try:
+        document = json.loads(state_path(lab).read_text())
+    except (OSError, ValueError):
+        return False
+    return bool((document.get("layers") or {}).get(key))
