@@ -81,20 +81,21 @@ class Lab:
         topology = load_topology(topology) if isinstance(topology, str) else topology
         runtime = runtime or DockerRuntime()
         lab_name = name or lab_name_for(topology)
-        claim_name(runtime, lab_name)  # reclaims what a dead run left; refuses a lab in use
-        addresses = plan_addresses(topology, runtime.taken_subnets())
-        cluster = Cluster(lab_name, topology, addresses, runtime, image=image or runtime.node_image(), source=source)
-        cluster.owner = owner_labels(keep=keep)
-        lab = cls(cluster)
-        cluster.check_images()
-        check_layers(cluster)
-        started = time.perf_counter()
-        try:
-            lab._create(progress)
-        except BaseException:
-            progress("failed: removing what was created")
-            lab.down()
-            raise
+        with state_store.lock(lab_name):  # a down or another up of this name waits its turn
+            claim_name(runtime, lab_name)  # reclaims what a dead run left; refuses a lab in use
+            addresses = plan_addresses(topology, runtime.taken_subnets())
+            cluster = Cluster(lab_name, topology, addresses, runtime, image=image or runtime.node_image(), source=source)
+            cluster.owner = owner_labels(keep=keep)
+            lab = cls(cluster)
+            cluster.check_images()
+            check_layers(cluster)
+            started = time.perf_counter()
+            try:
+                lab._create(progress)
+            except BaseException:
+                progress("failed: removing what was created")
+                lab.down()
+                raise
         lab.timings["up"] = time.perf_counter() - started
         return lab
 
@@ -125,8 +126,9 @@ class Lab:
 
     def down(self) -> int:
         """Remove every container and network of the lab. Idempotent."""
-        removed = self.runtime.remove_lab(self.name)
-        state_store.forget(self.name)
+        with state_store.lock(self.name):
+            removed = self.runtime.remove_lab(self.name)
+            state_store.forget(self.name)
         return removed
 
     def stop(self) -> list[str]:

@@ -70,8 +70,11 @@ def down(
     else:
         names = {only_lab(None)}
     for lab in sorted(names):
-        removed = runtime.remove_lab(lab)
-        state.forget(lab)
+        with state.lock(lab):  # after an `up` of that name that is creating it now
+            if stale and not stale_reason(runtime.lab_labels(lab)):
+                continue  # reclaimed and brought up again meanwhile
+            removed = runtime.remove_lab(lab)
+            state.forget(lab)
         console.print(f"removed lab {lab} ({removed} objects)")
     if not names:
         console.print("nothing to remove")

@@ -28,7 +28,9 @@ def create_networks(cluster: Cluster) -> None:
 
 
 def create_node(cluster: Cluster, node: str) -> None:
-    networks = {net: cluster.addresses.node_ips[node][net] for net in networks_of(cluster.topology, node)}
+    networks = {
+        net: cluster.addresses.node_ips[node][net] for net in networks_of(cluster.topology, node)
+    }
     image = cluster.topology.nodes[node].image or cluster.image
     cluster.runtime.create_node(cluster.name, node, image, networks, cluster.owner)
 
@@ -65,7 +67,9 @@ def start_lab(cluster: Cluster) -> list[str]:
     """Rebuild every node that is down but not stopped by a fault; the nodes rebuilt.
     The caller re-applies the layers and the faults."""
     running = set(running_nodes(cluster))
-    nodes = [n for n in cluster.topology.nodes if n not in running and n not in cluster.stopped_nodes()]
+    nodes = [
+        n for n in cluster.topology.nodes if n not in running and n not in cluster.stopped_nodes()
+    ]
     parallel(lambda node: rebuild_node(cluster, node), nodes)
     cluster.state.pop(STOPPED_FLAG, None)
     return nodes

@@ -56,7 +56,11 @@ class ImpairmentsLayer(BaseLayer):
                     "network": link.network,
                     "impair": str(link.impairment),
                     "qdisc": link.qdisc,
-                    **({"note": "a fault shapes it now (labkit fault list)"} if (link.node, link.network) in shaped else {}),
+                    **(
+                        {"note": "a fault shapes it now (labkit fault list)"}
+                        if (link.node, link.network) in shaped
+                        else {}
+                    ),
                 }
                 for links in plan_impairments(cluster.topology, cluster.addresses).values()
                 for link in links

@@ -312,6 +312,10 @@ class DockerRuntime:
                 return 1
             except docker.errors.NotFound:
                 return 0
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:  # another process is removing it: gone soon
+                    return 0
+                raise
 
         removed = sum(parallel(remove, ids))
         for network in api.networks(filters=selector):
