@@ -12,7 +12,7 @@ import socket
 import struct
 import tarfile
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
@@ -256,6 +256,19 @@ class DockerRuntime:
             shown = command if isinstance(command, str) else shlex.join(command)
             raise ExecError(container, shown, result)
         return result
+
+    def exec_stream(self, container: str, command: str | list[str]) -> Iterator[tuple[bytes, bytes]]:
+        """Run a command; yield its (stdout, stderr) bytes as the engine sends them
+        (the SDK's attached exec stream: no docker CLI, works on a remote engine)."""
+        argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
+        api = self.client.api
+        try:
+            exec_id = api.exec_create(container, argv)["Id"]
+            chunks = api.exec_start(exec_id, stream=True, demux=True)
+        except docker.errors.NotFound:
+            raise LabkitError(f"no container {container!r}: is the lab up?") from None
+        for stdout, stderr in chunks:
+            yield stdout or b"", stderr or b""
 
     def put_file(self, container: str, path: str, content: str | bytes, mode: int = 0o644) -> None:
         """Write one file into a node container (parent folders created)."""
