@@ -108,7 +108,7 @@ def lock(lab: str) -> Iterator[None]:
             with _held_guard:
                 _held[key] -= 1
         return
-    path = state_dir() / f"{lab}.lock"
+    path = state_dir() / "locks" / f"{lab}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         try:
