@@ -4,6 +4,7 @@ The public Python API is what this package exports (see the README's "Python API
 """
 
 from labkit import expect
+from labkit.core.capture import Capture
 from labkit.core.endpoint import Endpoint, Target
 from labkit.core.handles import Link, NodeHandle, PodHandle
 from labkit.core.probes import HttpResult, IperfResult, PingResult, TcpResult
@@ -16,6 +17,7 @@ from labkit.load import ContinuousClient, LoadResult
 from labkit.topology import load_topology, parse_topology
 
 __all__ = [
+    "Capture",
     "ContinuousClient",
     "Endpoint",
     "Fault",

@@ -12,14 +12,13 @@ import socket
 import struct
 import tarfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
-from docker.models.containers import Container
 
 from labkit.concurrency import parallel
 from labkit.errors import EngineUnavailable, LabkitError
@@ -59,7 +58,6 @@ class DockerRuntime:
         self._client = client
         self._mode: NodeMode | None = None
         self._lock = threading.Lock()
-        self._containers: dict[str, Container] = {}
 
     # -- engine -------------------------------------------------------------
 
@@ -199,28 +197,25 @@ class DockerRuntime:
         api.start(created["Id"])
         return name
 
+    # By name, never through cached objects: a lab removed and made again under
+    # the same name (by this process or another) has new container ids.
     def start_node(self, container: str) -> None:
-        self._container(container).start()
+        self._by_name(container, lambda api: api.start(container))
 
     def stop_node(self, container: str, timeout: int = 2) -> None:
-        self._container(container).stop(timeout=timeout)
+        self._by_name(container, lambda api: api.stop(container, timeout=timeout))
 
     def is_running(self, container: str) -> bool:
-        item = self._container(container)
-        item.reload()
-        return bool(item.status == "running")
+        state = self._by_name(container, lambda api: api.inspect_container(container)["State"])
+        return bool(state.get("Running"))
+
+    def _by_name(self, container: str, call: Callable[[Any], Any]) -> Any:
+        try:
+            return call(self.client.api)
+        except docker.errors.NotFound:
+            raise LabkitError(f"no container {container!r}: is the lab up?") from None
 
     # -- exec and files -------------------------------------------------------
-
-    def _container(self, name: str) -> Container:
-        cached = self._containers.get(name)
-        if cached is None:
-            try:
-                cached = self.client.containers.get(name)
-            except docker.errors.NotFound:
-                raise LabkitError(f"no container {name!r}: is the lab up?") from None
-            self._containers[name] = cached
-        return cached
 
     def exec(
         self,
@@ -337,7 +332,6 @@ class DockerRuntime:
                 removed += 1
             except docker.errors.NotFound:
                 pass
-        self._containers = {k: v for k, v in self._containers.items() if not k.startswith(f"{lab}-")}
         return removed
 
 
