@@ -63,8 +63,6 @@ class Lab:
     runtime = property(lambda self: self.cluster.runtime)
     source = property(lambda self: self.cluster.source)
 
-    # -- bring up / down ----------------------------------------------------------
-
     @classmethod
     def up(
         cls,
@@ -95,6 +93,7 @@ class Lab:
             except BaseException:
                 progress("failed: removing what was created")
                 lab.down()
+                machines.remove_late_arrivals(cluster)
                 raise
         lab.timings["up"] = time.perf_counter() - started
         return lab

@@ -11,6 +11,8 @@ does (containers stopped), so `start` is also how a lab survives one.
 
 from __future__ import annotations
 
+import time
+
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from labkit.concurrency import parallel
@@ -73,3 +75,14 @@ def start_lab(cluster: Cluster) -> list[str]:
     parallel(lambda node: rebuild_node(cluster, node), nodes)
     cluster.state.pop(STOPPED_FLAG, None)
     return nodes
+
+
+def remove_late_arrivals(cluster: Cluster, *, settle: float = 0.3, rounds: int = 10) -> None:
+    """After an interrupted up: a request the interrupt cut short (a network or a
+    container being created) still completes on the engine, after the first
+    removal looked. Remove again until nothing of the lab shows up for `settle` s."""
+    for _ in range(rounds):
+        time.sleep(settle)
+        if not cluster.runtime.labelled(cluster.name):
+            return
+        cluster.runtime.remove_lab(cluster.name)

@@ -133,11 +133,13 @@ def test_a_lab_kept_on_purpose_is_never_reclaimed(runtime, tmp_path):
 def test_ctrl_c_during_up_leaves_nothing(runtime, tmp_path, moment):
     topology = tiny(tmp_path, f"sigint-{moment}")
     name = PREFIX + f"sigint-{moment}"
+    lock = state.state_dir() / "locks" / f"{name}.lock"
+    lock.unlink(missing_ok=True)  # made when `up` starts planning
     child = subprocess.Popen(
         [sys.executable, "-m", "labkit", "up", str(topology)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     if moment == "planning":
-        time.sleep(1.0)  # imports done, planning and checking (nothing made yet)
+        wait_for(lock.exists)  # planning and checking: nothing made yet
     elif moment == "network":
         wait_for(lambda: runtime.labelled(name) != [])
     elif moment == "node":
