@@ -40,7 +40,9 @@ def test_a_rate_in_the_file_caps_what_the_node_sends(lab, measure):
     assert "tbf" in qdisc(lab, "node-1") and "rate 20Mbit" in qdisc(lab, "node-1")
     assert "tbf" not in qdisc(lab, "node-2")
     shown = lab.describe()["impairments"]
-    assert [(i["node"], i["network"], i["impair"]) for i in shown] == [("node-1", "underlay", "20mbit")]
+    assert [(i["node"], i["network"], i["impair"]) for i in shown] == [
+        ("node-1", "underlay", "20mbit")
+    ]
     result = lab.iperf(lab.pod("client"), lab.pod("web"), seconds=2)
     measure("impaired_link_mbit", result.bits_per_second / 1e6, "Mbit/s")
     # tbf with a 20 ms bucket: near the cap, never far above it.
@@ -69,7 +71,19 @@ def test_a_netem_fault_over_a_rate_keeps_the_rate(lab, faults):
 
 def test_labkit_capture_streams_pcap_until_ctrl_c(lab):
     child = subprocess.Popen(
-        [sys.executable, "-m", "labkit", "capture", "web", "--lab", lab.name, "--", "tcp", "port", "8080"],
+        [
+            sys.executable,
+            "-m",
+            "labkit",
+            "capture",
+            "web",
+            "--lab",
+            lab.name,
+            "--",
+            "tcp",
+            "port",
+            "8080",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -135,7 +149,9 @@ def test_stop_and_start_bring_the_lab_back_as_recorded(lab, faults):
     assert stopped.returncode == 0, stopped.stderr
     assert not any(lab.runtime.is_running(node.container) for node in lab.nodes())
     graph = labkit("graph", lab.name)
-    assert "class node_node_1 stopped" in graph.stdout and "class node_node_2 stopped" in graph.stdout
+    assert (
+        "class node_node_1 stopped" in graph.stdout and "class node_node_2 stopped" in graph.stdout
+    )
     again = labkit("up", "impaired")
     assert again.returncode == 2 and "is stopped" in again.stderr and "labkit start" in again.stderr
 
@@ -144,8 +160,12 @@ def test_stop_and_start_bring_the_lab_back_as_recorded(lab, faults):
     assert back.returncode == 0, back.stderr
     print(f"[labkit] start took {time.perf_counter() - started:.1f} s (CLI, 2 nodes)")
     after = lab.describe()
-    assert [(n["name"], n["ips"]) for n in after["nodes"]] == [(n["name"], n["ips"]) for n in before["nodes"]]
-    assert [(p["name"], p["ip"]) for p in after["pods"]] == [(p["name"], p["ip"]) for p in before["pods"]]
+    assert [(n["name"], n["ips"]) for n in after["nodes"]] == [
+        (n["name"], n["ips"]) for n in before["nodes"]
+    ]
+    assert [(p["name"], p["ip"]) for p in after["pods"]] == [
+        (p["name"], p["ip"]) for p in before["pods"]
+    ]
     vip = lab.service("web").vip
     expect.reachable([lab.pod("client")], [lab.pod("web")], HTTP, within=10)
     assert lab.pod("client").http(vip, 80).pod == "web"  # the service

@@ -85,7 +85,11 @@ def test_a_killed_pytest_run_is_reclaimed_by_the_next_up(runtime, tmp_path, capf
     lab = Lab.up(str(topology), runtime=runtime)
     try:
         lines = [line for line in capfd.readouterr().err.splitlines() if "reclaiming" in line]
-        assert len(lines) == 1 and f"reclaiming lab {name}: its owner (pid" in lines[0] and "is gone" in lines[0]
+        assert (
+            len(lines) == 1
+            and f"reclaiming lab {name}: its owner (pid" in lines[0]
+            and "is gone" in lines[0]
+        )
         assert lab.pod("p-1").exec("true").ok
     finally:
         lab.down()
@@ -105,13 +109,17 @@ def test_labkit_down_stale_removes_what_killed_runs_left(runtime, tmp_path):
 def test_a_labkit_up_killed_half_way_is_reclaimed(runtime, tmp_path, capfd):
     topology = tiny(tmp_path, "reclaim-c")
     name = PREFIX + "reclaim-c"
-    child = subprocess.Popen([sys.executable, "-m", "labkit", "up", str(topology)], stdout=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "labkit", "up", str(topology)], stdout=subprocess.DEVNULL
+    )
     wait_for(lambda: any("node-1" in item for item in runtime.labelled(name)))  # the node exists
     kill9(child)
     lab = Lab.up(str(topology), runtime=runtime)
     try:
         err = capfd.readouterr().err
-        assert f"reclaiming lab {name}: its owner (pid {child.pid}) died while bringing it up" in err
+        assert (
+            f"reclaiming lab {name}: its owner (pid {child.pid}) died while bringing it up" in err
+        )
     finally:
         lab.down()
 
@@ -136,7 +144,9 @@ def test_ctrl_c_during_up_leaves_nothing(runtime, tmp_path, moment):
     lock = state.state_dir() / "locks" / f"{name}.lock"
     lock.unlink(missing_ok=True)  # made when `up` starts planning
     child = subprocess.Popen(
-        [sys.executable, "-m", "labkit", "up", str(topology)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [sys.executable, "-m", "labkit", "up", str(topology)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     if moment == "planning":
         wait_for(lock.exists)  # planning and checking: nothing made yet

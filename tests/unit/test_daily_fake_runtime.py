@@ -62,11 +62,17 @@ def execs_on(runtime: FakeRuntime, container: str) -> list[str]:
 def test_up_sets_the_files_rate_on_the_impaired_link_only(runtime):
     Lab.up(parse_topology(TOPOLOGY), runtime=runtime)
     shaped = [c for c in execs_on(runtime, "fake-node-1") if "tc qdisc replace" in c]
-    assert len(shaped) == 1 and "show to 10.210.0.2/32" in shaped[0] and "tbf rate 20000000bit" in shaped[0]
+    assert (
+        len(shaped) == 1
+        and "show to 10.210.0.2/32" in shaped[0]
+        and "tbf rate 20000000bit" in shaped[0]
+    )
     assert not [c for c in execs_on(runtime, "fake-node-2") if "tc qdisc" in c]
 
 
-def test_a_topology_asking_for_netem_is_refused_before_anything_is_created(runtime, host_has_everything):
+def test_a_topology_asking_for_netem_is_refused_before_anything_is_created(
+    runtime, host_has_everything
+):
     host_has_everything["netem"] = {"ok": False, "detail": "the kernel lacks it"}
     delayed = TOPOLOGY.replace("rate: 20mbit", "delay: 20ms")
     with pytest.raises(FeatureMissing, match=r"nodes\.node-1\.impair\.underlay\.delay"):
@@ -117,8 +123,14 @@ def test_stop_stops_every_node_and_start_reruns_scripts_layers_and_faults(lab, r
         script = next(i for i, c in enumerate(commands) if "pod_add" in c or "ip netns add" in c)
         shaped = max(i for i, c in enumerate(commands) if "tc qdisc replace" in c)
         assert script < shaped  # the node's script first, then what goes on top
-    assert "tbf rate 5000000bit" in [c for c in execs_on(runtime, "fake-node-2") if "tc qdisc" in c][-1]
-    assert "tbf rate 20000000bit" in [c for c in execs_on(runtime, "fake-node-1") if "tc qdisc" in c][-1]
+    assert (
+        "tbf rate 5000000bit"
+        in [c for c in execs_on(runtime, "fake-node-2") if "tc qdisc" in c][-1]
+    )
+    assert (
+        "tbf rate 20000000bit"
+        in [c for c in execs_on(runtime, "fake-node-1") if "tc qdisc" in c][-1]
+    )
 
 
 def test_start_leaves_a_node_a_fault_stopped_alone(lab, runtime):
@@ -153,8 +165,12 @@ def test_reclaim_rules():
     assert owner.reclaim_reason(mine(), running=False, building=False) == "nothing of it runs"
     kept = {owner.KEEP: "1"}
     assert owner.reclaim_reason(gone(**kept), **here) is None  # kept, complete
-    assert owner.reclaim_reason(gone(**kept), running=False, building=False) is None  # engine restarted
-    assert "died while bringing it up" in str(owner.reclaim_reason(gone(**kept), running=True, building=True))
+    assert (
+        owner.reclaim_reason(gone(**kept), running=False, building=False) is None
+    )  # engine restarted
+    assert "died while bringing it up" in str(
+        owner.reclaim_reason(gone(**kept), running=True, building=True)
+    )
     assert owner.reclaim_reason(mine(), running=False, building=False, stopped=True) is None
     elsewhere = gone() | {owner.HOST: socket.gethostname() + "-other"}
     assert owner.reclaim_reason(elsewhere, running=False, building=True) == "nothing of it runs"
@@ -171,7 +187,9 @@ def test_the_lock_is_reentrant_in_one_thread(tmp_path):
 
 def test_capture_commands():
     command = capture_command("c1", "web", None, ["tcp", "port", "80"])
-    assert command.endswith("exec ip netns exec web tcpdump -i eth0 -U --immediate-mode -w - tcp port 80")
+    assert command.endswith(
+        "exec ip netns exec web tcpdump -i eth0 -U --immediate-mode -w - tcp port 80"
+    )
     assert "echo $$ > /run/labkit-capture/c1.pid" in command
     assert "tcpdump -i any " in capture_command("c1", None, None, [])
     assert "kill -INT $(cat /run/labkit-capture/c1.pid" in stop_command("c1")
