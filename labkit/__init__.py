@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _WHERE = {
+    "Capture": "labkit.core.capture",
     "ContinuousClient": "labkit.load",
     "Endpoint": "labkit.core.endpoint",
     "Fault": "labkit.faults",
@@ -38,6 +39,7 @@ _WHERE = {
 
 if TYPE_CHECKING:
     from labkit import expect
+    from labkit.core.capture import Capture
     from labkit.core.endpoint import Endpoint, Target
     from labkit.core.handles import Link, NodeHandle, PodHandle
     from labkit.core.probes import HttpResult, IperfResult, PingResult, TcpResult
@@ -62,6 +64,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Capture",
     "ContinuousClient",
     "Endpoint",
     "Fault",

@@ -35,20 +35,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+from pydantic import ValidationError
 
 from labkit.concurrency import parallel
+from labkit.core import machines
 from labkit.core.cluster import Cluster
 from labkit.core.handles import Link
 from labkit.dataplane import backends
 from labkit.dataplane import pods as pod_plan
-from labkit.dataplane.faults import netem_qdisc, partition_script, tbf_qdisc
+from labkit.dataplane.faults import partition_script
+from labkit.dataplane.impairments import changed_qdisc, topology_qdisc
 from labkit.dataplane.vxlan import underlay_device
-from labkit.errors import LabkitError, UsageError
+from labkit.errors import UsageError
 from labkit.runtime import features
+from labkit.topology.model import Impairment
 
 STATE_KEY = "faults"
-NODE_RETURN_SECONDS = 30.0
 REWIRED_BACKENDS = ("vxlan", "host-gw")  # static state a link flap loses; daemons re-learn theirs
 
 
@@ -120,8 +122,8 @@ class Faults:
             "node-stop": lambda f: self._start(f.nodes[0]),
             "link-down": lambda f: self._link_up(f.nodes[0], f.params.get("network")),
             "partition": lambda f: self._sync_partitions(),
-            "rate-limit": lambda f: self._clear_qdisc(f.nodes[0], f.params.get("network")),
-            "netem": lambda f: self._clear_qdisc(f.nodes[0], f.params.get("network")),
+            "rate-limit": lambda f: self._restore_qdisc(f.nodes[0], f.params.get("network")),
+            "netem": lambda f: self._restore_qdisc(f.nodes[0], f.params.get("network")),
             "pod-kill": lambda f: self._start_pod(str(f.pod)),
         }[fault.kind]
         # Forgotten first: what the undo re-renders (partitions, a node's faults) must not see it.
@@ -173,31 +175,20 @@ class Faults:
         return time.perf_counter() - started
 
     def _start(self, node: str) -> None:
-        cluster = self.cluster
-        cluster.runtime.start_node(self._container(node))
-        for attempt in Retrying(
-            stop=stop_after_delay(NODE_RETURN_SECONDS),
-            wait=wait_fixed(0.2),
-            retry=retry_if_exception_type(LabkitError),
-            reraise=True,
-        ):
-            with attempt:
-                cluster.node(node).exec("true")
-        cluster.node(node).exec(cluster.node_script(node))
-        cluster.mark_stopped(node, False)
-        cluster.node_rebuilt(node)
-        self._reassert(node)
-        cluster.save()
+        machines.rebuild_node(self.cluster, node)
+        self.cluster.mark_stopped(node, False)
+        self.cluster.node_rebuilt(node)
+        self.reassert([node])
+        self.cluster.save()
 
-    def _reassert(self, node: str) -> None:
-        """Faults still active on a node that came back without them."""
+    def reassert(self, nodes: Sequence[str]) -> None:
+        """Set again the faults still active on nodes that came back without them."""
         for fault in self.active:
-            if node not in fault.nodes + fault.others or fault.kind == "node-stop":
-                continue
-            if fault.kind == "rate-limit" or fault.kind == "netem":
-                self._set_qdisc(node, fault.params.get("network"), fault.params["qdisc"])
-            elif fault.kind == "link-down":
-                self._link(node, fault.params.get("network")).down()
+            for node in set(nodes) & set(fault.nodes + fault.others):
+                if fault.kind in ("rate-limit", "netem"):
+                    self._set_qdisc(node, fault.params.get("network"), fault.params["qdisc"])
+                elif fault.kind == "link-down":
+                    self._link(node, fault.params.get("network")).down()
         if any(f.kind == "partition" for f in self.active):
             self._sync_partitions()
 
@@ -297,23 +288,38 @@ class Faults:
     def _set_qdisc(self, node: str, network: str | None, qdisc: str) -> None:
         self._link(node, network).shape(qdisc)
 
-    def _clear_qdisc(self, node: str, network: str | None) -> None:
-        self._link(node, network).clear_shaping()
+    def _network(self, node: str, network: str | None) -> str:
+        return network or next(iter(self.cluster.addresses.node_ips[node]))
 
-    def _shaped(self, node: str, network: str | None) -> None:
+    def _restore_qdisc(self, node: str, network: str | None) -> None:
+        """Back to the link's own qdisc from the topology (its impairment), or none."""
+        own = topology_qdisc(self.cluster.topology, node, self._network(node, network))
+        link = self._link(node, network)
+        if own:
+            link.shape(own)
+        else:
+            link.clear_shaping()
+
+    def _shape(self, kind: str, node: str, network: str | None, change: dict[str, Any]) -> Fault:
+        """Set a shaping fault over the link's impairment from the topology."""
+        self.cluster.node(node)
         if any(f.kind in ("rate-limit", "netem") and node in f.nodes for f in self.active):
             raise UsageError(f"node {node!r} is shaped already: revert that fault first")
+        try:
+            settings = Impairment(**change)
+        except ValidationError as exc:
+            raise UsageError("; ".join(str(e["msg"]) for e in exc.errors())) from None
+        qdisc = changed_qdisc(self.cluster.topology, node, self._network(node, network), settings)
+        features.require(qdisc.split()[0], f"{kind} faults")  # tbf, or netem where it folds in
+        self._set_qdisc(node, network, qdisc)
+        params = {k: v for k, v in change.items() if v is not None}
+        shown = {"rate": params.get("rate")} if kind == "rate-limit" else {"spec": qdisc}
+        return self._record(kind, nodes=[node], params={**shown, "network": network, "qdisc": qdisc})
 
     def rate_limit(self, node: str, rate: str, network: str | None = None) -> Fault:
-        """Cap what a node sends on its underlay interface (tbf), e.g. rate="20mbit"."""
-        features.require("tbf", "rate limits")
-        self.cluster.node(node)
-        self._shaped(node, network)
-        qdisc = tbf_qdisc(rate)
-        self._set_qdisc(node, network, qdisc)
-        return self._record(
-            "rate-limit", nodes=[node], params={"rate": rate, "network": network, "qdisc": qdisc}
-        )
+        """Cap what a node sends on its underlay interface, e.g. rate="20mbit" (tbf; a
+        link the topology delays keeps its delay, the rate folded into its netem)."""
+        return self._shape("rate-limit", node, network, {"rate": rate})
 
     def netem(
         self,
@@ -324,15 +330,13 @@ class Faults:
         loss: str | None = None,
         network: str | None = None,
     ) -> Fault:
-        """Delay, jitter and loss on a node's underlay interface (netem), e.g. delay="50ms"."""
-        features.require("netem", "delay/jitter/loss faults")
-        self.cluster.node(node)
-        self._shaped(node, network)
-        qdisc = netem_qdisc(delay, jitter, loss)
-        self._set_qdisc(node, network, qdisc)
-        return self._record(
-            "netem", nodes=[node], params={"spec": qdisc, "network": network, "qdisc": qdisc}
-        )
+        """Delay, jitter and loss on a node's underlay interface (netem), e.g. delay="50ms";
+        settings not given keep the link's own from the topology."""
+        if not (delay or loss):
+            raise UsageError("netem needs a delay or a loss")
+        if jitter and not delay:
+            raise UsageError("jitter needs a delay")
+        return self._shape("netem", node, network, {"delay": delay, "jitter": jitter, "loss": loss})
 
     # -- pods ---------------------------------------------------------------------------------
 

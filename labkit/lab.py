@@ -9,8 +9,6 @@ failure or interrupt on the way removes what was made.
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,15 +16,14 @@ from functools import cached_property
 from typing import Any
 
 from labkit.concurrency import parallel
+from labkit.core import machines, probes
 from labkit.core import pods as lifecycle
-from labkit.core import probes
 from labkit.core import state as state_store
-from labkit.core.cluster import Cluster
+from labkit.core.cluster import Cluster, lab_name_for
 from labkit.core.describe import describe_cluster
 from labkit.core.handles import PodHandle
-from labkit.core.owner import owner_labels, stale_reason
+from labkit.core.owner import claim_name, owner_labels
 from labkit.dataplane import nodes as node_plan
-from labkit.errors import UsageError
 from labkit.faults import Faults
 from labkit.layers import apply_layers, check_layers, describe_layers, sync_layers
 from labkit.layers.convergence import Routing
@@ -39,14 +36,8 @@ from labkit.runtime.docker import DockerRuntime
 from labkit.topology.addressing import plan_addresses
 from labkit.topology.loader import load_topology
 from labkit.topology.model import Pod, Topology
-from labkit.topology.validate import networks_of
 
 Progress = Callable[[str], None]
-
-
-def lab_name_for(topology: Topology) -> str:
-    """The lab's name: the topology's, behind $LABKIT_NAME_PREFIX (for parallel runs)."""
-    return os.environ.get("LABKIT_NAME_PREFIX", "") + topology.name
 
 
 class Lab:
@@ -68,8 +59,6 @@ class Lab:
     runtime = property(lambda self: self.cluster.runtime)
     source = property(lambda self: self.cluster.source)
 
-    # -- bring up / down ----------------------------------------------------------
-
     @classmethod
     def up(
         cls,
@@ -86,25 +75,22 @@ class Lab:
         topology = load_topology(topology) if isinstance(topology, str) else topology
         runtime = runtime or DockerRuntime()
         lab_name = name or lab_name_for(topology)
-        if lab_name in runtime.lab_names():
-            stale = stale_reason(runtime.lab_labels(lab_name))
-            if stale is None and runtime.lab_running(lab_name):
-                raise UsageError(f"a lab named {lab_name!r} is already up (labkit down {lab_name})")
-            print(f"labkit: reclaiming lab {lab_name}: {stale or 'nothing of it runs'}", file=sys.stderr)
-            runtime.remove_lab(lab_name)
-        addresses = plan_addresses(topology, runtime.taken_subnets())
-        cluster = Cluster(lab_name, topology, addresses, runtime, image=image or runtime.node_image(), source=source)
-        cluster.owner = owner_labels(keep=keep)
-        lab = cls(cluster)
-        cluster.check_images()
-        check_layers(cluster)
-        started = time.perf_counter()
-        try:
-            lab._create(progress)
-        except BaseException:
-            progress("failed: removing what was created")
-            lab.down()
-            raise
+        with state_store.lock(lab_name):  # a down or another up of this name waits its turn
+            claim_name(runtime, lab_name)  # reclaims what a dead run left; refuses a lab in use
+            addresses = plan_addresses(topology, runtime.taken_subnets())
+            cluster = Cluster(lab_name, topology, addresses, runtime, image=image or runtime.node_image(), source=source)
+            cluster.owner = owner_labels(keep=keep)
+            lab = cls(cluster)
+            cluster.check_images()
+            check_layers(cluster)
+            started = time.perf_counter()
+            try:
+                lab._create(progress)
+            except BaseException:
+                progress("failed: removing what was created")
+                lab.down()
+                machines.remove_late_arrivals(cluster)
+                raise
         lab.timings["up"] = time.perf_counter() - started
         return lab
 
@@ -120,9 +106,8 @@ class Lab:
     ) -> Iterator[Lab]:
         """Up (or, with `reuse`, attach to the running lab of that name), yield, down unless `keep`."""
         parsed = load_topology(topology) if isinstance(topology, str) else topology
+        runtime = options["runtime"] = options.get("runtime") or DockerRuntime()
         name = options.get("name") or lab_name_for(parsed)
-        runtime = options.setdefault("runtime", None) or DockerRuntime()
-        options["runtime"] = runtime
         if reuse and name in runtime.lab_names() and name in state_store.known_labs():
             lab = cls.attach(name, runtime)
         else:
@@ -135,22 +120,36 @@ class Lab:
 
     def down(self) -> int:
         """Remove every container and network of the lab. Idempotent."""
-        removed = self.runtime.remove_lab(self.name)
-        state_store.forget(self.name)
+        with state_store.lock(self.name):
+            removed = self.runtime.remove_lab(self.name)
+            state_store.forget(self.name)
         return removed
+
+    def stop(self) -> list[str]:
+        """Stop every node container on purpose; containers, addresses and state stay."""
+        return machines.stop_lab(self.cluster)
+
+    def start(self) -> list[str]:
+        """Bring a stopped lab back (after `stop`, or an engine restart) as recorded:
+        each node's whole script, then the layers, then the faults still active."""
+        if nodes := machines.start_lab(self.cluster):
+            apply_layers(self.cluster)
+            self.faults.reassert(nodes)
+        self.cluster.save()
+        return nodes
 
     def _create(self, progress: Progress) -> None:
         cluster, topology = self.cluster, self.topology
+        cluster.state["building"] = True  # until the end: a run killed on the way is junk
+        cluster.save()
         step = time.perf_counter()
         progress(f"creating {len(topology.networks)} underlay network(s)")
-        for network, subnet in self.addresses.underlay_subnets.items():
-            self.runtime.create_network(self.name, network, subnet, self.cluster.owner)
+        machines.create_networks(cluster)
         progress(f"starting {len(topology.nodes)} node(s)")
-        parallel(self._create_node, topology.nodes)
+        parallel(lambda node: machines.create_node(cluster, node), topology.nodes)
         self.timings["nodes"] = time.perf_counter() - step
         step = time.perf_counter()
         progress(f"wiring the pod network ({topology.cluster.backend}) and {len(topology.pods)} pod(s)")
-        cluster.save()
         scripts = node_plan.node_scripts(topology, self.addresses)  # all at once: peers are shared
         built = parallel(lambda node: cluster.node(node).exec(scripts[node]), scripts)
         self.timings["pods"] = time.perf_counter() - step
@@ -158,12 +157,8 @@ class Lab:
         step = time.perf_counter()
         self.steps["layers"] = apply_layers(cluster, progress)
         self.timings["layers"] = time.perf_counter() - step
+        cluster.state.pop("building")
         cluster.save()
-
-    def _create_node(self, node: str) -> None:
-        networks = {net: self.addresses.node_ips[node][net] for net in networks_of(self.topology, node)}
-        image = self.topology.nodes[node].image or self.cluster.image
-        self.runtime.create_node(self.name, node, image, networks, self.cluster.owner)
 
     def describe(self) -> dict[str, Any]:
         """What `labkit status --json` prints: nodes, pods, and every layer's part."""

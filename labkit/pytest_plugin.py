@@ -4,17 +4,22 @@ One lab per topology per session, shared by every test that names it, and
 taken down after the last of them (also on Ctrl-C and at exit), unless
 `--lab-keep`. `--lab-reuse` attaches to a lab of the same name that is up.
 Without a Docker engine the lab tests skip, unless LABKIT_REQUIRE_DOCKER=1,
-which makes that a failure (CI sets it).
+which makes that a failure (CI sets it). The `capture` fixture keeps the pcap
+files of failed tests under --lab-pcap-dir, named in the JUnit XML.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from labkit.core.capture import Capture
 from labkit.errors import LabkitError
 from labkit.faults import Faults
 from labkit.lab import Lab, lab_name_for
@@ -26,9 +31,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("labkit")
     group.addoption("--lab-keep", action="store_true", help="leave the labs up after the run")
     group.addoption("--lab-reuse", action="store_true", help="attach to a running lab of the same name")
+    group.addoption(
+        "--lab-pcap-dir", default="test-results/pcap", help="where the `capture` fixture keeps failed tests' pcaps"
+    )
 
 
 POOL_KEY = pytest.StashKey["LabPool"]()
+REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -62,6 +71,14 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     path = _topology_path(item)
     if path is not None:
         item.config.stash[POOL_KEY].finished(path)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Each phase's report on the item, so fixtures can tell a failed test at teardown."""
+    outcome = yield
+    report = outcome.get_result()
+    item.stash.setdefault(REPORTS_KEY, {})[report.when] = report
 
 
 class LabPool:
@@ -162,3 +179,35 @@ def faults(lab: Lab) -> Any:
     yield lab.faults
     injected: Faults = lab.faults
     injected.revert_all([fault for fault in injected.active if fault.id not in before])
+
+
+@pytest.fixture
+def capture(request: pytest.FixtureRequest, lab: Lab, tmp_path: Path) -> Iterator[Any]:
+    """`capture("web", "client", iface=None, filter="tcp port 8080")`: tcpdump on those
+    nodes or pods until the test ends. A failed test's pcap files are kept in
+    --lab-pcap-dir/<test>/ and their paths recorded as JUnit properties `pcap`."""
+    running: list[tuple[Capture, Path]] = []
+
+    def start(*names: str, iface: str | None = None, filter: str = "") -> list[Capture]:
+        started = []
+        for name in names:
+            path = tmp_path / f"{name}.pcap"
+            one = Capture(lab.endpoint(name), path.open("wb"), iface=iface, filter_words=filter.split())
+            running.append((one, path))
+            started.append(one.start())
+        return started
+
+    yield start
+    for one, _ in running:
+        one.stop()
+        one.sink.close()
+    reports = request.node.stash.get(REPORTS_KEY, {})
+    if not running or not any(report.failed for report in reports.values()):
+        return
+    folder = Path(request.config.getoption("--lab-pcap-dir"))
+    folder = request.config.invocation_params.dir / folder / re.sub(r"[^\w.-]+", "_", request.node.nodeid)
+    folder.mkdir(parents=True, exist_ok=True)
+    for _, path in running:
+        kept = folder / path.name
+        shutil.move(path, kept)
+        request.node.user_properties.append(("pcap", str(kept)))

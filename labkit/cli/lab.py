@@ -92,8 +92,11 @@ def down(
     else:
         names = {only_lab(None)}
     for lab in sorted(names):
-        removed = runtime.remove_lab(lab)
-        state.forget(lab)
+        with state.lock(lab):  # after an `up` of that name that is creating it now
+            if stale and not stale_reason(runtime.lab_labels(lab)):
+                continue  # reclaimed and brought up again meanwhile
+            removed = runtime.remove_lab(lab)
+            state.forget(lab)
         console.print(f"removed lab {lab} ({removed} objects)")
     if not names:
         console.print("nothing to remove")
@@ -155,3 +158,23 @@ def status(
         print(json.dumps(lab.describe(), indent=2))
     else:
         _print_lab(lab)
+
+
+@app.command()
+@friendly
+def stop(name: Annotated[str | None, typer.Argument(help="Lab name")] = None) -> None:
+    """Stop a lab on purpose: its containers stop, its addresses and state stay."""
+    lab = attach_lab(name)
+    nodes = lab.stop()
+    console.print(f"lab {lab.name} stopped ({len(nodes)} node(s)); bring it back: labkit start {lab.name}")
+
+
+@app.command()
+@friendly
+def start(name: Annotated[str | None, typer.Argument(help="Lab name")] = None) -> None:
+    """Bring a stopped lab back (after `labkit stop` or an engine restart), as recorded."""
+    lab = attach_lab(name)
+    with console.status(f"starting {lab.name}"):
+        nodes = lab.start()
+    console.print(f"lab {lab.name} is up ({len(nodes)} node(s) rebuilt)")
+    _print_lab(lab)

@@ -8,6 +8,7 @@ pods changed (the layers follow) and a node came back (the layers re-apply).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,6 +26,11 @@ STOPPED_KEY = "stopped_nodes"
 
 def _nothing(*_: Any) -> None:
     pass
+
+
+def lab_name_for(topology: Topology) -> str:
+    """The lab's name: the topology's, behind $LABKIT_NAME_PREFIX (for parallel runs)."""
+    return os.environ.get("LABKIT_NAME_PREFIX", "") + topology.name
 
 
 class Cluster:

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Mapping
 from pathlib import Path
+
+from labkit.core import state as state_store
+from labkit.errors import UsageError
+from labkit.runtime.base import Runtime
 
 HOST = "labkit.owner.host"
 BOOT = "labkit.owner.boot"
@@ -55,3 +60,45 @@ def stale_reason(labels: Mapping[str, str]) -> str | None:
     if _start_time(int(labels[PID])) != labels.get(START):
         return f"its owner (pid {labels[PID]}) is gone"
     return None
+
+
+def reclaim_reason(
+    labels: Mapping[str, str], *, running: bool, building: bool, stopped: bool = False
+) -> str | None:
+    """Why a new `up` may remove the lab already there under that name, or None.
+
+    A kept lab is never reclaimed once it was complete: stopped (an engine
+    restart) it waits for `labkit start`, and so does a lab stopped on purpose
+    (`labkit stop`) whose owner lives. One whose owner died while it was still
+    being built (`building`, from the state file) is junk.
+    """
+    stale = stale_reason(labels)
+    if stale is not None:
+        return stale
+    if labels.get(KEEP) == "1" or stopped:
+        mine = PID in labels and labels.get(HOST) == socket.gethostname()
+        if building and mine and _start_time(int(labels[PID])) != labels.get(START):
+            return f"its owner (pid {labels[PID]}) died while bringing it up"
+        return None
+    return None if running else "nothing of it runs"
+
+
+def claim_name(runtime: Runtime, name: str) -> None:
+    """Make room for a new lab called `name`: reclaim what a dead run left (one
+    line on stderr saying so), refuse when a lab of that name is in use or kept."""
+    if name not in runtime.lab_names():
+        return
+    running = runtime.lab_running(name)
+    building, stopped = state_store.flag(name, "building"), state_store.flag(name, "stopped")
+    reason = reclaim_reason(
+        runtime.lab_labels(name), running=running, building=building, stopped=stopped
+    )
+    if reason is None:
+        if stopped or not running:
+            raise UsageError(
+                f"a lab named {name!r} is stopped (labkit start {name}, or labkit down {name})"
+            )
+        raise UsageError(f"a lab named {name!r} is already up (labkit down {name})")
+    print(f"labkit: reclaiming lab {name}: {reason}", file=sys.stderr)
+    runtime.remove_lab(name)
+    state_store.forget(name)

@@ -1,12 +1,20 @@
 """What a running lab remembers between processes (CLI calls, --lab-reuse).
 
-One JSON file per lab under $LABKIT_STATE_DIR (default ~/.local/state/labkit).
+One JSON file per lab under $LABKIT_STATE_DIR (default ~/.local/state/labkit),
+and beside it a lock file that makes bringing up and removing a lab of one
+name take turns between processes: a `down` (or a reclaim) that ran while an
+`up` of the same name was creating used to remove the network under it
+(`network <lab>-underlay not found`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,3 +83,41 @@ def forget(lab: str) -> None:
 def known_labs() -> list[str]:
     folder = state_dir()
     return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
+
+
+def flag(lab: str, key: str) -> bool:
+    """One flag of a lab's saved state (`building`, `stopped`), without parsing the rest."""
+    try:
+        document = json.loads(state_path(lab).read_text())
+    except (OSError, ValueError):
+        return False
+    return bool((document.get("layers") or {}).get(key))
+
+
+_held: dict[tuple[str, int], int] = {}  # (lab, thread) -> depth: re-entrant in one thread
+_held_guard = threading.Lock()
+
+
+@contextmanager
+def lock(lab: str) -> Iterator[None]:
+    """Hold the lab name's lock while creating or removing its objects."""
+    key = (lab, threading.get_ident())
+    with _held_guard:
+        depth = _held.get(key, 0)
+        _held[key] = depth + 1
+    if depth:
+        try:
+            yield
+        finally:
+            with _held_guard:
+                _held[key] -= 1
+        return
+    path = state_dir() / "locks" / f"{lab}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+            yield
+        finally:
+            with _held_guard:
+                _held.pop(key, None)

@@ -12,6 +12,7 @@ from labkit.core.cluster import Cluster
 from labkit.layers.base import Layer
 from labkit.layers.convergence import Convergence
 from labkit.layers.floating import FloatingLayer
+from labkit.layers.impairments import ImpairmentsLayer
 from labkit.layers.ingress import IngressLayer
 from labkit.layers.policy import PolicyLayer
 from labkit.layers.services import ServicesLayer
@@ -24,6 +25,7 @@ LAYERS: tuple[Layer, ...] = (
     IngressLayer(),  # after services: it reads their endpoints
     VrrpLayer(),  # after ingress: its health check curls the local proxy
     PolicyLayer(),  # late: its FORWARD hook must stay first
+    ImpairmentsLayer(),  # last: the others converge and check on clean links
 )
 
 

@@ -7,7 +7,7 @@ the unit tests implement it. Results and errors that cross it live here too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Protocol, runtime_checkable
@@ -114,6 +114,10 @@ class Runtime(Protocol):
         env: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> ExecResult: ...
+
+    def exec_stream(self, container: str, command: str | list[str]) -> Iterator[tuple[bytes, bytes]]:
+        """Run a command; yield its (stdout, stderr) bytes as they come, until it exits."""
+        ...
 
     def put_file(self, container: str, path: str, content: str | bytes, mode: int = 0o644) -> None: ...
 

@@ -14,7 +14,7 @@ import socket
 import struct
 import tarfile
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -22,7 +22,6 @@ from typing import Any
 
 import docker
 import docker.errors
-from docker.models.containers import Container
 
 from labkit.concurrency import parallel
 from labkit.errors import EngineUnavailable, LabkitError
@@ -62,7 +61,6 @@ class DockerRuntime:
         self._client = client
         self._mode: NodeMode | None = None
         self._lock = threading.Lock()
-        self._containers: dict[str, Container] = {}
 
     # -- engine -------------------------------------------------------------
 
@@ -212,28 +210,25 @@ class DockerRuntime:
         api.start(created["Id"])
         return name
 
+    # By name, never through cached objects: a lab removed and made again under
+    # the same name (by this process or another) has new container ids.
     def start_node(self, container: str) -> None:
-        self._container(container).start()
+        self._by_name(container, lambda api: api.start(container))
 
     def stop_node(self, container: str, timeout: int = 2) -> None:
-        self._container(container).stop(timeout=timeout)
+        self._by_name(container, lambda api: api.stop(container, timeout=timeout))
 
     def is_running(self, container: str) -> bool:
-        item = self._container(container)
-        item.reload()
-        return bool(item.status == "running")
+        state = self._by_name(container, lambda api: api.inspect_container(container)["State"])
+        return bool(state.get("Running"))
+
+    def _by_name(self, container: str, call: Callable[[Any], Any]) -> Any:
+        try:
+            return call(self.client.api)
+        except docker.errors.NotFound:
+            raise LabkitError(f"no container {container!r}: is the lab up?") from None
 
     # -- exec and files -------------------------------------------------------
-
-    def _container(self, name: str) -> Container:
-        cached = self._containers.get(name)
-        if cached is None:
-            try:
-                cached = self.client.containers.get(name)
-            except docker.errors.NotFound:
-                raise LabkitError(f"no container {name!r}: is the lab up?") from None
-            self._containers[name] = cached
-        return cached
 
     def exec(
         self,
@@ -269,6 +264,19 @@ class DockerRuntime:
             shown = command if isinstance(command, str) else shlex.join(command)
             raise ExecError(container, shown, result)
         return result
+
+    def exec_stream(self, container: str, command: str | list[str]) -> Iterator[tuple[bytes, bytes]]:
+        """Run a command; yield its (stdout, stderr) bytes as the engine sends them
+        (the SDK's attached exec stream: no docker CLI, works on a remote engine)."""
+        argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
+        api = self.client.api
+        try:
+            exec_id = api.exec_create(container, argv)["Id"]
+            chunks = api.exec_start(exec_id, stream=True, demux=True)
+        except docker.errors.NotFound:
+            raise LabkitError(f"no container {container!r}: is the lab up?") from None
+        for stdout, stderr in chunks:
+            yield stdout or b"", stderr or b""
 
     def put_file(self, container: str, path: str, content: str | bytes, mode: int = 0o644) -> None:
         """Write one file into a node container (parent folders created)."""
@@ -331,6 +339,10 @@ class DockerRuntime:
                 return 1
             except docker.errors.NotFound:
                 return 0
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:  # another process is removing it: gone soon
+                    return 0
+                raise
 
         removed = sum(parallel(remove, ids))
         for network in api.networks(filters=selector):
@@ -339,7 +351,6 @@ class DockerRuntime:
                 removed += 1
             except docker.errors.NotFound:
                 pass
-        self._containers = {k: v for k, v in self._containers.items() if not k.startswith(f"{lab}-")}
         return removed
 
 

@@ -11,7 +11,7 @@ command) or an empty success.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -158,6 +158,10 @@ class FakeRuntime:
                 return result
         stdout = next((out for pattern, out in self.responses.items() if pattern in text), "")
         return ExecResult(0, stdout, "")
+
+    def exec_stream(self, container: str, command: str | list[str]) -> Iterator[tuple[bytes, bytes]]:
+        """The exec's answer as one stdout chunk."""
+        yield self.exec(container, command).stdout.encode(), b""
 
     def put_file(self, container: str, path: str, content: str | bytes, mode: int = 0o644) -> None:
         self._record("put_file", container, path)

@@ -8,7 +8,8 @@ import pytest
 from topology_problems import problems
 
 from labkit.dataplane import floating, policy
-from labkit.dataplane.faults import netem_qdisc, parse_rate, partition_script, tbf_qdisc
+from labkit.dataplane.faults import partition_script
+from labkit.dataplane.shaping import netem_qdisc, parse_rate, tbf_qdisc
 from labkit.topology import parse_topology, plan_addresses
 from labkit.topology.addressing import choose_pod_ip
 from labkit.topology.model import IpBlock, LabelSelector, NetworkPolicy
