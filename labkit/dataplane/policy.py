@@ -361,6 +361,7 @@ def parse_conntrack_line(line: str) -> dict[str, Any] | None:
     ports = len(seen.get("sport", [])) >= 2
     return {
         "protocol": words[0],
+        "state": words[3] if words[0] == "tcp" and "=" not in words[3] else "",
         "src": seen["src"][0],
         "orig_dst": seen["dst"][0],
         "dst": seen["src"][1],
@@ -395,18 +396,26 @@ def flow_denied(rules: dict[str, dict[str, list[list[Any]]]], flow: dict[str, An
     )
 
 
+# Entries that differ only in their source port share a verdict: one delete each.
+# A TCP entry in TIME_WAIT or CLOSE is left alone: a new SYN on its tuple makes
+# conntrack drop it and judge the packet as NEW, by the new rules.
 _PRUNE_MAIN = """
 import json, subprocess, sys
+from concurrent.futures import ThreadPoolExecutor
 rules = json.loads(sys.argv[1])
 listed = subprocess.run(["conntrack", "-L"], capture_output=True, text=True).stdout
+doomed = {}
 for line in listed.splitlines():
     flow = parse_conntrack_line(line)
-    if flow is None or not flow_denied(rules, flow):
+    if flow is None or flow["state"] in ("TIME_WAIT", "CLOSE") or not flow_denied(rules, flow):
         continue
-    command = ["conntrack", "-D", "-p", flow["protocol"], "--orig-src", flow["src"], "--orig-dst", flow["orig_dst"]]
-    if flow["sport"] is not None:
-        command += ["--orig-port-src", str(flow["sport"]), "--orig-port-dst", str(flow["orig_dport"])]
-    subprocess.run(command, capture_output=True)  # gone already (expired): fine
+    command = ["conntrack", "-D", "-p", flow["protocol"], "--orig-src", flow["src"],
+               "--orig-dst", flow["orig_dst"], "--reply-src", flow["dst"]]
+    if flow["dport"] is not None:
+        command += ["--orig-port-dst", str(flow["orig_dport"]), "--reply-port-src", str(flow["dport"])]
+    doomed[tuple(command)] = command
+with ThreadPoolExecutor(4) as pool:  # each delete walks the table: a few at once
+    list(pool.map(lambda c: subprocess.run(c, capture_output=True), doomed.values()))
 """
 
 

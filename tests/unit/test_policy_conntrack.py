@@ -35,6 +35,7 @@ def flow(line: str) -> dict:
 def test_a_conntrack_line_is_read_as_forward_sees_the_flow():
     assert flow(TCP_VIA_A_SERVICE) == {
         "protocol": "tcp",
+        "state": "ESTABLISHED",
         "src": "10.244.1.3",
         "orig_dst": "10.96.0.10",
         "dst": "10.244.0.2",  # after DNAT
@@ -81,7 +82,17 @@ def test_no_policy_denies_nothing():
 def test_the_node_program_deletes_exactly_the_denied_entries(tmp_path):
     """Run the shipped program with a fake `conntrack` that lists and records deletes."""
     fake = tmp_path / "conntrack"
-    listing = "\n".join([UDP_Y_A_TO_X_A, TCP_VIA_A_SERVICE, ICMP_X_B_TO_X_A])
+    closed_earlier = TCP_VIA_A_SERVICE.replace("ESTABLISHED", "TIME_WAIT").replace("5000", "5001")
+    again_from_another_port = TCP_VIA_A_SERVICE.replace("5000", "5002")
+    listing = "\n".join(
+        [
+            UDP_Y_A_TO_X_A,
+            TCP_VIA_A_SERVICE,
+            closed_earlier,
+            again_from_another_port,
+            ICMP_X_B_TO_X_A,
+        ]
+    )
     fake.write_text(
         "#!/bin/sh\n"
         f'if [ "$1" = -L ]; then cat <<"EOF"\n{listing}\nEOF\n'
@@ -99,9 +110,9 @@ def test_the_node_program_deletes_exactly_the_denied_entries(tmp_path):
         env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
     )
     assert (tmp_path / "deleted").read_text().splitlines() == [
-        "-D -p tcp --orig-src 10.244.1.3 --orig-dst 10.96.0.10"
-        " --orig-port-src 5000 --orig-port-dst 80",
-        "-D -p icmp --orig-src 10.244.1.2 --orig-dst 10.244.0.2",
+        "-D -p tcp --orig-src 10.244.1.3 --orig-dst 10.96.0.10 --reply-src 10.244.0.2"
+        " --orig-port-dst 80 --reply-port-src 8080",
+        "-D -p icmp --orig-src 10.244.1.2 --orig-dst 10.244.0.2 --reply-src 10.244.0.2",
     ]
 
 
