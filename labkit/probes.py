@@ -175,9 +175,10 @@ def dial(job):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if stream else socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_IP, IP_RECVERR, 1)
     s.settimeout(timeout)
-    start = time.perf_counter()
+    start, phase = time.perf_counter(), "connect"
     try:
         s.connect((host, port))
+        phase = "reply"  # said in the error: a slow listener vs. a path that drops
         out["local"] = "%s:%d" % s.getsockname()
         if not stream:
             s.send((payload or "ping").encode())
@@ -188,7 +189,7 @@ def dial(job):
         out["ok"] = True
     except Exception as exc:
         name = errno.errorcode.get(getattr(exc, "errno", None) or 0, "")
-        out["error"] = type(exc).__name__ + (" " + name if name else "") + (": " + str(exc) if str(exc) else "")
+        out["error"] = type(exc).__name__ + (" " + name if name else "") + (": " + str(exc) if str(exc) else "") + " (" + phase + ")"
         out["icmp"], out["by"] = icmp_error(s)
     out["ms"] = (time.perf_counter() - start) * 1000
     s.close()
