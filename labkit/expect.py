@@ -78,6 +78,18 @@ class Matrix:
     def ok(self, source: str, target: str) -> bool:
         return bool(self.cells[(source, target)].ok)
 
+    def counts(self) -> dict[str, int]:
+        """How many paths ended each way (ok, denied, refused, timeout, ...)."""
+        found: dict[str, int] = {}
+        for cell in self.cells.values():
+            status = str(getattr(cell, "status", "ok" if cell.ok else "error"))
+            found[status] = found.get(status, 0) + 1
+        return found
+
+    def failed(self) -> list[str]:
+        """One line per path that failed: too many pods for a table still read well."""
+        return [f"{s} -> {t}: {cell}" for (s, t), cell in sorted(self.cells.items()) if not cell.ok]
+
     def render(self, expected: Callable[[str, str], bool] | None = None) -> str:
         """A text table; a cell that differs from `expected` is marked with `!`."""
         width = max([len(t) for t in self.targets] + [14])

@@ -57,6 +57,8 @@ def test_one_exec_per_source_and_progress_reaches_the_total():
     assert seen[-1] == (30, 30) and len(seen) == 6
     assert matrix.cells[("p0", "p1")].status == "denied"
     assert "DENIED" in matrix.render()
+    assert matrix.counts() == {"ok": 29, "denied": 1}
+    assert matrix.failed() == ["p0 -> p1: denied 0.3 ms: OSError EHOSTUNREACH"]
 
 
 def test_a_sample_is_repeatable_and_probes_only_its_pairs():
