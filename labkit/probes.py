@@ -156,6 +156,7 @@ _BATCH_PROBE = r"""
 import errno, json, os, select, socket, struct, sys, time
 from concurrent.futures import ThreadPoolExecutor
 IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+RESEND = 0.2
 
 def icmp_error(s):
     try:
@@ -201,29 +202,30 @@ def checksum(data):
     return ~(total + (total >> 16)) & 0xFFFF
 
 def echo_all(jobs):
-    # One raw socket for every echo: replies and errors matched by (id, sequence).
+    # One raw socket for every echo, matched by (id, sequence); unanswered echoes
+    # are sent again every RESEND s until the timeout (a burst may lose some).
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    s.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 1 << 22)
     ident = os.getpid() & 0xFFFF
     results = [{"ok": False, "error": "timed out", "reply": "", "local": "", "icmp": None, "by": "", "ms": 0.0} for _ in jobs]
     sent_at = {}
     def send(index):
         header = struct.pack("!BBHHH", 8, 0, 0, ident, index)
-        s.sendto(struct.pack("!BBHHH", 8, 0, checksum(header + b"labkit"), ident, index) + b"labkit", (jobs[index][1], 0))
-        sent_at.setdefault(index, time.perf_counter())
-    for index in range(len(jobs)):
         try:
-            send(index)
+            s.sendto(struct.pack("!BBHHH", 8, 0, checksum(header + b"labkit"), ident, index) + b"labkit", (jobs[index][1], 0))
         except OSError as exc:
             results[index]["error"] = str(exc)
-    timeout = max([job[3] for job in jobs] + [0.1])
-    deadline, resent = time.perf_counter() + timeout, False
-    waiting = {i for i in range(len(jobs)) if i in sent_at}
+            return
+        sent_at.setdefault(index, time.perf_counter())
+    start = time.perf_counter()
+    deadline = start + max([job[3] for job in jobs] + [0.1])
+    waiting, next_send = set(range(len(jobs))), start
     while waiting and time.perf_counter() < deadline:
-        if not resent and time.perf_counter() > deadline - timeout / 2:
-            resent = True  # one retry for a lost echo
-            for index in waiting:
+        if time.perf_counter() >= next_send:
+            for index in sorted(waiting):
                 send(index)
-        ready, _, _ = select.select([s], [], [], 0.05)
+            next_send = time.perf_counter() + RESEND
+        ready, _, _ = select.select([s], [], [], 0.01)
         if not ready:
             continue
         packet, (sender, _) = s.recvfrom(2048)
