@@ -173,12 +173,13 @@ def reachability_matrix(
     sample: int | None = None,
     seed: int = 0,
     progress: Progress | None = None,
-    workers: int = 8,
+    workers: int = 12,
 ) -> Matrix:
     """Run `probe` (ping by default) from every source to every target.
 
-    A BatchProbe (`icmp()`, `tcp()`, `udp()`) costs one exec per source, the
-    sources `workers` at a time; any other probe runs pair by pair in threads.
+    A BatchProbe (`icmp()`, `tcp()`, `udp()`) costs one exec per node (its pods
+    all probe at once, each from its namespace), 8 nodes at a time; any other
+    probe runs pair by pair in `workers` threads.
     `sample` probes that many random pairs (seeded by `seed`); `progress` is
     called with (pairs done, pairs in all) as sources finish.
     """
@@ -192,16 +193,15 @@ def reachability_matrix(
         by_source: dict[str, tuple[Endpoint, list[Target]]] = {}
         for source, target in pairs:
             by_source.setdefault(probes.label_of(source), (source, []))[1].append(target)
-
-        def run_source(item: tuple[Endpoint, list[Target]]) -> list[tuple[tuple[str, str], Any]]:
-            source, wanted = item
-            results = probes.probe_many(source, [probe.job(t) for t in wanted])
-            counter.add(len(wanted))
+        groups = list(by_source.values())
+        outcome = probes.probe_from_each(
+            [(s, [probe.job(t) for t in ts]) for s, ts in groups], done=counter.add
+        )
+        for (source, wanted), results in zip(groups, outcome, strict=True):
             name = probes.label_of(source)
-            return [((name, probes.label_of(t)), r) for t, r in zip(wanted, results, strict=True)]
-
-        for part in parallel(run_source, list(by_source.values()), workers=workers):
-            cells.update(part)
+            cells.update(
+                {(name, probes.label_of(t)): r for t, r in zip(wanted, results, strict=True)}
+            )
     else:
 
         def run_pair(pair: tuple[Endpoint, Target]) -> Any:
@@ -209,7 +209,7 @@ def reachability_matrix(
             counter.add(1)
             return result
 
-        results = parallel(run_pair, pairs, workers=12)
+        results = parallel(run_pair, pairs, workers=workers)
         cells = {
             (probes.label_of(s), probes.label_of(t)): r
             for (s, t), r in zip(pairs, results, strict=True)

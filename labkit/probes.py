@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,7 +154,7 @@ def classify(ok: bool, error: str = "", icmp: tuple[int, int] | None = None) -> 
 # Prints one JSON result per job, in order. Sockets queue the ICMP error that
 # failed them (IP_RECVERR): its type/code tells a policy denial from the rest.
 _BATCH_PROBE = r"""
-import errno, json, os, select, socket, struct, sys, time
+import ctypes, errno, json, os, random, select, socket, struct, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
 IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
 RESEND = 0.2
@@ -206,7 +207,7 @@ def echo_all(jobs):
     # are sent again every RESEND s until the timeout (a burst may lose some).
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     s.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 1 << 22)
-    ident = os.getpid() & 0xFFFF
+    ident = random.getrandbits(16)  # one per source: pods of one node probe at once
     results = [{"ok": False, "error": "timed out", "reply": "", "local": "", "icmp": None, "by": "", "ms": 0.0} for _ in jobs]
     sent_at = {}
     def send(index):
@@ -250,16 +251,39 @@ def echo_all(jobs):
             results[seq].update(error="ICMP %d/%d from %s" % (kind, code, sender), icmp=[kind, code], by=sender, ms=ms)
     return results
 
-jobs = json.loads(sys.argv[1])
-results = [None] * len(jobs)
-echo = [i for i, job in enumerate(jobs) if job[0] == "icmp"]
-for index, result in zip(echo, echo_all([jobs[i] for i in echo]) if echo else []):
-    results[index] = result
-dials = [i for i, job in enumerate(jobs) if job[0] != "icmp"]
-with ThreadPoolExecutor(min(32, max(1, len(dials)))) as pool:
-    for index, result in zip(dials, pool.map(dial, [jobs[i] for i in dials])):
+def run_jobs(jobs):
+    results = [None] * len(jobs)
+    echo = [i for i, job in enumerate(jobs) if job[0] == "icmp"]
+    for index, result in zip(echo, echo_all([jobs[i] for i in echo]) if echo else []):
         results[index] = result
-print(json.dumps(results))
+    dials = [i for i, job in enumerate(jobs) if job[0] != "icmp"]
+    with ThreadPoolExecutor(min(16, max(1, len(dials)))) as pool:
+        for index, result in zip(dials, pool.map(dial, [jobs[i] for i in dials])):
+            results[index] = result
+    return results
+
+def in_netns(name, jobs, out):
+    # A thread's network namespace is its own: enter the pod's, then probe from it
+    # (the sockets and the dialling threads started here all belong to it).
+    if name:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open("/var/run/netns/" + name, os.O_RDONLY)
+        if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+            raise OSError(ctypes.get_errno(), "setns " + name)
+        os.close(fd)
+    out[name] = run_jobs(jobs)
+
+spec = json.loads(sys.argv[1])
+if isinstance(spec, list):
+    print(json.dumps(run_jobs(spec)))
+else:  # {netns name ("" for the node itself): jobs}: many sources of one node at once
+    out = {}
+    threads = [threading.Thread(target=in_netns, args=(n, j, out)) for n, j in spec.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print(json.dumps(out))
 """
 
 
@@ -337,6 +361,68 @@ def probe_many(source: Endpoint, jobs: list[Job]) -> list[TcpResult]:
         )
         return [failed] * len(jobs)
     return [result_of(row) for row in data]
+
+
+def probe_from_each(
+    work: list[tuple[Endpoint, list[Job]]],
+    done: Callable[[int], None] | None = None,
+    nodes_at_once: int = 8,
+) -> list[list[TcpResult]]:
+    """Like `probe_many` for many sources, in one exec per node: the pods of a node
+    (and the node itself) probe at once, each from its own namespace. Results in
+    the order of `work`. Sources that are neither pods nor nodes run one by one.
+    `done` is told how many jobs finished, as each exec ends."""
+    from labkit.concurrency import parallel
+    from labkit.handles import NodeHandle, PodHandle
+
+    by_node: dict[str, list[int]] = {}
+    alone: list[int] = []
+    for index, (source, _) in enumerate(work):
+        if isinstance(source, PodHandle | NodeHandle):
+            by_node.setdefault(source.node.name, []).append(index)
+        else:
+            alone.append(index)
+    results: list[list[TcpResult]] = [[] for _ in work]
+
+    def run_node(indices: list[int]) -> None:
+        node = work[indices[0]][0].node
+        spec = {
+            (work[i][0].name if isinstance(work[i][0], PodHandle) else ""): [
+                [j.kind, j.address, j.port, j.timeout, j.payload] for j in work[i][1]
+            ]
+            for i in indices
+        }
+        timeout = max([j.timeout for i in indices for j in work[i][1]] + [1.0])
+        ran = node.exec(
+            f"python3 -c {q(_BATCH_PROBE)} {q(json.dumps(spec))}",
+            check=False,
+            timeout=2 * timeout + 15,
+        )
+        try:
+            data = json.loads(ran.stdout.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            data = {}
+        for i in indices:
+            name = work[i][0].name if isinstance(work[i][0], PodHandle) else ""
+            rows = data.get(name)
+            if rows is None:
+                failed = TcpResult(
+                    False, 0.0, f"probe failed: {ran.output.strip()[-200:]}", status="error"
+                )
+                results[i] = [failed] * len(work[i][1])
+            else:
+                results[i] = [result_of(row) for row in rows]
+        if done is not None:
+            done(sum(len(work[i][1]) for i in indices))
+
+    def run_alone(index: int) -> None:
+        results[index] = probe_many(work[index][0], work[index][1])
+        if done is not None:
+            done(len(work[index][1]))
+
+    parallel(run_node, list(by_node.values()), workers=nodes_at_once)
+    parallel(run_alone, alone, workers=8)
+    return results
 
 
 def _socket_probe(

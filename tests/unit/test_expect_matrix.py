@@ -54,7 +54,7 @@ def test_one_exec_per_source_and_progress_reaches_the_total():
     )  # type: ignore[arg-type]
     assert [p.execs for p in pods] == [1] * 6
     assert len(matrix.cells) == 30
-    assert seen[-1] == (30, 30) and len(seen) == 6
+    assert seen[-1] == (30, 30) and len(seen) == 6  # one report per exec
     assert matrix.cells[("p0", "p1")].status == "denied"
     assert "DENIED" in matrix.render()
     assert matrix.counts() == {"ok": 29, "denied": 1}

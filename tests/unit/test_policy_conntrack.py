@@ -109,10 +109,10 @@ def test_the_node_program_deletes_exactly_the_denied_entries(tmp_path):
         check=True,
         env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
     )
-    assert (tmp_path / "deleted").read_text().splitlines() == [
+    assert sorted((tmp_path / "deleted").read_text().splitlines()) == [
+        "-D -p icmp --orig-src 10.244.1.2 --orig-dst 10.244.0.2 --reply-src 10.244.0.2",
         "-D -p tcp --orig-src 10.244.1.3 --orig-dst 10.96.0.10 --reply-src 10.244.0.2"
         " --orig-port-dst 80 --reply-port-src 8080",
-        "-D -p icmp --orig-src 10.244.1.2 --orig-dst 10.244.0.2 --reply-src 10.244.0.2",
     ]
 
 
