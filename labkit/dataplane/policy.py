@@ -15,6 +15,12 @@ portmap plugin's) still applies; denied traffic is rejected with ICMP
 "administratively prohibited", so a denied client fails at once instead of
 timing out (a truth table of denied paths then runs in seconds).
 
+Conntrack entries outlive a policy change: a flow the old rules let through
+would keep matching ESTABLISHED, and so would a "new" datagram that happens to
+reuse its 5-tuple. After loading its rules a node therefore deletes the
+entries of its pods' flows that the new rules deny (as Calico and Cilium clean
+their own state), so the new policy holds for every packet that follows.
+
 Traffic a node sends itself to its pods goes through OUTPUT and is never
 filtered: Kubernetes allows a node to reach its own pods (kubelet probes).
 Traffic from other nodes (their processes, e.g. an ingress controller) is
@@ -26,11 +32,14 @@ Pure: topology and pod IPs in, text out.
 from __future__ import annotations
 
 import hashlib
+import inspect
+import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, collapse_addresses
+from typing import Any
 
-from labkit.dataplane.script import script
+from labkit.dataplane.script import q, script
 from labkit.topology.model import (
     IpBlock,
     LabelSelector,
@@ -285,6 +294,120 @@ def allow_rule(chain: str, allow: Allow, direction: str) -> str:
     return " ".join(words)
 
 
+# -- conntrack: flows the new rules deny -------------------------------------------------
+
+# Per local pod IP and direction ("egress"/"ingress"), the allows as plain data
+# [peer CIDR, negated, protocol or None, first port or None, last port or None];
+# a direction that is absent is not isolated.
+FlowRules = dict[str, dict[str, list[list[Any]]]]
+
+
+def flow_rules(
+    pods: Sequence[PodView], allows_of: Mapping[tuple[str, str], list[Allow]]
+) -> FlowRules:
+    """The data the node-side pruner decides with, from the allows it enforces."""
+    rules: FlowRules = {}
+    for pod in pods:
+        for direction in ("Egress", "Ingress"):
+            allows = allows_of.get((pod.name, direction))
+            if allows is None:
+                continue
+            rows = []
+            for allow in allows:
+                negated = bool(allow.peer and allow.peer.startswith("! "))
+                cidr = (allow.peer[2:] if negated else allow.peer) if allow.peer else "0.0.0.0/0"
+                first, _, last = (allow.ports or "").partition(":")
+                rows.append(
+                    [cidr, negated, allow.protocol, int(first) if first else None,
+                     int(last or first) if first else None]
+                )  # fmt: skip
+            rules.setdefault(str(pod.ip), {})[direction.lower()] = rows
+    return rules
+
+
+# The two functions below also run on the node (shipped by source): stdlib only.
+
+
+def parse_conntrack_line(line: str) -> dict[str, Any] | None:
+    """One `conntrack -L` line as the flow FORWARD saw: the original source, and
+    the destination after DNAT (the reply's source); None for what is not a flow."""
+    words = line.split()
+    if len(words) < 2 or words[0] not in ("tcp", "udp", "sctp", "icmp"):
+        return None
+    seen: dict[str, list[str]] = {}
+    for word in words:
+        key, sign, value = word.partition("=")
+        if sign:
+            seen.setdefault(key, []).append(value)
+    if len(seen.get("src", [])) < 2:
+        return None
+    ports = len(seen.get("sport", [])) >= 2
+    return {
+        "protocol": words[0],
+        "state": words[3] if words[0] == "tcp" and "=" not in words[3] else "",
+        "src": seen["src"][0],
+        "orig_dst": seen["dst"][0],
+        "dst": seen["src"][1],
+        "sport": int(seen["sport"][0]) if ports else None,
+        "orig_dport": int(seen["dport"][0]) if ports else None,
+        "dport": int(seen["sport"][1]) if ports else None,
+    }
+
+
+def flow_denied(rules: dict[str, dict[str, list[list[Any]]]], flow: dict[str, Any]) -> bool:
+    """Whether the node's rules (as `flow_rules` gives them) now reject `flow`,
+    as iptables would: each isolated end needs one allow that matches."""
+    from ipaddress import ip_address, ip_network
+
+    def allowed(rows: list[list[Any]], peer: str) -> bool:
+        for cidr, negated, protocol, first, last in rows:
+            if (ip_address(peer) in ip_network(cidr)) == negated:
+                continue
+            if protocol is not None and protocol != flow["protocol"]:
+                continue
+            if first is not None and not (
+                flow["dport"] is not None and first <= flow["dport"] <= last
+            ):
+                continue
+            return True
+        return False
+
+    egress = rules.get(flow["src"], {}).get("egress")
+    ingress = rules.get(flow["dst"], {}).get("ingress")
+    return (egress is not None and not allowed(egress, flow["dst"])) or (
+        ingress is not None and not allowed(ingress, flow["src"])
+    )
+
+
+# Entries that differ only in their source port share a verdict: one delete each.
+# A TCP entry in TIME_WAIT or CLOSE is left alone: a new SYN on its tuple makes
+# conntrack drop it and judge the packet as NEW, by the new rules.
+_PRUNE_MAIN = """
+import json, subprocess, sys
+from concurrent.futures import ThreadPoolExecutor
+rules = json.loads(sys.argv[1])
+listed = subprocess.run(["conntrack", "-L"], capture_output=True, text=True).stdout
+doomed = {}
+for line in listed.splitlines():
+    flow = parse_conntrack_line(line)
+    if flow is None or flow["state"] in ("TIME_WAIT", "CLOSE") or not flow_denied(rules, flow):
+        continue
+    command = ["conntrack", "-D", "-p", flow["protocol"], "--orig-src", flow["src"],
+               "--orig-dst", flow["orig_dst"], "--reply-src", flow["dst"]]
+    if flow["dport"] is not None:
+        command += ["--orig-port-dst", str(flow["orig_dport"]), "--reply-port-src", str(flow["dport"])]
+    doomed[tuple(command)] = command
+with ThreadPoolExecutor(4) as pool:  # each delete walks the table: a few at once
+    list(pool.map(lambda c: subprocess.run(c, capture_output=True), doomed.values()))
+"""
+
+
+def prune_program() -> str:
+    """The node-side Python program that deletes the conntrack entries of denied flows."""
+    functions = inspect.getsource(parse_conntrack_line) + "\n" + inspect.getsource(flow_denied)
+    return "from typing import Any\n" + functions + _PRUNE_MAIN
+
+
 @dataclass(frozen=True)
 class NodePolicy:
     """One node's rules: the iptables-restore payload and the chains it owns."""
@@ -292,6 +415,7 @@ class NodePolicy:
     payload: str
     chains: tuple[str, ...]
     rules: int
+    flow_rules: FlowRules = field(default_factory=dict)
 
 
 def render_node(
@@ -303,6 +427,7 @@ def render_node(
     node_addresses = list(node_addresses)
     dispatch = [f"-A {POLICY_CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN"]
     bodies: dict[str, list[str]] = {}
+    allows_of: dict[tuple[str, str], list[Allow]] = {}
     local = [p for p in pods if p.node == node]
     namespaces = known_namespaces(topology)
     for direction, flag in (("Egress", "-s"), ("Ingress", "-d")):
@@ -310,6 +435,7 @@ def render_node(
             allows = pod_allows(pod, direction, topology, pods, namespaces, node_addresses)
             if allows is None:
                 continue
+            allows_of[(pod.name, direction)] = allows
             chain = pod_chain(pod.name, direction)
             what = f"pod {pod.namespace}/{pod.name} {direction.lower()}"
             dispatch.append(f"-A {POLICY_CHAIN} {flag} {pod.ip}/32 {_comment(what)} -j {chain}")
@@ -321,11 +447,12 @@ def render_node(
         lines += body
     lines.append("COMMIT")
     rules = sum(1 for line in lines if line.startswith("-A "))
-    return NodePolicy("\n".join(lines) + "\n", tuple(bodies), rules)
+    return NodePolicy("\n".join(lines) + "\n", tuple(bodies), rules, flow_rules(local, allows_of))
 
 
 def node_script(policy: NodePolicy) -> str:
-    """Load the payload atomically, keep the hook first in FORWARD, drop stale pod chains."""
+    """Load the payload atomically, keep the hook first in FORWARD, drop stale pod chains,
+    then delete the conntrack entries of flows the new rules deny."""
     hook = f"-A FORWARD -j {POLICY_CHAIN}"
     wanted = " ".join(policy.chains)
     return script(
@@ -340,6 +467,8 @@ def node_script(policy: NodePolicy) -> str:
             f"for chain in $(iptables -S | awk '$1 == \"-N\" && $2 ~ /^{POD_CHAIN_PREFIX}/ {{print $2}}'); do",
             f'  case " {wanted} " in *" $chain "*) ;; *) iptables -F "$chain"; iptables -X "$chain" ;; esac',
             "done",
+            # After the restore: whatever the old rules let in is judged by the new ones.
+            f"python3 -c {q(prune_program())} {q(json.dumps(policy.flow_rules, sort_keys=True))}",
         ]
     )
 

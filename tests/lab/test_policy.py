@@ -5,26 +5,27 @@ ports 80 and 81. Each case sets its policies on the one shared lab and checks
 the whole truth table (9 x 9 pods x 4 ports), one matrix per port and
 protocol, each printed on failure.
 
-The probes are batched: one exec per source pod dials every target on every
-port at once (threads in one Python process), so a case costs nine execs
-instead of 288. Denied paths fail at once (the policy rejects with ICMP
+The probes are batched (`probes.probe_many`): one exec per source pod dials
+every target on every port at once, so a case costs nine execs instead of 288.
+Denied paths must fail at once and say `denied` (the policy rejects with ICMP
 admin-prohibited), allowed ones must be answered by the pod dialled.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 import pytest
 
 from labkit import TcpResult, expect
-from labkit.dataplane.script import q
+from labkit.concurrency import parallel
+from labkit.core import probes
 from labkit.errors import TopologyError
 
 pytestmark = pytest.mark.topology("policy")
 
 PORTS = [(80, "TCP"), (81, "TCP"), (80, "UDP"), (81, "UDP")]
+DENIAL_MS = 500  # a rate-limited ICMP error waits about 1 s; the socket timeout is 1.5 s
 NAMESPACES = {
     "x": {"labels": {"ns": "x"}},
     "y": {"labels": {"ns": "y"}},
@@ -42,55 +43,33 @@ Truth = Callable[
     [str, str, int, str], bool
 ]  # (source pod, target pod, port, protocol) -> reachable
 
-_DIAL_ALL = r"""
-import json, socket, sys, time
-from concurrent.futures import ThreadPoolExecutor
-
-def dial(target):
-    name, ip, port, proto = target
-    start = time.perf_counter()
-    try:
-        if proto == "TCP":
-            s = socket.create_connection((ip, port), timeout=1.5)
-        else:
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.connect((ip, port))
-            s.send(b"ping")
-        s.settimeout(1.5)
-        reply = s.recv(200).decode(errors="replace")
-        s.close()
-        served_by = reply.split()[0] if reply.split() else ""
-        return [name, port, proto, served_by, "", (time.perf_counter() - start) * 1000]
-    except Exception as exc:
-        return [name, port, proto, "", type(exc).__name__ + ": " + str(exc), 0.0]
-
-with ThreadPoolExecutor(16) as pool:
-    print(json.dumps(list(pool.map(dial, json.loads(sys.argv[1])))))
-"""
-
 
 def dial_everything(lab) -> dict[tuple[str, str, int, str], TcpResult]:
-    """(source, target, port, protocol) -> result, for every pair of pods and every port."""
+    """(source, target, port, protocol) -> result, for every pair of pods and every port.
+
+    A path counts as reachable only when the pod dialled is the one that answers.
+    """
     pods = lab.pods()
 
     def from_source(source):
-        targets = [
-            [t.name, str(t.ip), port, proto]
-            for t in pods
-            if t.name != source.name
-            for port, proto in PORTS
+        wanted = [(t, port, proto) for t in pods if t.name != source.name for port, proto in PORTS]
+        jobs = [
+            probes.Job(proto.lower(), str(t.ip), port, 1.5, "ping") for t, port, proto in wanted
         ]
-        output = source.exec(
-            f"python3 -c {q(_DIAL_ALL)} {q(json.dumps(targets))}", timeout=30
-        ).stdout
         results = {}
-        for name, port, proto, served_by, error, ms in json.loads(output):
-            right_pod = served_by == name
-            error = error or ("" if right_pod else f"answered by {served_by!r}")
-            results[(source.name, name, port, proto)] = TcpResult(right_pod, ms, error, served_by)
+        for (target, port, proto), result in zip(
+            wanted, probes.probe_many(source, jobs), strict=True
+        ):
+            if result.ok and result.served_by != target.name:
+                result = TcpResult(
+                    False,
+                    result.ms,
+                    f"answered by {result.served_by!r}",
+                    result.reply,
+                    status="error",
+                )
+            results[(source.name, target.name, port, proto)] = result
         return results
-
-    from labkit.lab import parallel
 
     merged: dict[tuple[str, str, int, str], TcpResult] = {}
     for part in parallel(from_source, pods):
@@ -113,6 +92,14 @@ def check_truth_table(lab, truth: Truth) -> None:
             )
         except AssertionError as exc:
             failures.append(f"{proto} {port}: {exc}")
+    # A path the policy closes is rejected at once, never left to time out.
+    slow = [
+        f"{s} -> {t} {proto} {port}: {result}"
+        for (s, t, port, proto), result in results.items()
+        if not truth(s, t, port, proto) and (result.status != "denied" or result.ms > DENIAL_MS)
+    ]
+    if slow:
+        failures.append("denied paths not rejected at once:\n  " + "\n  ".join(slow))
     if failures:
         raise AssertionError("\n\n".join(failures))
 
@@ -139,6 +126,28 @@ def test_without_policies_everything_reaches_everything(lab):
 def test_default_deny_ingress(lab):
     lab.set_policies({"deny-ingress": {"namespace": "x", "policy_types": ["Ingress"]}})
     check_truth_table(lab, lambda s, t, port, proto: ns(t) != "x")
+
+
+def test_denials_are_labelled_denied_and_quick_a_closed_port_refused(lab):
+    lab.set_policies({"deny-ingress": {"namespace": "x", "policy_types": ["Ingress"]}})
+    source = lab.pod("y-a")
+    into_x = [
+        probes.Job(kind, str(lab.pod(target).ip), port, 1.5, "ping")
+        for target in ("x-a", "x-b", "x-c")
+        for port in (80, 81)
+        for kind in ("tcp", "udp")
+    ]
+    closed = [probes.Job(kind, str(lab.pod("z-a").ip), 82, 1.5, "ping") for kind in ("tcp", "udp")]
+    # Twice over, back to back: the kernel's ICMP rate limit would slow the second dozen.
+    results = probes.probe_many(source, into_x + into_x + closed)
+    denials, refusals = results[: 2 * len(into_x)], results[2 * len(into_x) :]
+    assert [r.status for r in denials] == ["denied"] * len(denials), denials
+    assert all(r.icmp == (3, 13) and r.rejected_by for r in denials), denials
+    assert max(r.ms for r in denials) < DENIAL_MS, [round(r.ms, 1) for r in denials]
+    assert [r.status for r in refusals] == ["refused", "refused"], refusals
+    assert all(r.refused and not r.denied for r in refusals)
+    one = source.tcp(lab.pod("x-a"), 80, timeout=1.5)  # the single probe says the same
+    assert one.status == "denied" and not one.ok and not one.refused, one
 
 
 def test_default_deny_egress_keeps_replies_of_allowed_ingress(lab):

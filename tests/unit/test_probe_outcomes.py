@@ -1,0 +1,113 @@
+"""Probe outcomes: what the batch program reports, and how a result is classified.
+
+The program runs here for real, against sockets on this machine's loopback:
+a closed TCP port (RST), a closed UDP port (ICMP port unreachable) and a
+listener. A policy denial needs a REJECT, so it is covered by the mapping
+table here and end to end in tests/lab/test_policy.py.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+
+import pytest
+
+from labkit.core import probes
+from labkit.core.probes import TcpResult, classify
+from labkit.runtime.base import ExecResult
+
+
+class LocalEndpoint:
+    """A probe source that runs commands on this machine."""
+
+    name = "local"
+
+    def exec(self, command: str, *, check: bool = True, timeout: float | None = None) -> ExecResult:
+        done = subprocess.run(
+            ["sh", "-c", command], capture_output=True, text=True, timeout=timeout
+        )
+        return ExecResult(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.mark.parametrize(
+    ("ok", "error", "icmp", "outcome"),
+    [
+        (True, "", None, "ok"),
+        (False, "OSError EHOSTUNREACH: [Errno 113] No route to host", (3, 13), "denied"),
+        (False, "OSError EHOSTUNREACH: [Errno 113] No route to host", (3, 10), "denied"),
+        (False, "OSError ENETUNREACH: [Errno 101] Network is unreachable", (3, 9), "denied"),
+        (False, "ConnectionRefusedError ECONNREFUSED: [Errno 111]", (3, 3), "refused"),
+        (
+            False,
+            "ConnectionRefusedError ECONNREFUSED: [Errno 111] Connection refused",
+            None,
+            "refused",
+        ),
+        (False, "PermissionError EPERM: [Errno 1] Operation not permitted", None, "denied"),
+        (False, "PermissionError EACCES: [Errno 13] Permission denied", None, "denied"),
+        (False, "TimeoutError: timed out", None, "timeout"),
+        (False, "OSError EHOSTUNREACH: [Errno 113] No route to host", (3, 1), "unreachable"),
+        # Without the ICMP code, EHOSTUNREACH may be a dead host as well as a REJECT.
+        (False, "OSError EHOSTUNREACH: [Errno 113] No route to host", None, "unreachable"),
+        (False, "probe failed: sh: python3: not found", None, "error"),
+    ],
+)
+def test_classification(ok, error, icmp, outcome):
+    assert classify(ok, error, icmp) == outcome
+
+
+def test_a_result_built_from_the_old_fields_still_classifies_itself():
+    refused = TcpResult(False, 0.3, "ConnectionRefusedError: [Errno 111] Connection refused")
+    assert refused.status == "refused" and refused.refused and not refused.denied
+    denied = TcpResult(False, 0.2, "OSError: [Errno 113] No route to host", icmp=(3, 13))
+    assert denied.status == "denied" and denied.denied and not denied.refused
+    assert "denied" in str(denied)
+
+
+@pytest.fixture
+def listener():
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def serve() -> None:
+        connection, _ = server.accept()
+        connection.sendall(b"local-pod hello\n")
+        connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield port
+    server.close()
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_batch_program_tells_refused_from_answered(listener):
+    closed_tcp, closed_udp = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
+    jobs = [
+        probes.Job("tcp", "127.0.0.1", listener, 1.0, "hi"),
+        probes.Job("tcp", "127.0.0.1", closed_tcp, 1.0),
+        probes.Job("udp", "127.0.0.1", closed_udp, 1.0, "ping"),
+    ]
+    answered, tcp_closed, udp_closed = probes.probe_many(LocalEndpoint(), jobs)  # type: ignore[arg-type]
+    assert answered.status == "ok" and answered.served_by == "local-pod", answered
+    assert tcp_closed.status == "refused", tcp_closed
+    assert udp_closed.status == "refused" and udp_closed.icmp == (3, 3), udp_closed
+    assert udp_closed.rejected_by == "127.0.0.1"
+
+
+def test_a_broken_source_gives_an_error_per_job():
+    class Broken(LocalEndpoint):
+        def exec(
+            self, command: str, *, check: bool = True, timeout: float | None = None
+        ) -> ExecResult:
+            return ExecResult(127, "", "python3: not found")
+
+    results = probes.probe_many(Broken(), [probes.Job("tcp", "10.0.0.1", 80)] * 2)  # type: ignore[arg-type]
+    assert [r.status for r in results] == ["error", "error"]
