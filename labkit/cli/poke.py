@@ -12,6 +12,7 @@ import typer
 from labkit import expect
 from labkit.cli.common import app, attach_lab, console, friendly, lab_of_endpoint
 from labkit.core.handles import PodHandle
+from labkit.topology.model import slug
 
 
 @app.command(name="exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -38,7 +39,7 @@ def shell(
 ) -> None:
     """An interactive shell on a node or in a pod."""
     _, endpoint = lab_of_endpoint(target, lab_name)
-    inner = ["ip", "netns", "exec", endpoint.name, "bash"] if isinstance(endpoint, PodHandle) else ["bash"]
+    inner = ["ip", "netns", "exec", slug(endpoint.name), "bash"] if isinstance(endpoint, PodHandle) and not endpoint.spec.host_network else ["bash"]
     # An interactive TTY is the docker CLI's job; the SDK has no terminal client.
     os.execvp("docker", ["docker", "exec", "-it", endpoint.node.container, *inner])
 

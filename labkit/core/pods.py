@@ -56,7 +56,10 @@ def add_pod(cluster: Cluster, name: str, pod: Pod | dict[str, Any]) -> PodHandle
     subnet = addresses.pod_subnets[spec.node]
     if spec.ip is not None and (spec.ip not in subnet or spec.ip in addresses.pod_ips.values()):
         raise UsageError(f"pod IP {spec.ip} is outside {subnet} of node {spec.node} or taken")
-    ip = choose_pod_ip(cluster, name, spec.node, spec.ip)
+    if spec.host_network:
+        ip = addresses.node_ip(spec.node)
+    else:
+        ip = choose_pod_ip(cluster, name, spec.node, spec.ip)
     cluster.topology.pods[name] = spec
     addresses.pod_ips[name] = ip
     try:
@@ -74,10 +77,12 @@ def add_pod(cluster: Cluster, name: str, pod: Pod | dict[str, Any]) -> PodHandle
 
 def delete_pod(cluster: Cluster, name: str) -> None:
     node = cluster.pod(name).node
-    del cluster.topology.pods[name]
+    spec = cluster.topology.pods.pop(name)
     node.exec(pod_plan.pod_delete_script(name))
     # Sticky addresses: the next pod of that name on that node gets it back.
-    _released(cluster)[name] = str(cluster.addresses.pod_ips.pop(name))
+    ip = cluster.addresses.pod_ips.pop(name)
+    if not spec.host_network:
+        _released(cluster)[name] = str(ip)
     cluster.pods_changed([name])
 
 

@@ -1,28 +1,74 @@
-"""Pod readiness as a Service sees it, probed for all pods of a node in one script. Pure."""
+"""Pod readiness as a Service sees it, probed for all pods of a node in one script. Pure.
+
+A pod is ready when its namespace is there (a host-network pod has none: the
+node's own is always there), every container is alive and, when the pod has a
+readinessProbe (tcpSocket or httpGet, as the kubelet runs them), that probe
+passes now. Thresholds and periods are not kept: each sync probes once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from ipaddress import IPv4Address
 
 from labkit.dataplane import pods as pod_plan
+from labkit.dataplane.script import q
+from labkit.topology.model import Pod, ReadinessProbe, slug
 
 
-def readiness_script(pods: Iterable[str]) -> str:
-    """Per pod: `== <pod> netns|gone`, then `<container> up|down` lines."""
+def probe_port(pod: Pod, probe: ReadinessProbe) -> int:
+    """The probe's port number (a name is looked up among the pod's ports)."""
+    if isinstance(probe.port, int):
+        return probe.port
+    for port in pod.ports:
+        if port.name == probe.port:
+            return port.port
+    return 0  # a port the pod does not declare: the probe fails, as the kubelet's would
+
+
+def probe_command(pod: Pod, ip: IPv4Address) -> str:
+    """A command that succeeds while the pod's readinessProbe passes (run on its node)."""
+    probe = pod.readiness
+    assert probe is not None
+    port, seconds = probe_port(pod, probe), probe.timeout
+    if probe.kind == "tcp":
+        return f"timeout {seconds} bash -c {q(f'exec 3<>/dev/tcp/{ip}/{port}')} 2>/dev/null"
+    # httpGet: 200-399 is success; curl -f fails on 400 and above.
+    return f"curl -fsS -o /dev/null -m {seconds} {q(f'http://{ip}:{port}{probe.path}')} 2>/dev/null"
+
+
+def readiness_script(
+    pods: Iterable[str], probes: Mapping[str, str] | None = None, host_network: Iterable[str] = ()
+) -> str:
+    """Per pod: `== <pod> netns|gone`, `<container> up|down` lines, then `probe ok|fail`.
+
+    `pods` are keys; `probes`: pod -> probe command; `host_network`: pods in the
+    node's own namespace (none of their own to look for).
+    """
+    probes, in_node = probes or {}, set(host_network)
     parts = []
     for pod in pods:
-        parts.append(
-            f"if [ -e /var/run/netns/{pod} ]; then echo '== {pod} netns'; "
-            f"else echo '== {pod} gone'; fi"
-        )
+        netns = slug(pod)
+        if pod in in_node:
+            parts.append(f"echo '== {pod} netns'")
+        else:
+            parts.append(
+                f"if [ -e /var/run/netns/{netns} ]; then echo '== {pod} netns'; "
+                f"else echo '== {pod} gone'; fi"
+            )
         parts.append(pod_plan.containers_alive_script(pod))
+        if probes.get(pod):
+            parts.append(f"if {probes[pod]}; then echo 'probe ok'; else echo 'probe fail'; fi")
     return "\n".join(parts) + "\n"
 
 
-def parse_readiness(output: str, expected: dict[str, set[str]]) -> set[str]:
-    """Ready pods: namespace present and every container the spec names alive."""
+def parse_readiness(
+    output: str, expected: dict[str, set[str]], probed: Iterable[str] = ()
+) -> set[str]:
+    """Ready pods: namespace present, every container the spec names alive, probe passed."""
     alive: dict[str, set[str]] = {}
     present: set[str] = set()
+    passed: set[str] = set()
     current = ""
     for line in output.splitlines():
         words = line.split()
@@ -31,10 +77,15 @@ def parse_readiness(output: str, expected: dict[str, set[str]]) -> set[str]:
             alive.setdefault(current, set())
             if words[2] == "netns":
                 present.add(current)
+        elif words == ["probe", "ok"] and current:
+            passed.add(current)
         elif len(words) == 2 and current and words[1] == "up":
             alive[current].add(words[0])
+    probed = set(probed)
     return {
         pod
         for pod, containers in expected.items()
-        if pod in present and containers <= alive.get(pod, set())
+        if pod in present
+        and containers <= alive.get(pod, set())
+        and (pod not in probed or pod in passed)
     }

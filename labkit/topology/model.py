@@ -7,6 +7,7 @@ to another (a pod on an unknown node, overlapping CIDRs...) live in
 
 from __future__ import annotations
 
+import hashlib
 from ipaddress import IPv4Address, IPv4Network
 from typing import Literal
 
@@ -178,6 +179,22 @@ def object_key(namespace: str, name: str) -> str:
 def key_name(key: str) -> str:
     """The Kubernetes name in a key (`shop/web` -> `web`)."""
     return key.rpartition("/")[2]
+
+
+SLUG_MAX = 32  # what native names are held to, so a slug fits where they fit
+
+
+def slug(key: str) -> str:
+    """A unique name for files and network namespaces: `shop/web` -> `shop_web`.
+
+    Kubernetes names have no `_`, so the mapping is one to one; a long result
+    is cut and made unique again with a hash of the whole key.
+    """
+    flat = key.replace("/", "_")
+    if len(flat) <= SLUG_MAX:
+        return flat
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    return f"{flat[: SLUG_MAX - 9].rstrip('-_.')}-{digest}"
 
 
 class Origin(Strict):
