@@ -1,10 +1,8 @@
-"""A live lab: brings a topology up and down, in order. Orchestration only.
+"""A live lab, brought up and down in order. Orchestration only.
 
-The order of `up`: plan every address once -> check everything that can be
-checked (images, kernel features, each layer) -> underlay networks -> node
-containers (in parallel) -> per node, one script: knobs, CNI, backend, pods ->
-the layers above the pod network -> state saved for other processes. Any
-failure or interrupt on the way removes what was made.
+`up`: plan every address once -> check (images, kernel features, each layer) -> underlay
+networks -> node containers (in parallel) -> per node one script: knobs, CNI, backend, pods
+-> the layers above the pod network -> state saved. A failure or interrupt removes it all.
 """
 
 from __future__ import annotations
@@ -28,6 +26,7 @@ from labkit.core.owner import owner_labels, stale_reason
 from labkit.errors import UsageError
 from labkit.faults import Faults
 from labkit.layers import apply_layers, check_layers, describe_layers, sync_layers
+from labkit.layers import manifests as kube
 from labkit.layers.convergence import Routing
 from labkit.layers.ingress import IngressControl
 from labkit.layers.policy import Policies
@@ -41,10 +40,7 @@ from labkit.topology.model import Pod, Topology
 from labkit.topology.validate import networks_of
 
 Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
+_quiet: Progress = lambda _: None  # noqa: E731
 
 
 def lab_name_for(topology: Topology) -> str:
@@ -69,8 +65,6 @@ class Lab:
     addresses = property(lambda self: self.cluster.addresses)
     runtime = property(lambda self: self.cluster.runtime)
     source = property(lambda self: self.cluster.source)
-
-    # -- bring up / down ----------------------------------------------------------
 
     @classmethod
     def up(
@@ -97,6 +91,7 @@ class Lab:
         addresses = plan_addresses(topology, runtime.taken_subnets())
         cluster = Cluster(lab_name, topology, addresses, runtime, image=image or runtime.node_image(), source=source)
         cluster.owner = owner_labels(keep=keep)
+        kube.remember(cluster)  # the native part and the manifests' documents, for `apply`
         lab = cls(cluster)
         cluster.check_images()
         check_layers(cluster)
@@ -162,14 +157,12 @@ class Lab:
 
     def _create_node(self, node: str) -> None:
         networks = {net: self.addresses.node_ips[node][net] for net in networks_of(self.topology, node)}
-        image = self.topology.nodes[node].image or self.cluster.image
-        self.runtime.create_node(self.name, node, image, networks, self.cluster.owner)
+        image, owner = self.topology.nodes[node].image or self.cluster.image, self.cluster.owner
+        self.runtime.create_node(self.name, node, image, networks, owner)
 
     def describe(self) -> dict[str, Any]:
         """What `labkit status --json` prints: nodes, pods, and every layer's part."""
         return describe_cluster(self.cluster) | describe_layers(self.cluster)
-
-    # -- changes, and the layers' controls -------------------------------------------
 
     def service(self, name: str) -> ServiceHandle:
         return self.services.get(name)
@@ -188,6 +181,13 @@ class Lab:
 
     def set_policies(self, policies: Any, namespaces: Any = None) -> dict[str, float]:
         return self.policy.set(policies, namespaces)
+
+    def apply(self, manifests: kube.Given, stdin: Any = None) -> kube.ApplyResult:
+        """kubectl apply: files, dirs, `-`, or objects; an invalid one changes nothing."""
+        return kube.apply(self.cluster, manifests, stdin)
+
+    def delete(self, manifests: kube.Given, stdin: Any = None) -> kube.ApplyResult:
+        return kube.delete(self.cluster, manifests, stdin)  # kubectl delete -f
 
     services = cached_property(lambda self: Services(self.cluster))
     ingress = cached_property(lambda self: IngressControl(self.cluster))

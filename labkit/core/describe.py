@@ -20,6 +20,7 @@ def describe_cluster(cluster: Cluster) -> dict[str, Any]:
                 "name": node.name,
                 "container": node.container,
                 "roles": node.roles,
+                "labels": dict(cluster.topology.nodes[node.name].labels),
                 "ips": {k: str(v) for k, v in node.ips.items()},
                 "ip": str(node.ip),
                 "pod_subnet": str(cluster.addresses.pod_subnets.get(node.name, "")) or None,
@@ -34,6 +35,8 @@ def describe_cluster(cluster: Cluster) -> dict[str, Any]:
                 "namespace": pod.namespace,
                 "ip": str(pod.ip),
                 "labels": pod.labels,
+                "host_network": pod.spec.host_network,
+                "origin": pod.spec.origin.model_dump() if pod.spec.origin else None,
             }
             for pod in cluster.pods()
         ],

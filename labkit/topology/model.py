@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from ipaddress import IPv4Address, IPv4Network
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
@@ -391,6 +391,16 @@ class Topology(Strict):
     )
     # What merging the manifests has to tell (ignored kinds, warnings), for the CLI to print.
     _manifest_notes: list[str] = PrivateAttr(default_factory=list)
+    # The merge itself (topology.kube.Manifests): its native base and documents, for `apply`.
+    _manifest_report: Any = PrivateAttr(default=None)
+
+    @property
+    def manifest_report(self) -> Any:
+        return self._manifest_report
+
+    @manifest_report.setter
+    def manifest_report(self, report: Any) -> None:
+        self._manifest_report = report
 
     @property
     def manifest_notes(self) -> list[str]:
