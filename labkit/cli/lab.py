@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from labkit.cli.common import DEFAULT_TOPOLOGY, app, attach_lab, console, friendly, only_lab
+from labkit.cli.common import (
+    DEFAULT_TOPOLOGY,
+    app,
+    attach_lab,
+    console,
+    friendly,
+    only_lab,
+    print_notes,
+)
 from labkit.core import state
 from labkit.core.owner import stale_reason
 from labkit.lab import Lab
 from labkit.runtime.docker import DockerRuntime
+from labkit.topology.kube.manifests import add_manifests
 from labkit.topology.loader import load_topology, resolve_topology_path
 
 
@@ -21,14 +31,20 @@ from labkit.topology.loader import load_topology, resolve_topology_path
 def up(
     topology: Annotated[str, typer.Argument(help="A name under topologies/ or a path")] = DEFAULT_TOPOLOGY,
     name: Annotated[str | None, typer.Option(help="Lab name (default: the topology's)")] = None,
+    files: Annotated[list[str] | None, typer.Option("-f", "--filename", help="Kubernetes manifests: file, directory or - (repeatable)")] = None,
+    kube_version: Annotated[str | None, typer.Option(help="Kubernetes version the manifests are checked against")] = None,
 ) -> None:
     """Bring a lab up and print its nodes, pods, addresses and entry points."""
 
     path = resolve_topology_path(topology)
     parsed = load_topology(path)
+    given: Any = str(path)
+    if files or kube_version:  # checked before anything is created
+        given = add_manifests(parsed, files or [], kube_version, stdin=sys.stdin).topology
+    print_notes(given.manifest_notes if files or kube_version else parsed.manifest_notes)
     with console.status(f"bringing up {parsed.name}") as status:
         # By hand: kept on purpose, so a later run never reclaims it as stale.
-        lab = Lab.up(str(path), name=name, progress=lambda message: status.update(message), keep=True)
+        lab = Lab.up(given, name=name, progress=lambda message: status.update(message), keep=True)
     console.print(f"[green]lab {lab.name} is up[/green] in {lab.timings['up']:.1f} s")
     _print_lab(lab)
     console.print("\nnext:")
