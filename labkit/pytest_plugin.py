@@ -51,7 +51,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _marker_key(marker: pytest.Mark, item: Any) -> LabKey:
     here = Path(item.path).parent
-    path = resolve_topology_path(marker.args[0], here).resolve()
+    ref = marker.args[0]
+    nearby = here / str(ref)  # a relative path is taken from the test file first
+    path = resolve_topology_path(nearby if nearby.is_file() else ref, here).resolve()
     manifests = tuple((here / m).resolve() for m in marker.kwargs.get("manifests", ()))
     return path, manifests
 

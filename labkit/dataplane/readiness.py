@@ -26,15 +26,27 @@ def probe_port(pod: Pod, probe: ReadinessProbe) -> int:
     return 0  # a port the pod does not declare: the probe fails, as the kubelet's would
 
 
+RETRY_SECONDS = 0.3  # between tries of one sync's probe
+
+
 def probe_command(pod: Pod, ip: IPv4Address) -> str:
-    """A command that succeeds while the pod's readinessProbe passes (run on its node)."""
+    """A command that succeeds while the pod's readinessProbe passes (run on its node).
+
+    Unready, as for the kubelet, only after `failure_threshold` failures in a row
+    (tried RETRY_SECONDS apart): a pod whose server is still starting is not
+    dropped by the sync that runs right after it was created.
+    """
     probe = pod.readiness
     assert probe is not None
     port, seconds = probe_port(pod, probe), probe.timeout
     if probe.kind == "tcp":
-        return f"timeout {seconds} bash -c {q(f'exec 3<>/dev/tcp/{ip}/{port}')} 2>/dev/null"
-    # httpGet: 200-399 is success; curl -f fails on 400 and above.
-    return f"curl -fsS -o /dev/null -m {seconds} {q(f'http://{ip}:{port}{probe.path}')} 2>/dev/null"
+        once = f"timeout {seconds} bash -c {q(f'exec 3<>/dev/tcp/{ip}/{port}')} 2>/dev/null"
+    else:  # httpGet: 200-399 is success; curl -f fails on 400 and above.
+        url = q(f"http://{ip}:{port}{probe.path}")
+        once = f"curl -fsS -o /dev/null -m {seconds} {url} 2>/dev/null"
+    tries = probe.failure_threshold
+    # A subshell: its `exit` ends the probe, not the node's whole readiness script.
+    return f"( for i in $(seq {tries}); do {once} && exit 0; sleep {RETRY_SECONDS}; done; exit 1 )"
 
 
 def readiness_script(

@@ -1,0 +1,209 @@
+"""Kubernetes manifests on a real lab, real packets.
+
+(a) The NetworkPolicy e2e cases of test_policy.py again, from the standard
+YAML files in tests/data/policies/, applied with `lab.apply` and deleted
+after, with the same 9 x 9 truth tables. (b) A Deployment scaled 2 -> 4 -> 1
+through `apply`: endpoints, DNS and ingress follow, no request fails once it
+settled. (c) An app written as ordinary manifests gives the reachability its
+policies say, from inside and outside. One lab per topology for all tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from test_policy import NAMESPACES, check_truth_table, label, ns
+
+from labkit import expect
+from labkit.lab import Lab
+from labkit.topology.model import key_name
+
+DATA = Path(__file__).parent.parent / "data"
+POLICIES = DATA / "policies"
+APP = pytest.mark.topology(
+    "../data/kube/lab/topology.yaml",
+    manifests=["../data/kube/lab/shop.yaml", "../data/kube/lab/scale.yaml"],
+)
+
+
+# -- (a) the policy e2e cases from YAML ------------------------------------------------
+
+
+def _on_node2(lab: Lab) -> set[str]:
+    return {p.name for p in lab.pods() if p.node.name == "node-2"}
+
+
+# file -> the truth table test_policy.py checks for the same policies
+CASES = {
+    "default-deny-ingress": lambda lab: lambda s, t, port, proto: ns(t) != "x",
+    "default-deny-egress": lambda lab: lambda s, t, port, proto: ns(s) != "x",
+    "allow-from-one-namespace": lambda lab: lambda s, t, port, proto: t != "x-a" or ns(s) == "y",
+    "allow-from-pods-with-a-label": lambda lab: (
+        lambda s, t, port, proto: t != "x-a" or s in ("x-b", "z-c")
+    ),
+    "ip-block-with-an-exception": lambda lab: (
+        lambda s, t, port, proto: t != "x-a" or (s in _on_node2(lab) and s != "y-a")
+    ),
+    "egress-ip-block-with-an-exception": lambda lab: (
+        lambda s, t, port, proto: not (s == "x-b" and t == "z-b")
+    ),
+    "allow-one-port-only": lambda lab: (
+        lambda s, t, port, proto: t != "x-a" or (port, proto) == (81, "TCP")
+    ),
+    "allow-a-named-port-from-a-namespace": lambda lab: (
+        lambda s, t, port, proto: ns(t) != "y" or (ns(s) == "z" and (port, proto) == (80, "UDP"))
+    ),
+    "isolated-namespace": lambda lab: (
+        lambda s, t, port, proto: (ns(s) == "z") == (ns(t) == "z")
+    ),
+    "isolation-plus-a-policy-that-opens-it": lambda lab: (
+        lambda s, t, port, proto: (
+            (ns(t) == "z" and (ns(s) == "z" or label(s) == "a")) or (ns(s) != "z" and ns(t) != "z")
+        )
+    ),
+    "unknown-namespace": lambda lab: lambda s, t, port, proto: t != "x-c",
+}
+
+
+@pytest.mark.topology("policy")
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_policy_case_from_yaml(lab, case):
+    lab.set_policies({}, namespaces=NAMESPACES)
+    path = POLICIES / f"{case}.yaml"
+    result = lab.apply(path)
+    try:
+        assert all(line.endswith("created") for line in result.lines), result.lines
+        # The pinned addresses in the YAML are the ones the lab has.
+        assert str(lab.addresses.pod_subnets["node-2"]) == "10.244.1.0/24"
+        assert str(lab.pod("y-a").ip) == "10.244.1.3"
+        check_truth_table(lab, CASES[case](lab))
+    finally:
+        lab.delete(path)
+    assert not lab.topology.policies
+
+
+@pytest.mark.topology("policy")
+def test_policy_peers_follow_a_relabelled_pod_from_yaml(lab):
+    path = POLICIES / "peers-follow-a-relabelled-pod.yaml"
+    lab.apply(path)
+    lab.set_labels("y-c", {"pod": "b"})
+    try:
+        check_truth_table(lab, lambda s, t, port, proto: t != "x-a" or s in ("y-b", "y-c"))
+    finally:
+        lab.set_labels("y-c", {"pod": "c"})
+        lab.delete(path)
+
+
+@pytest.mark.topology("policy")
+def test_an_invalid_policy_file_changes_nothing(lab):
+    from labkit.errors import TopologyError
+
+    with pytest.raises(TopologyError) as caught:
+        lab.apply(POLICIES / "bad-policies.yaml")
+    assert caught.value.exit_code == 2
+    assert ":9: NetworkPolicy/y/bad-cidr: spec.ingress.0.from.0.ipBlock.cidr" in str(caught.value)
+    assert not lab.topology.policies
+
+
+# -- (b) a Deployment scaled through apply ----------------------------------------------
+
+
+def _web(replicas: int) -> dict:
+    documents = list(yaml.safe_load_all((DATA / "kube" / "lab" / "scale.yaml").read_text()))
+    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    deployment["spec"]["replicas"] = replicas
+    return deployment
+
+
+def _web_pods(lab: Lab) -> set[str]:
+    return {key for key in lab.topology.pods if key.startswith("scale/web-")}
+
+
+def _settled_and_served(lab: Lab, replicas: int) -> None:
+    pods = _web_pods(lab)
+    assert len(pods) == replicas
+    service = lab.service("scale/web")
+    assert {e.pod for e in service.endpoints()} == pods
+    assert service.dns_name == "web.scale.svc.cluster.local"
+    probe = lab.pod("probe")
+    address = probe.exec(f"getent hosts {service.dns_name}").stdout.split()[0]
+    assert address == str(service.vip)
+    names = {key_name(p) for p in pods}
+    # Through the Service from inside, and through the ingress from outside:
+    # every request answered, and by every replica.
+    inside = [probe.http(service.vip, 80, timeout=2) for _ in range(6 * replicas)]
+    assert all(r.status == 200 for r in inside), [r.error for r in inside if r.status != 200]
+    assert {r.pod for r in inside} == names
+    edge = lab.node("node-1")
+    outside = [
+        lab.node("client").http(edge.ip, 80, host="scale.example", timeout=2)
+        for _ in range(6 * replicas)
+    ]
+    assert all(r.status == 200 for r in outside), [r.status for r in outside]
+    assert {r.pod for r in outside} == names
+
+
+@APP
+def test_a_deployment_scaled_2_4_1_endpoints_dns_and_ingress_follow(lab):
+    _settled_and_served(lab, 2)
+    first = _web_pods(lab)
+    result = lab.apply([_web(4)])
+    assert result.lines == ["Deployment/scale/web configured"]
+    assert first < _web_pods(lab)  # the first two stay where they are
+    _settled_and_served(lab, 4)
+    lab.apply([_web(1)])
+    assert _web_pods(lab) < first
+    _settled_and_served(lab, 1)
+    lab.apply([_web(2)])
+    assert _web_pods(lab) == first
+
+
+# -- (c) an app as ordinary manifests ---------------------------------------------------------
+
+
+@APP
+def test_an_app_of_manifests_reachable_as_its_policies_say(lab):
+    frontend = lab.service("shop/frontend")
+    backend = lab.service("backend")  # a bare name, unambiguous
+    assert backend.name == "shop/backend"
+    assert len(frontend.endpoints()) == 2 and len(backend.endpoints()) == 2
+    probe = lab.pod("probe")
+    front_pod = next(p for p in lab.pods(app="frontend"))
+    back_pod = next(p for p in lab.pods(app="backend"))
+    # Inside: anyone reaches the frontend on its named port; only the frontend the backend.
+    assert probe.http(frontend.vip, 80, timeout=2).status == 200
+    assert probe.http("frontend.shop.svc.cluster.local", 80, timeout=2).status == 200
+    assert not probe.tcp(backend.vip, 9090, timeout=1).ok
+    assert not probe.tcp(back_pod.ip, 9090, timeout=1).ok
+    assert front_pod.tcp(backend.vip, 9090, timeout=2).ok
+    assert front_pod.tcp("backend", 9090, timeout=2).ok  # the namespace's search path
+    assert back_pod.http(frontend.vip, 80, timeout=2).status == 200
+    assert not probe.http(front_pod.ip, 9999, timeout=1).ok  # other ports stay shut
+    # Outside: the ingress on the edge node, by host.
+    got = lab.node("client").http(lab.node("node-1").ip, 80, host="shop.example", timeout=2)
+    assert got.status == 200 and got.pod.startswith("frontend-")
+    expect.eventually(lambda: front_pod.ready(), within=5, what="readiness probe passes")
+
+
+@APP
+def test_a_changed_policy_reaches_every_node_and_delete_reverts_it(lab):
+    probe = lab.pod("probe")
+    backend = lab.service("shop/backend")
+    opened = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "backend-from-frontend", "namespace": "shop"},
+        "spec": {"podSelector": {"matchLabels": {"app": "backend"}}, "ingress": [{}]},
+    }
+    before = yaml.safe_load_all((DATA / "kube" / "lab" / "shop.yaml").read_text())
+    original = next(d for d in before if d["metadata"]["name"] == "backend-from-frontend")
+    result = lab.apply([opened])
+    try:
+        assert result.lines == ["NetworkPolicy/shop/backend-from-frontend configured"]
+        assert not result.plan.pods_new and result.plan.policies_changed
+        assert probe.tcp(backend.vip, 9090, timeout=2).ok
+    finally:
+        lab.apply([original])
+    assert not probe.tcp(backend.vip, 9090, timeout=1).ok
