@@ -55,9 +55,7 @@ CASES = {
     "allow-a-named-port-from-a-namespace": lambda lab: (
         lambda s, t, port, proto: ns(t) != "y" or (ns(s) == "z" and (port, proto) == (80, "UDP"))
     ),
-    "isolated-namespace": lambda lab: (
-        lambda s, t, port, proto: (ns(s) == "z") == (ns(t) == "z")
-    ),
+    "isolated-namespace": lambda lab: lambda s, t, port, proto: (ns(s) == "z") == (ns(t) == "z"),
     "isolation-plus-a-policy-that-opens-it": lambda lab: (
         lambda s, t, port, proto: (
             (ns(t) == "z" and (ns(s) == "z" or label(s) == "a")) or (ns(s) != "z" and ns(t) != "z")

@@ -207,3 +207,29 @@ def _deployment_object(replicas: int) -> dict:
     import yaml
 
     return next(yaml.safe_load_all(deployment(replicas)))
+
+
+# -- reading fast: LibYAML data, lines only when asked ------------------------------------
+
+
+def test_the_fast_read_gives_the_careful_reads_data_and_lines():
+    from pathlib import Path
+
+    from labkit.topology.kube.documents import _parse_carefully
+
+    for path in sorted((Path(__file__).parent.parent / "data").rglob("*.yaml")):
+        text = path.read_text()
+        if "&" in text or "*" in text:
+            continue
+        fast, careful = parse_documents(text, str(path), []), _parse_carefully(text, str(path), [])
+        assert [d.data for d in fast] == [d.data for d in careful], path
+        for quick, slow in zip(fast, careful, strict=True):
+            assert quick.where() == slow.where(), path  # the document's own line, uncomposed
+            deep = ("metadata", "name")
+            assert quick.where(deep) == slow.where(deep), path
+
+
+def test_a_duplicate_key_is_still_found():
+    problems: list = []
+    parse_documents("kind: A\nkind: B\n", "dup.yaml", problems)
+    assert [str(p) for p in problems] == ["dup.yaml:2: kind: duplicate name"]
