@@ -170,7 +170,7 @@ class PodHandle(Probing):
         spec = self.spec
         probes = {}
         if spec.readiness is not None:
-            probes[self.name] = readiness_plan.probe_command(spec, self.ip)
+            probes[self.name] = readiness_plan.probe_command(self.name, spec, self.ip)
         host = [self.name] if spec.host_network else []
         output = self.node.exec(readiness_plan.readiness_script([self.name], probes, host)).stdout
         expected = {self.name: set(self.cluster.pod_spec(self.name).containers())}

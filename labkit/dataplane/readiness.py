@@ -27,14 +27,18 @@ def probe_port(pod: Pod, probe: ReadinessProbe) -> int:
 
 
 RETRY_SECONDS = 0.3  # between tries of one sync's probe
+STARTING_SECONDS = 15  # a pod younger than this is still starting ...
+STARTUP_GRACE_SECONDS = 10  # ... and its probe is tried for this long before it counts as failed
 
 
-def probe_command(pod: Pod, ip: IPv4Address) -> str:
+def probe_command(pod_key: str, pod: Pod, ip: IPv4Address) -> str:
     """A command that succeeds while the pod's readinessProbe passes (run on its node).
 
-    Unready, as for the kubelet, only after `failure_threshold` failures in a row
-    (tried RETRY_SECONDS apart): a pod whose server is still starting is not
-    dropped by the sync that runs right after it was created.
+    Unready, as for the kubelet, after `failure_threshold` failures in a row,
+    tried RETRY_SECONDS apart; a pod that is still starting (its containers
+    younger than STARTING_SECONDS) gets up to STARTUP_GRACE_SECONDS, so that
+    the sync right after it was created does not drop it for want of a later
+    probe (labkit has no kubelet probing in the background).
     """
     probe = pod.readiness
     assert probe is not None
@@ -44,15 +48,21 @@ def probe_command(pod: Pod, ip: IPv4Address) -> str:
     else:  # httpGet: 200-399 is success; curl -f fails on 400 and above.
         url = q(f"http://{ip}:{port}{probe.path}")
         once = f"curl -fsS -o /dev/null -m {seconds} {url} 2>/dev/null"
-    tries = probe.failure_threshold
-    # A subshell: its `exit` ends the probe, not the node's whole readiness script.
-    return f"( for i in $(seq {tries}); do {once} && exit 0; sleep {RETRY_SECONDS}; done; exit 1 )"
+    started = f"{pod_plan.STATE_DIR}/{slug(pod_key)}"
+    grace = max(probe.failure_threshold, round(STARTUP_GRACE_SECONDS / RETRY_SECONDS))
+    return (
+        f"( tries={probe.failure_threshold}; "
+        f"age=$(( $(date +%s) - $(stat -c %Y {started} 2>/dev/null || echo 0) )); "
+        f"[ $age -lt {STARTING_SECONDS} ] && tries={grace}; "
+        f"for i in $(seq $tries); do {once} && exit 0; sleep {RETRY_SECONDS}; done; exit 1 )"
+    )
 
 
 def readiness_script(
     pods: Iterable[str], probes: Mapping[str, str] | None = None, host_network: Iterable[str] = ()
 ) -> str:
-    """Per pod: `== <pod> netns|gone`, `<container> up|down` lines, then `probe ok|fail`.
+    """Per pod: `== <pod> netns|gone`, `<container> up|down` lines; then, from the probes
+    run side by side, `probe <pod> ok|fail`.
 
     `pods` are keys; `probes`: pod -> probe command; `host_network`: pods in the
     node's own namespace (none of their own to look for).
@@ -69,8 +79,16 @@ def readiness_script(
                 f"else echo '== {pod} gone'; fi"
             )
         parts.append(pod_plan.containers_alive_script(pod))
-        if probes.get(pod):
-            parts.append(f"if {probes[pod]}; then echo 'probe ok'; else echo 'probe fail'; fi")
+    # Side by side: a node's sync takes as long as its slowest probe, not their sum.
+    probed = [pod for pod in pods if probes.get(pod)]
+    parts += [
+        f"( if {probes[pod]}; then echo 'probe {pod} ok'; else echo 'probe {pod} fail'; fi ) "
+        f"> /tmp/labkit-probe-{slug(pod)} &"
+        for pod in probed
+    ]
+    if probed:
+        parts.append("wait")
+        parts += [f"cat /tmp/labkit-probe-{slug(pod)}" for pod in probed]
     return "\n".join(parts) + "\n"
 
 
@@ -89,8 +107,9 @@ def parse_readiness(
             alive.setdefault(current, set())
             if words[2] == "netns":
                 present.add(current)
-        elif words == ["probe", "ok"] and current:
-            passed.add(current)
+        elif len(words) == 3 and words[0] == "probe":
+            if words[2] == "ok":
+                passed.add(words[1])
         elif len(words) == 2 and current and words[1] == "up":
             alive[current].add(words[0])
     probed = set(probed)

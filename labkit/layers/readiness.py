@@ -29,7 +29,7 @@ def probe_ready(cluster: Cluster, nodes: Iterable[str] | None = None) -> set[str
         expected = {pod: set(cluster.pod_spec(pod).containers()) for pod in pods}
         specs = {pod: cluster.topology.pods[pod] for pod in pods}
         probes = {
-            pod: probe_command(spec, cluster.addresses.pod_ips[pod])
+            pod: probe_command(pod, spec, cluster.addresses.pod_ips[pod])
             for pod, spec in specs.items()
             if spec.readiness is not None
         }

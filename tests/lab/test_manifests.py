@@ -126,8 +126,12 @@ def _settled_and_served(lab: Lab, replicas: int) -> None:
     assert {e.pod for e in service.endpoints()} == pods
     assert service.dns_name == "web.scale.svc.cluster.local"
     probe = lab.pod("probe")
-    address = probe.exec(f"getent hosts {service.dns_name}").stdout.split()[0]
-    assert address == str(service.vip)
+
+    def resolves() -> None:
+        found = probe.exec(f"getent hosts {service.dns_name}", check=False).stdout.split()
+        assert found[:1] == [str(service.vip)], found
+
+    expect.eventually(resolves, within=10, what=f"{service.dns_name} -> {service.vip}")
     names = {key_name(p) for p in pods}
     # Through the Service from inside, and through the ingress from outside:
     # every request answered, and by every replica.
@@ -182,7 +186,7 @@ def test_an_app_of_manifests_reachable_as_its_policies_say(lab):
     # Outside: the ingress on the edge node, by host.
     got = lab.node("client").http(lab.node("node-1").ip, 80, host="shop.example", timeout=2)
     assert got.status == 200 and got.pod.startswith("frontend-")
-    expect.eventually(lambda: front_pod.ready(), within=5, what="readiness probe passes")
+    assert front_pod.ready() and back_pod.ready()  # their readiness probes pass
 
 
 @APP
@@ -205,3 +209,44 @@ def test_a_changed_policy_reaches_every_node_and_delete_reverts_it(lab):
     finally:
         lab.apply([original])
     assert not probe.tcp(backend.vip, 9090, timeout=1).ok
+
+
+# -- the command line on the same lab ---------------------------------------------------
+
+
+@APP
+def test_cli_get_apply_delete(lab, tmp_path):
+    import json
+
+    from cli_runner import labkit
+
+    pods = labkit("get", "pods", "-n", "shop", "-o", "json", "--lab", lab.name)
+    assert pods.returncode == 0, pods.stderr
+    items = json.loads(pods.stdout)["items"]
+    assert {i["name"] for i in items} == {
+        key_name(p.name) for p in lab.pods() if p.namespace == "shop"
+    }
+    assert all(i["ready"] == "true" for i in items)
+    assert {i["ip"] for i in items} == {str(p.ip) for p in lab.pods() if p.namespace == "shop"}
+    endpoints = labkit("get", "endpoints", "-n", "shop", "--lab", lab.name)
+    assert endpoints.returncode == 0 and ":8080" in endpoints.stdout and ":9090" in endpoints.stdout
+    for kind in ("services", "networkpolicies", "ingresses"):
+        shown = labkit("get", kind, "-o", "wide", "--lab", lab.name)
+        assert shown.returncode == 0, shown.stderr
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: extra, namespace: shop}\n"
+        "spec: {selector: {app: frontend}, ports: [{port: 8080}]}\n"
+    )
+    applied = labkit("apply", "-f", str(extra), "--lab", lab.name)
+    assert applied.returncode == 0, applied.stderr
+    assert "Service/shop/extra created" in applied.stdout
+    assert lab.pod("probe").http("extra.shop.svc.cluster.local", 8080, timeout=2).status == 200
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: extra, namespace: shop}\nspec: {ports: 7}\n"
+    )
+    refused = labkit("apply", "-f", str(bad), "--lab", lab.name)
+    assert refused.returncode == 2 and f"{bad}:4: Service/shop/extra: spec.ports" in refused.stderr
+    deleted = labkit("delete", "-f", str(extra), "--lab", lab.name)
+    assert deleted.returncode == 0 and "Service/shop/extra deleted" in deleted.stdout
