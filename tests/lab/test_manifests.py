@@ -10,6 +10,7 @@ policies say, from inside and outside. One lab per topology for all tests.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ import yaml
 from test_policy import NAMESPACES, check_truth_table, label, ns
 
 from labkit import expect
+from labkit.dataplane.script import q
 from labkit.lab import Lab
 from labkit.topology.model import key_name
 
@@ -135,16 +137,35 @@ def _settled_and_served(lab: Lab, replicas: int) -> None:
     names = {key_name(p) for p in pods}
     # Through the Service from inside, and through the ingress from outside:
     # every request answered, and by every replica.
-    inside = [probe.http(service.vip, 80, timeout=2) for _ in range(6 * replicas)]
-    assert all(r.status == 200 for r in inside), [r.error for r in inside if r.status != 200]
-    assert {r.pod for r in inside} == names
+    count = 6 * replicas
+    inside = many_gets(probe, f"http://{service.vip}/", count)
+    assert all(status == 200 for status, _ in inside), inside
+    assert {served for _, served in inside} == names
     edge = lab.node("node-1")
-    outside = [
-        lab.node("client").http(edge.ip, 80, host="scale.example", timeout=2)
-        for _ in range(6 * replicas)
-    ]
-    assert all(r.status == 200 for r in outside), [r.status for r in outside]
-    assert {r.pod for r in outside} == names
+    outside = many_gets(lab.node("client"), f"http://{edge.ip}/", count, host="scale.example")
+    assert all(status == 200 for status, _ in outside), outside
+    assert {served for _, served in outside} == names
+
+
+_GETS = r"""
+import json, sys, urllib.request
+url, count, host = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+found = []
+for _ in range(count):
+    request = urllib.request.Request(url, headers={"Host": host} if host else {})
+    try:
+        with urllib.request.urlopen(request, timeout=2) as reply:
+            found.append([reply.status, json.loads(reply.read()).get("pod", "")])
+    except Exception as exc:
+        found.append([0, type(exc).__name__ + ": " + str(exc)])
+print(json.dumps(found))
+"""
+
+
+def many_gets(source, url: str, count: int, host: str = "") -> list[tuple[int, str]]:
+    """`count` HTTP GETs in one exec: (status, the pod that answered) each."""
+    command = f"python3 -c {q(_GETS)} {q(url)} {count} {q(host)}"
+    return [(status, pod) for status, pod in json.loads(source.exec(command, timeout=60).stdout)]
 
 
 @APP
@@ -216,8 +237,6 @@ def test_a_changed_policy_reaches_every_node_and_delete_reverts_it(lab):
 
 @APP
 def test_cli_get_apply_delete(lab, tmp_path):
-    import json
-
     from cli_runner import labkit
 
     pods = labkit("get", "pods", "-n", "shop", "-o", "json", "--lab", lab.name)
