@@ -67,10 +67,27 @@ CASES = {
 }
 
 
+_converged: set[str] = set()
+
+
+def converged(lab: Lab) -> None:
+    """Once per lab: every path open before the first case (a fresh lab still learns its
+    neighbours and tunnel endpoints; a busy host makes that slow)."""
+    if lab.name not in _converged:
+        expect.eventually(
+            lambda: check_truth_table(lab, lambda s, t, port, proto: True),
+            within=60,
+            every=1,
+            what="the policy lab's full mesh",
+        )
+        _converged.add(lab.name)
+
+
 @pytest.mark.topology("policy")
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_policy_case_from_yaml(lab, case):
     lab.set_policies({}, namespaces=NAMESPACES)
+    converged(lab)
     path = POLICIES / f"{case}.yaml"
     result = lab.apply(path)
     try:
