@@ -1,10 +1,8 @@
-"""A live lab: brings a topology up and down, in order. Orchestration only.
+"""A live lab, brought up and down in order. Orchestration only.
 
-The order of `up`: plan every address once -> check everything that can be
-checked (images, kernel features, each layer) -> underlay networks -> node
-containers (in parallel) -> per node, one script: knobs, CNI, backend, pods ->
-the layers above the pod network -> state saved for other processes. Any
-failure or interrupt on the way removes what was made.
+`up`: plan every address once -> check (images, kernel features, each layer) -> underlay
+networks -> node containers (in parallel) -> per node one script: knobs, CNI, backend, pods
+-> the layers above the pod network -> state saved. A failure or interrupt removes it all.
 """
 
 from __future__ import annotations
@@ -26,6 +24,7 @@ from labkit.core.owner import claim_name, owner_labels
 from labkit.dataplane import nodes as node_plan
 from labkit.faults import Faults
 from labkit.layers import apply_layers, check_layers, describe_layers, sync_layers
+from labkit.layers import manifests as kube
 from labkit.layers.convergence import Routing
 from labkit.layers.ingress import IngressControl
 from labkit.layers.policy import Policies
@@ -80,6 +79,7 @@ class Lab:
             addresses = plan_addresses(topology, runtime.taken_subnets())
             cluster = Cluster(lab_name, topology, addresses, runtime, image=image or runtime.node_image(), source=source)
             cluster.owner = owner_labels(keep=keep)
+            kube.remember(cluster)  # the native part and the manifests' documents, for `apply`
             lab = cls(cluster)
             cluster.check_images()
             check_layers(cluster)
@@ -164,8 +164,6 @@ class Lab:
         """What `labkit status --json` prints: nodes, pods, and every layer's part."""
         return describe_cluster(self.cluster) | describe_layers(self.cluster)
 
-    # -- changes, and the layers' controls -------------------------------------------
-
     def service(self, name: str) -> ServiceHandle:
         return self.services.get(name)
 
@@ -183,6 +181,13 @@ class Lab:
 
     def set_policies(self, policies: Any, namespaces: Any = None) -> dict[str, float]:
         return self.policy.set(policies, namespaces)
+
+    def apply(self, manifests: kube.Given, stdin: Any = None) -> kube.ApplyResult:
+        """kubectl apply: files, dirs, `-`, or objects; an invalid one changes nothing."""
+        return kube.apply(self.cluster, manifests, stdin)
+
+    def delete(self, manifests: kube.Given, stdin: Any = None) -> kube.ApplyResult:
+        return kube.delete(self.cluster, manifests, stdin)  # kubectl delete -f
 
     services = cached_property(lambda self: Services(self.cluster))
     ingress = cached_property(lambda self: IngressControl(self.cluster))

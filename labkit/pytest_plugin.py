@@ -1,5 +1,9 @@
 """The pytest front door: `@pytest.mark.topology("name")` and the `lab` fixture.
 
+`@pytest.mark.topology("name", manifests=["k8s/app.yaml"])` adds Kubernetes
+manifests (paths relative to the test file) to the topology; each distinct
+set of manifests is a lab of its own.
+
 One lab per topology per session, shared by every test that names it, and
 taken down after the last of them (also on Ctrl-C and at exit), unless
 `--lab-keep`. `--lab-reuse` attaches to a lab of the same name that is up.
@@ -10,6 +14,7 @@ files of failed tests under --lab-pcap-dir, named in the JUnit XML.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -24,7 +29,10 @@ from labkit.errors import LabkitError
 from labkit.faults import Faults
 from labkit.lab import Lab, lab_name_for
 from labkit.runtime.docker import DockerRuntime, engine_available
+from labkit.topology.kube.manifests import add_manifests
 from labkit.topology.loader import load_topology, resolve_topology_path
+
+LabKey = tuple[Path, tuple[Path, ...]]  # the topology file, and the manifests added to it
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -41,17 +49,30 @@ REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "topology(name): the lab topology (a name under topologies/ or a path)")
+    config.addinivalue_line(
+        "markers",
+        "topology(name, manifests=[...]): the lab topology (a name under topologies/ or a path), "
+        "plus Kubernetes manifests (files or directories, relative to the test file)",
+    )
     pool = LabPool(config)
     config.stash[POOL_KEY] = pool
 
 
-def _topology_path(item: pytest.Item) -> Path | None:
+def _marker_key(marker: pytest.Mark, item: Any) -> LabKey:
+    here = Path(item.path).parent
+    ref = marker.args[0]
+    nearby = here / str(ref)  # a relative path is taken from the test file first
+    path = resolve_topology_path(nearby if nearby.is_file() else ref, here).resolve()
+    manifests = tuple((here / m).resolve() for m in marker.kwargs.get("manifests", ()))
+    return path, manifests
+
+
+def _topology_path(item: pytest.Item) -> LabKey | None:
     marker = item.get_closest_marker("topology")
     if marker is None or not marker.args or "lab" not in getattr(item, "fixturenames", ()):
         return None
     try:
-        return resolve_topology_path(marker.args[0], Path(item.path).parent).resolve()
+        return _marker_key(marker, item)
     except LabkitError:
         return None
 
@@ -87,9 +108,9 @@ class LabPool:
     def __init__(self, config: pytest.Config) -> None:
         self.keep = bool(config.getoption("--lab-keep"))
         self.reuse = bool(config.getoption("--lab-reuse"))
-        self.labs: dict[Path, Lab] = {}
-        self.failures: dict[Path, BaseException] = {}
-        self.remaining: dict[Path, int] = {}
+        self.labs: dict[LabKey, Lab] = {}
+        self.failures: dict[LabKey, BaseException] = {}
+        self.remaining: dict[LabKey, int] = {}
         self._runtime: DockerRuntime | None = None
         self._engine_checked = False
 
@@ -107,30 +128,35 @@ class LabPool:
             pytest.skip("no Docker engine")
         return self._runtime
 
-    def get(self, path: Path) -> Lab:
-        if path in self.labs:
-            return self.labs[path]
-        if path in self.failures:
-            pytest.fail(f"lab {path.name} failed to come up earlier: {self.failures[path]}", pytrace=False)
+    def get(self, key: LabKey) -> Lab:
+        if key in self.labs:
+            return self.labs[key]
+        path, manifests = key
+        if key in self.failures:
+            pytest.fail(f"lab {path.name} failed to come up earlier: {self.failures[key]}", pytrace=False)
         runtime = self.runtime
-        topology = load_topology(path)
-        name = lab_name_for(topology)
         try:
+            topology = load_topology(path)
+            name = lab_name_for(topology)
+            given: Any = str(path)
+            if manifests:  # a lab per set of manifests: its name says which
+                given = add_manifests(topology, list(manifests)).topology
+                name += "-" + hashlib.sha256(repr(manifests).encode()).hexdigest()[:6]
             if self.reuse and name in runtime.lab_names():
                 lab = Lab.attach(name, runtime)
             else:
-                lab = Lab.up(str(path), runtime=runtime, keep=self.keep)
+                lab = Lab.up(given, runtime=runtime, keep=self.keep, name=name)
         except LabkitError as exc:
-            self.failures[path] = exc
+            self.failures[key] = exc
             raise
-        self.labs[path] = lab
+        self.labs[key] = lab
         return lab
 
-    def finished(self, path: Path) -> None:
-        """One test of the lab at `path` is done; the last one takes the lab down."""
-        self.remaining[path] = self.remaining.get(path, 1) - 1
-        if self.remaining[path] <= 0 and path in self.labs and not self.keep:
-            self.labs.pop(path).down()
+    def finished(self, key: LabKey) -> None:
+        """One test of the lab of `key` is done; the last one takes the lab down."""
+        self.remaining[key] = self.remaining.get(key, 1) - 1
+        if self.remaining[key] <= 0 and key in self.labs and not self.keep:
+            self.labs.pop(key).down()
 
     def close(self) -> None:
         labs, self.labs = self.labs, {}
@@ -151,8 +177,7 @@ def lab(request: pytest.FixtureRequest, lab_pool: LabPool) -> Lab:
     marker = request.node.get_closest_marker("topology")
     if marker is None or not marker.args:
         pytest.fail('the `lab` fixture needs @pytest.mark.topology("name-or-path")', pytrace=False)
-    path = resolve_topology_path(marker.args[0], Path(request.node.path).parent).resolve()
-    return lab_pool.get(path)
+    return lab_pool.get(_marker_key(marker, request.node))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

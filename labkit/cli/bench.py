@@ -28,6 +28,20 @@ def bench_up(
     run(topology, hundred=hundred, repeats=repeats, out=out, console=console)
 
 
+@bench_app.command("manifests")
+@friendly
+def bench_manifests(
+    documents: Annotated[int, typer.Option(min=4, help="Documents to load")] = 1000,
+    repeats: Annotated[int, typer.Option(min=1, help="Rounds; the median is reported")] = 5,
+    lab: Annotated[bool, typer.Option(help="Also apply a changed policy on a 3-node lab")] = True,
+    out: Annotated[Path, typer.Option(help="JSON results")] = Path("bench-results/manifests.json"),
+) -> None:
+    """Loading + validating manifests against plain YAML; one policy apply on a lab."""
+    from labkit.bench.manifests import run
+
+    run(count=documents, repeats=repeats, with_lab=lab, out=out, console=console)
+
+
 @bench_app.command("paths")
 @friendly
 def bench_paths(

@@ -106,3 +106,9 @@ def csv(text: str) -> list[str]:
 def lab_of_endpoint(target: str, lab_name: str | None) -> tuple[Any, Any]:
     lab = attach_lab(lab_name)
     return lab, lab.endpoint(target)
+
+
+def print_notes(notes: list[str]) -> None:
+    """What merging manifests has to tell: the ignored kinds in one line, the warnings."""
+    for note in notes:
+        err.print(f"[yellow]{escape(note)}[/yellow]", highlight=False, soft_wrap=True)

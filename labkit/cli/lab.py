@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -18,6 +19,7 @@ from labkit.cli.common import (
     engine,
     friendly,
     only_lab,
+    print_notes,
 )
 
 if TYPE_CHECKING:
@@ -30,19 +32,26 @@ def up(
     topology: Annotated[str, typer.Argument(help="A name under topologies/ or a path")] = DEFAULT_TOPOLOGY,
     name: Annotated[str | None, typer.Option(help="Lab name (default: the topology's)")] = None,
     profile: Annotated[bool, typer.Option("--profile", help="Print where the time went")] = False,
+    files: Annotated[list[str] | None, typer.Option("-f", "--filename", help="Kubernetes manifests: file, directory or - (repeatable)")] = None,
+    kube_version: Annotated[str | None, typer.Option(help="Kubernetes version the manifests are checked against")] = None,
 ) -> None:
     """Bring a lab up and print its nodes, pods, addresses and entry points."""
     from labkit.lab import Lab
     from labkit.runtime.profiled import ProfiledRuntime
+    from labkit.topology.kube.manifests import add_manifests
     from labkit.topology.loader import load_topology, resolve_topology_path
 
     profiled = ProfiledRuntime(engine()) if profile else None
     path = resolve_topology_path(topology)
     parsed = load_topology(path)
+    given: Any = str(path)
+    if files or kube_version:  # checked before anything is created
+        given = add_manifests(parsed, files or [], kube_version, stdin=sys.stdin).topology
+    print_notes(given.manifest_notes if files or kube_version else parsed.manifest_notes)
     with console.status(f"bringing up {parsed.name}") as status:
         # By hand: kept on purpose, so a later run never reclaims it as stale.
         lab = Lab.up(
-            str(path), name=name, progress=lambda message: status.update(message), keep=True,
+            given, name=name, progress=lambda message: status.update(message), keep=True,
             runtime=cast("Runtime", profiled),  # it passes every call on, timed
         )  # fmt: skip
     console.print(f"[green]lab {lab.name} is up[/green] in {lab.timings['up']:.1f} s")

@@ -37,8 +37,10 @@ def shell(
     """An interactive shell on a node or in a pod."""
     _, endpoint = lab_of_endpoint(target, lab_name)
     from labkit.core.handles import PodHandle
+    from labkit.topology.model import slug
 
-    inner = ["ip", "netns", "exec", endpoint.name, "bash"] if isinstance(endpoint, PodHandle) else ["bash"]
+    in_pod = isinstance(endpoint, PodHandle) and not endpoint.spec.host_network
+    inner = ["ip", "netns", "exec", slug(endpoint.name), "bash"] if in_pod else ["bash"]
     # An interactive TTY is the docker CLI's job; the SDK has no terminal client.
     os.execvp("docker", ["docker", "exec", "-it", endpoint.node.container, *inner])
 

@@ -19,7 +19,8 @@ from labkit.dataplane.pods import PodSpec
 from labkit.errors import LabNotFound, Problem, TopologyError, UsageError
 from labkit.runtime.base import Runtime, container_name
 from labkit.topology.addressing import Addresses
-from labkit.topology.model import Topology
+from labkit.topology.keys import resolve
+from labkit.topology.model import Topology, key_name
 
 STOPPED_KEY = "stopped_nodes"
 
@@ -140,11 +141,10 @@ class Cluster:
         ]
 
     def pod(self, name: str) -> PodHandle:
-        if name not in self.topology.pods:
-            raise UsageError(
-                f"no pod {name!r} in lab {self.name} (pods: {', '.join(self.topology.pods)})"
-            )
-        return PodHandle(self, name)
+        """A pod by key, `NS/NAME`, or a bare name (unambiguous, or in default)."""
+        if name in self.topology.pods:
+            return PodHandle(self, name)
+        return PodHandle(self, resolve(name, self.topology.pods, "pod"))
 
     def pods(self, **labels: str) -> list[PodHandle]:
         """All pods, or those whose labels include `labels`."""
@@ -160,6 +160,8 @@ class Cluster:
             return self.pod(name)
         if name in self.topology.nodes:
             return self.node(name)
+        if any(key_name(key) == name or key == name for key in self.topology.pods) or "/" in name:
+            return self.pod(name)
         raise UsageError(
             f"no node or pod {name!r} in lab {self.name} "
             f"(nodes: {', '.join(self.topology.nodes)}; pods: {', '.join(self.topology.pods) or 'none'})"

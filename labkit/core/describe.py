@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from labkit.core.cluster import Cluster
+from labkit.core.handles import PodHandle
 
 
 def describe_cluster(cluster: Cluster) -> dict[str, Any]:
@@ -20,6 +21,7 @@ def describe_cluster(cluster: Cluster) -> dict[str, Any]:
                 "name": node.name,
                 "container": node.container,
                 "roles": node.roles,
+                "labels": dict(cluster.topology.nodes[node.name].labels),
                 "ips": {k: str(v) for k, v in node.ips.items()},
                 "ip": str(node.ip),
                 "pod_subnet": str(cluster.addresses.pod_subnets.get(node.name, "")) or None,
@@ -27,14 +29,21 @@ def describe_cluster(cluster: Cluster) -> dict[str, Any]:
             }
             for node in cluster.nodes()
         ],
-        "pods": [
-            {
-                "name": pod.name,
-                "node": pod.node.name,
-                "namespace": pod.namespace,
-                "ip": str(pod.ip),
-                "labels": pod.labels,
-            }
-            for pod in cluster.pods()
-        ],
+        "pods": [_pod(pod) for pod in cluster.pods()],
     }
+
+
+def _pod(pod: PodHandle) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "name": pod.name,
+        "node": pod.node.name,
+        "namespace": pod.namespace,
+        "ip": str(pod.ip),
+        "labels": pod.labels,
+    }
+    # A manifest's pod says where it came from (and when it shares its node's namespace).
+    if pod.spec.origin is not None:
+        found["origin"] = pod.spec.origin.model_dump()
+    if pod.spec.host_network:
+        found["host_network"] = True
+    return found

@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any
 from labkit.core import probes
 from labkit.core.endpoint import Endpoint, Target
 from labkit.dataplane import pods as pod_plan
+from labkit.dataplane import readiness as readiness_plan
 from labkit.dataplane.script import q
 from labkit.dataplane.vxlan import underlay_device
 from labkit.runtime.base import ExecResult
+from labkit.topology.model import slug
 
 if TYPE_CHECKING:
     from labkit.core.cluster import Cluster
@@ -148,9 +150,11 @@ class PodHandle(Probing):
     def exec(
         self, command: str, *, check: bool = True, timeout: float | None = None
     ) -> ExecResult:
-        """Run a shell command inside the pod's network namespace."""
+        """Run a shell command inside the pod's network namespace (a hostNetwork pod's: the node's)."""
+        if self.spec.host_network:
+            return self.node.exec(command, check=check, timeout=timeout)
         return self.node.exec(
-            f"ip netns exec {q(self.name)} sh -c {q(command)}", check=check, timeout=timeout
+            f"ip netns exec {q(slug(self.name))} sh -c {q(command)}", check=check, timeout=timeout
         )
 
     # -- the pod's containers (processes) ---------------------------------
@@ -161,8 +165,16 @@ class PodHandle(Probing):
         return {name: state == "up" for name, state in (line.split() for line in out.splitlines())}
 
     def ready(self) -> bool:
-        """Ready as a Service endpoint: every container alive (a pod with none is ready)."""
-        return all(self.containers().values())
+        """Ready as a Service endpoint: every container alive (a pod with none is ready)
+        and its readinessProbe, if it has one, passing."""
+        spec = self.spec
+        probes = {}
+        if spec.readiness is not None:
+            probes[self.name] = readiness_plan.probe_command(self.name, spec, self.ip)
+        host = [self.name] if spec.host_network else []
+        output = self.node.exec(readiness_plan.readiness_script([self.name], probes, host)).stdout
+        expected = {self.name: set(self.cluster.pod_spec(self.name).containers())}
+        return self.name in readiness_plan.parse_readiness(output, expected, probes)
 
     def kill(self, container: str | None = None, signal: str = "KILL") -> None:
         """Kill the pod's processes; its namespace and IP stay."""
@@ -176,5 +188,5 @@ class PodHandle(Probing):
         self.cluster.pods_changed([self.name])
 
     def logs(self, container: str | None = None) -> str:
-        pattern = f"{pod_plan.LOG_DIR}/{self.name}/{container or '*'}.log"
+        pattern = f"{pod_plan.LOG_DIR}/{slug(self.name)}/{container or '*'}.log"
         return self.node.exec(f"cat {pattern} 2>/dev/null || true").stdout

@@ -43,8 +43,11 @@ def choose_pod_ip(
     )
 
 
-def add_pod(cluster: Cluster, name: str, pod: Pod | dict[str, Any]) -> PodHandle:
-    """Create a pod on a running lab; services and the rest follow."""
+def add_pod(
+    cluster: Cluster, name: str, pod: Pod | dict[str, Any], *, notify: bool = True
+) -> PodHandle:
+    """Create a pod on a running lab; services and the rest follow (unless not `notify`:
+    the caller tells `pods_changed` once for many)."""
     spec = pod if isinstance(pod, Pod) else Pod.model_validate(pod)
     addresses = cluster.addresses
     if name in cluster.topology.pods:
@@ -56,7 +59,10 @@ def add_pod(cluster: Cluster, name: str, pod: Pod | dict[str, Any]) -> PodHandle
     subnet = addresses.pod_subnets[spec.node]
     if spec.ip is not None and (spec.ip not in subnet or spec.ip in addresses.pod_ips.values()):
         raise UsageError(f"pod IP {spec.ip} is outside {subnet} of node {spec.node} or taken")
-    ip = choose_pod_ip(cluster, name, spec.node, spec.ip)
+    if spec.host_network:
+        ip = addresses.node_ip(spec.node)
+    else:
+        ip = choose_pod_ip(cluster, name, spec.node, spec.ip)
     cluster.topology.pods[name] = spec
     addresses.pod_ips[name] = ip
     try:
@@ -68,23 +74,31 @@ def add_pod(cluster: Cluster, name: str, pod: Pod | dict[str, Any]) -> PodHandle
     released = _released(cluster)
     if released.get(name) == str(ip):
         del released[name]
-    cluster.pods_changed([name])
+    if notify:
+        cluster.pods_changed([name])
     return cluster.pod(name)
 
 
-def delete_pod(cluster: Cluster, name: str) -> None:
-    node = cluster.pod(name).node
-    del cluster.topology.pods[name]
+def delete_pod(cluster: Cluster, name: str, *, notify: bool = True) -> None:
+    handle = cluster.pod(name)  # NS/NAME or a bare name -> the key
+    name, node = handle.name, handle.node
+    spec = cluster.topology.pods.pop(name)
     node.exec(pod_plan.pod_delete_script(name))
     # Sticky addresses: the next pod of that name on that node gets it back.
-    _released(cluster)[name] = str(cluster.addresses.pod_ips.pop(name))
-    cluster.pods_changed([name])
+    ip = cluster.addresses.pod_ips.pop(name)
+    if not spec.host_network:
+        _released(cluster)[name] = str(ip)
+    if notify:
+        cluster.pods_changed([name])
 
 
-def set_labels(cluster: Cluster, name: str, labels: dict[str, str]) -> None:
-    cluster.pod(name)
+def set_labels(
+    cluster: Cluster, name: str, labels: dict[str, str], *, notify: bool = True
+) -> None:
+    name = cluster.pod(name).name
     cluster.topology.pods[name].labels = dict(labels)
-    cluster.pods_changed([name])
+    if notify:
+        cluster.pods_changed([name])
 
 
 def check_move(cluster: Cluster, name: str, node: str) -> None:
@@ -108,6 +122,7 @@ def check_move(cluster: Cluster, name: str, node: str) -> None:
 
 def move_pod(cluster: Cluster, name: str, node: str) -> PodHandle:
     """Recreate a pod on another node with a new pod IP; every layer follows."""
+    name = cluster.pod(name).name
     check_move(cluster, name, node)
     old_spec = cluster.topology.pods[name]
     old_ip = cluster.addresses.pod_ips[name]

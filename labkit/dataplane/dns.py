@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address
 
 from labkit.dataplane.script import q, write_file
+from labkit.topology.model import key_name, slug
 
 DOMAIN = "cluster.local"
 DEVICE = "lo"
@@ -26,7 +27,8 @@ LOG_PATH = "/var/log/labkit/dnsmasq.log"
 
 
 def service_name(service: str, namespace: str) -> str:
-    return f"{service}.{namespace}.svc.{DOMAIN}"
+    """`web.shop.svc.cluster.local` (a key `shop/web` names the same Service)."""
+    return f"{key_name(service)}.{namespace}.svc.{DOMAIN}"
 
 
 def hosts_file(services: Mapping[str, tuple[str, IPv4Address]]) -> str:
@@ -66,7 +68,7 @@ def resolv_conf(vip: IPv4Address, namespace: str) -> str:
 
 
 def resolv_path(pod: str) -> str:
-    return f"/etc/netns/{pod}/resolv.conf"
+    return f"/etc/netns/{slug(pod)}/resolv.conf"
 
 
 def pod_resolv_lines(vip: IPv4Address, pods: Mapping[str, str]) -> list[str]:
@@ -78,7 +80,7 @@ def pod_resolv_lines(vip: IPv4Address, pods: Mapping[str, str]) -> list[str]:
 
 
 def forget_pods_lines(pods: Iterable[str]) -> list[str]:
-    return [f"rm -rf {q(f'/etc/netns/{pod}')}" for pod in sorted(pods)]
+    return [f"rm -rf {q(f'/etc/netns/{slug(pod)}')}" for pod in sorted(pods)]
 
 
 def node_dns_lines(vip: IPv4Address, hosts: str) -> list[str]:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from labkit.topology.model import Ingress, Service
+from labkit.topology.model import Ingress, Service, slug
 
 DEFAULT_404_BODY = "default backend - 404"
 
@@ -110,7 +110,7 @@ def routing_table(
 
     def use(service: str, port: int | str) -> str:
         key = port_key(services[service], port)
-        name = f"{service}-{key}"
+        name = f"{slug(service)}-{key}"  # `shop/web` -> `shop_web-http`: a name nginx takes
         if name not in upstreams:
             upstreams[name] = Upstream(name, tuple(sorted(set(servers.get((service, key), ())))))
         return name

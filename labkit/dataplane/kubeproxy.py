@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from labkit.topology.model import Topology
+from labkit.topology.model import Topology, key_name
 from labkit.topology.services_alloc import (
     ServiceEndpoint,
     health_check_key,
@@ -195,7 +195,7 @@ def build_plan(
             services.append(
                 ServicePortPlan(
                     namespace=service.namespace,
-                    service=name,
+                    service=key_name(name),
                     port_name=port.name or "",
                     protocol=port.protocol,
                     vip=vips[name],

@@ -28,7 +28,8 @@ def pod_spec(topology: Topology, addresses: Addresses, name: str) -> pod_plan.Po
         namespace=pod.namespace,
         ip=addresses.pod_ips[name],
         commands=tuple(pod.run),
-        port_mappings=mappings,
+        port_mappings=() if pod.host_network else mappings,
+        host_network=pod.host_network,
     )
 
 

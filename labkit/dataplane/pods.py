@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from labkit.dataplane.script import q, script, write_file
+from labkit.topology.model import key_name, slug
 
 CONFLIST_PATH = "/etc/cni/net.d/10-labkit.conflist"
 BRIDGE = "cni0"
@@ -26,7 +27,7 @@ NO_ICMP_ERROR_LIMIT = "sysctl -qw net.ipv4.icmp_ratemask=6160 net.ipv4.icmp_rate
 
 @dataclass(frozen=True)
 class PodSpec:
-    """What a node needs to know to run one pod."""
+    """What a node needs to know to run one pod (`name`: its key, `NS/NAME` outside default)."""
 
     name: str
     node: str
@@ -35,9 +36,15 @@ class PodSpec:
     commands: tuple[str, ...] = ()
     port_mappings: tuple[dict[str, object], ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    host_network: bool = False  # runs in the node's own namespace: no netns, no CNI
 
     def containers(self) -> dict[str, str]:
         return container_names(self.commands)
+
+    @property
+    def netns(self) -> str:
+        """The network namespace (and state/log directory) name: safe for paths."""
+        return slug(self.name)
 
 
 def conflist(subnet: IPv4Network, mtu: int) -> dict[str, object]:
@@ -108,13 +115,15 @@ def pod_add_script(pod: PodSpec) -> str:
     host-local still holds the pod's IP: `ip netns del` removes such a file,
     then CNI DEL (no netns left) releases the IP.
     """
-    ns = q(pod.name)
+    if pod.host_network:
+        return script([kill_containers_script(pod.name), start_containers_script(pod)])
+    ns = q(pod.netns)
     cni_args = (
-        f"IgnoreUnknown=1;IP={pod.ip};K8S_POD_NAME={pod.name};K8S_POD_NAMESPACE={pod.namespace}"
-        f";MAC={pod_mac(pod.ip)}"
+        f"IgnoreUnknown=1;IP={pod.ip};K8S_POD_NAME={key_name(pod.name)}"
+        f";K8S_POD_NAMESPACE={pod.namespace};MAC={pod_mac(pod.ip)}"
     )
     cap_args = json.dumps({"portMappings": list(pod.port_mappings)}) if pod.port_mappings else ""
-    add = f"labkit-cni add {ns} /var/run/netns/{pod.name} --args {q(cni_args)}"
+    add = f"labkit-cni add {ns} /var/run/netns/{pod.netns} --args {q(cni_args)}"
     if cap_args:
         add += f" --cap-args {q(cap_args)}"
     return script(
@@ -122,11 +131,11 @@ def pod_add_script(pod: PodSpec) -> str:
             kill_containers_script(pod.name),
             f"ip netns del {ns} 2>/dev/null || true",
             # Returns at once for a fresh pod: labkit-cni has no ADD result for it.
-            f"labkit-cni del {ns} /var/run/netns/{pod.name} >/dev/null 2>&1 || true",
+            f"labkit-cni del {ns} /var/run/netns/{pod.netns} >/dev/null 2>&1 || true",
             f"ip netns add {ns}",  # labkit-cni brings lo up (the loopback plugin)
             # A closed UDP port answers with ICMP port unreachable: never slowed.
             f"ip netns exec {ns} {NO_ICMP_ERROR_LIMIT}",
-            f"{add} > {STATE_DIR}/{pod.name}.cni.json",
+            f"{add} > {STATE_DIR}/{pod.netns}.cni.json",
             start_containers_script(pod),
         ]
     )
@@ -139,22 +148,23 @@ def start_containers_script(pod: PodSpec, only: str | None = None) -> str:
     is kept in STATE_DIR/<pod>/<container>.pid.
     """
     env = {
-        "POD_NAME": pod.name,
+        "POD_NAME": key_name(pod.name),
         "POD_NAMESPACE": pod.namespace,
         "POD_IP": str(pod.ip),
         "NODE_NAME": pod.node,
         **pod.env,
     }
     env_words = " ".join(q(f"{key}={value}") for key, value in env.items())
-    lines = [f"mkdir -p {STATE_DIR}/{pod.name} {LOG_DIR}/{pod.name}"]
+    lines = [f"mkdir -p {STATE_DIR}/{pod.netns} {LOG_DIR}/{pod.netns}"]
+    enter = "" if pod.host_network else f"ip netns exec {q(pod.netns)} "
     for name, command in pod.containers().items():
         if only is not None and name != only:
             continue
-        pidfile = f"{STATE_DIR}/{pod.name}/{name}.pid"
-        inner = f'echo $$ > {pidfile}; exec ip netns exec {q(pod.name)} env {env_words} sh -c "$0"'
+        pidfile = f"{STATE_DIR}/{pod.netns}/{name}.pid"
+        inner = f'echo $$ > {pidfile}; exec {enter}env {env_words} sh -c "$0"'
         lines.append(
             f"setsid -f sh -c {q(inner)} {q(command)} "
-            f">> {LOG_DIR}/{pod.name}/{name}.log 2>&1 < /dev/null"
+            f">> {LOG_DIR}/{pod.netns}/{name}.log 2>&1 < /dev/null"
         )
     return "\n".join(lines)
 
@@ -166,7 +176,7 @@ def kill_containers_script(
 
     The pid files stay too, so the pod shows its containers as down.
     """
-    pattern = f"{STATE_DIR}/{pod_name}/{container or '*'}.pid"
+    pattern = f"{STATE_DIR}/{slug(pod_name)}/{container or '*'}.pid"
     return (
         f'for f in {pattern}; do [ -f "$f" ] || continue; '
         f'kill -{signal} -$(cat "$f") 2>/dev/null || true; done'
@@ -176,7 +186,7 @@ def kill_containers_script(
 def containers_alive_script(pod_name: str) -> str:
     """Prints `<container> up|down` per container of the pod."""
     return (
-        f'for f in {STATE_DIR}/{pod_name}/*.pid; do [ -f "$f" ] || continue; '
+        f'for f in {STATE_DIR}/{slug(pod_name)}/*.pid; do [ -f "$f" ] || continue; '
         'n=$(basename "$f" .pid); '
         'if kill -0 $(cat "$f") 2>/dev/null; then echo "$n up"; else echo "$n down"; fi; done'
     )
@@ -184,12 +194,12 @@ def containers_alive_script(pod_name: str) -> str:
 
 def pod_delete_script(pod_name: str) -> str:
     """Stop the pod's processes, release its CNI wiring, delete its namespace."""
-    ns = q(pod_name)
+    ns, netns = q(slug(pod_name)), slug(pod_name)
     return "\n".join(
         [
             kill_containers_script(pod_name),
-            f"labkit-cni del {ns} /var/run/netns/{pod_name} >/dev/null 2>&1 || true",
+            f"labkit-cni del {ns} /var/run/netns/{netns} >/dev/null 2>&1 || true",
             f"ip netns del {ns} 2>/dev/null || true",
-            f"rm -rf {STATE_DIR}/{pod_name} {STATE_DIR}/{pod_name}.cni.json",
+            f"rm -rf {STATE_DIR}/{netns} {STATE_DIR}/{netns}.cni.json",
         ]
     )

@@ -47,6 +47,7 @@ from labkit.topology.model import (
     PolicyPeer,
     PolicyPort,
     Topology,
+    key_name,
 )
 from labkit.topology.selectors import selector_matches
 
@@ -95,7 +96,8 @@ def known_namespaces(topology: Topology) -> dict[str, dict[str, str]]:
 def pod_views(topology: Topology, pod_ips: Mapping[str, IPv4Address]) -> list[PodView]:
     views = []
     for name, pod in topology.pods.items():
-        if name not in pod_ips:
+        # hostNetwork pods are the node as far as policy goes (Kubernetes selects none).
+        if name not in pod_ips or pod.host_network:
             continue
         named: dict[tuple[str, str], int] = {
             (p.name, p.protocol): p.port for p in pod.ports if p.name
@@ -437,7 +439,7 @@ def render_node(
                 continue
             allows_of[(pod.name, direction)] = allows
             chain = pod_chain(pod.name, direction)
-            what = f"pod {pod.namespace}/{pod.name} {direction.lower()}"
+            what = f"pod {pod.namespace}/{key_name(pod.name)} {direction.lower()}"
             dispatch.append(f"-A {POLICY_CHAIN} {flag} {pod.ip}/32 {_comment(what)} -j {chain}")
             bodies[chain] = [allow_rule(chain, allow, direction) for allow in allows]
             bodies[chain].append(f"-A {chain} {_comment(what + ' default deny')} -j {DENY}")

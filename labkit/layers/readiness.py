@@ -1,4 +1,4 @@
-"""Pod readiness, as a Service sees it: every container of the pod alive.
+"""Pod readiness, as a Service sees it: every container alive and its readinessProbe passing.
 
 `PodHandle.ready()` costs an exec per pod; here one exec per node answers for
 all the pods of that node.
@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from labkit.concurrency import parallel
-from labkit.dataplane.readiness import parse_readiness, readiness_script
+from labkit.dataplane.readiness import parse_readiness, probe_command, readiness_script
 
 if TYPE_CHECKING:
     from labkit.core.cluster import Cluster
@@ -27,8 +27,15 @@ def probe_ready(cluster: Cluster, nodes: Iterable[str] | None = None) -> set[str
         if not pods:
             return set()
         expected = {pod: set(cluster.pod_spec(pod).containers()) for pod in pods}
-        output = cluster.node(node).exec(readiness_script(pods)).stdout
-        return parse_readiness(output, expected)
+        specs = {pod: cluster.topology.pods[pod] for pod in pods}
+        probes = {
+            pod: probe_command(pod, spec, cluster.addresses.pod_ips[pod])
+            for pod, spec in specs.items()
+            if spec.readiness is not None
+        }
+        host_network = [pod for pod, spec in specs.items() if spec.host_network]
+        output = cluster.node(node).exec(readiness_script(pods, probes, host_network)).stdout
+        return parse_readiness(output, expected, probes)
 
     ready: set[str] = set()
     for found in parallel(on_node, sorted(wanted)):

@@ -19,6 +19,7 @@ from labkit.layers.service_state import (
     service_spec,
     service_vip,
 )
+from labkit.topology.keys import resolve
 from labkit.topology.model import Service, ServicePort
 from labkit.topology.services_alloc import (
     ServiceEndpoint,
@@ -79,14 +80,21 @@ class Services:
         self.cluster = cluster
 
     def get(self, name: str) -> ServiceHandle:
-        service_spec(self.cluster, name)
-        return ServiceHandle(self.cluster, name)
+        """A service by key, `NS/NAME`, or a bare name (unambiguous, or in default)."""
+        return ServiceHandle(self.cluster, self.key(name))
+
+    def key(self, name: str) -> str:
+        services = self.cluster.topology.services
+        if name in services or not services:
+            service_spec(self.cluster, name)  # the usual error when there is none
+            return name
+        return resolve(name, services, "service")
 
     def all(self) -> list[ServiceHandle]:
         return [ServiceHandle(self.cluster, name) for name in self.cluster.topology.services]
 
     def endpoints(self, name: str, *, fresh: bool = False) -> list[ServiceEndpoint]:
-        return endpoints(self.cluster, name, fresh=fresh)
+        return endpoints(self.cluster, self.key(name), fresh=fresh)
 
     def add(self, name: str, service: Service | dict[str, Any]) -> ServiceHandle:
         return add_service(self.cluster, name, service)

@@ -137,15 +137,16 @@ def allocate_pod_ips(
     for name, pod in topology.pods.items():
         if pod.ip is not None:
             result[name] = pod.ip
+
     for name, pod in topology.pods.items():
         subnet = pod_subnets[pod.node]
-        if name in result:
+        if name in result or pod.host_network:
             continue
         kept = existing.get(name)
         if kept is not None and kept in subnet and kept not in result.values():
             result[name] = kept
     for name, pod in topology.pods.items():
-        if name not in result:
+        if name not in result and not pod.host_network:  # hostNetwork: plan_addresses
             result[name] = allocate_pod_ip(pod_subnets[pod.node], result.values())
     return result
 
@@ -157,9 +158,13 @@ def plan_addresses(
 ) -> Addresses:
     underlay = pick_underlay_subnets(topology, taken)
     pod_subnets = node_subnets(topology)
-    return Addresses(
+    addresses = Addresses(
         underlay_subnets=underlay,
         node_ips=node_addresses(topology, underlay),
         pod_subnets=pod_subnets,
         pod_ips=allocate_pod_ips(topology, pod_subnets, existing_pod_ips),
     )
+    for name, pod in topology.pods.items():
+        if pod.host_network:  # hostNetwork: the pod's IP is its node's
+            addresses.pod_ips[name] = addresses.node_ip(pod.node)
+    return addresses

@@ -7,8 +7,9 @@ to another (a pod on an unknown node, overlapping CIDRs...) live in
 
 from __future__ import annotations
 
+import hashlib
 from ipaddress import IPv4Address, IPv4Network
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -211,6 +212,22 @@ def object_key(namespace: str, name: str) -> str:
 def key_name(key: str) -> str:
     """The Kubernetes name in a key (`shop/web` -> `web`)."""
     return key.rpartition("/")[2]
+
+
+SLUG_MAX = 32  # what native names are held to, so a slug fits where they fit
+
+
+def slug(key: str) -> str:
+    """A unique name for files and network namespaces: `shop/web` -> `shop_web`.
+
+    Kubernetes names have no `_`, so the mapping is one to one; a long result
+    is cut and made unique again with a hash of the whole key.
+    """
+    flat = key.replace("/", "_")
+    if len(flat) <= SLUG_MAX:
+        return flat
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    return f"{flat[: SLUG_MAX - 9].rstrip('-_.')}-{digest}"
 
 
 class Origin(Strict):
@@ -451,6 +468,16 @@ class Topology(Strict):
     )
     # What merging the manifests has to tell (ignored kinds, warnings), for the CLI to print.
     _manifest_notes: list[str] = PrivateAttr(default_factory=list)
+    # The merge itself (topology.kube.Manifests): its native base and documents, for `apply`.
+    _manifest_report: Any = PrivateAttr(default=None)
+
+    @property
+    def manifest_report(self) -> Any:
+        return self._manifest_report
+
+    @manifest_report.setter
+    def manifest_report(self, report: Any) -> None:
+        self._manifest_report = report
 
     @property
     def manifest_notes(self) -> list[str]:

@@ -2,6 +2,10 @@
 
 Every document keeps its file, its index in the file and each value's line, so
 that a problem can say `file:line: Kind/namespace/name: field.path: message`.
+
+Fast: LibYAML builds the data, and the lines are only worked out (by composing
+the file again) when a problem has to be told. A file with anchors or aliases,
+duplicate keys or a syntax error takes the careful path at once.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any, TextIO
 import yaml
 
 from labkit.errors import Problem, TopologyError
-from labkit.topology.loader import Marks, compose_node
+from labkit.topology.loader import MERGE_TAG, Marks, compose_node
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 STDIN = "-"
@@ -31,6 +35,7 @@ class Document:
     data: dict[str, Any]
     marks: Marks = field(default_factory=dict, repr=False)
     base: Path_ = ()  # where the object sits in the document (`items.N` of a v1 List)
+    lines: LazyMarks | None = field(default=None, repr=False, compare=False)
 
     @property
     def kind(self) -> str:
@@ -70,6 +75,10 @@ class Document:
 
     def where(self, path: Path_ = ()) -> str:
         """`file:line` of the deepest part of `path` the document has."""
+        if not self.marks and self.lines is not None:
+            if not path and not self.base:  # the document's own line: no need to compose
+                return self.lines.start(self.index)
+            self.marks = self.lines.of(self.index)
         full = (*self.base, *path)
         for end in range(len(full), -1, -1):
             if full[:end] in self.marks:
@@ -110,9 +119,78 @@ def _texts(
         problems.append(Problem((), f"no such file or directory: {path}", str(path)))
 
 
+class _Careful(Exception):
+    """The fast path cannot tell this file right: take the careful one."""
+
+
+class _FastLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [key.value for key, _ in node.value if key.tag != MERGE_TAG]
+        if len(keys) != len(set(keys)):
+            raise _Careful  # a duplicate key: the careful path says where
+        return dict(super().construct_mapping(node, deep=deep))
+
+
+class LazyMarks:
+    """The lines of a file's documents, worked out the first time one is asked for."""
+
+    def __init__(self, text: str, source: str) -> None:
+        self.text, self.source = text, source
+        self._by_index: dict[int, Marks] | None = None
+        self._starts: dict[int, str] | None = None
+
+    def start(self, index: int) -> str:
+        """`file:line` where document `index` begins (its first line of content)."""
+        if self._starts is None:
+            self._starts = _document_starts(self.text, self.source)
+        return self._starts.get(index) or self.of(index).get((), self.source)
+
+    def of(self, index: int) -> Marks:
+        if self._by_index is None:
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            roots = list(yaml.compose_all(self.text, Loader=loader))
+            self._by_index = {
+                at: compose_node(root, self.source, columns=False)[1]
+                for at, root in enumerate(roots)
+                if root is not None
+            }
+        return self._by_index.get(index, {})
+
+
+def _document_starts(text: str, source: str) -> dict[int, str]:
+    """Each document's first line of content, by the `---` lines (as compose_all counts)."""
+    starts: dict[int, str] = {}
+    index, content, explicit = 0, False, False
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("---") and (len(line) == 3 or line[3] in " \t"):
+            if content or explicit:
+                index += 1
+            explicit, content = True, False
+            rest = line[3:].strip()
+            if rest and not rest.startswith("#"):
+                starts[index], content = f"{source}:{number}", True
+        elif line.strip() and not line.lstrip().startswith(("#", "%")) and not content:
+            starts[index], content = f"{source}:{number}", True
+    return starts
+
+
 def parse_documents(text: str, source: str, problems: list[Problem]) -> list[Document]:
     """The objects of one file; a `v1 List`'s items are objects of their own."""
-    documents: list[Document] = []
+    if "&" not in text and "*" not in text:  # no anchors or aliases: nothing to expand
+        try:
+            loaded = list(yaml.load_all(text, Loader=_FastLoader))
+        except (yaml.YAMLError, _Careful):
+            pass
+        else:
+            lines = LazyMarks(text, source)
+            found: list[tuple[int, Any, Marks]] = [
+                (index, data, {}) for index, data in enumerate(loaded) if data is not None
+            ]
+            return _documents(found, source, problems, lines)
+    return _parse_carefully(text, source, problems)
+
+
+def _parse_carefully(text: str, source: str, problems: list[Problem]) -> list[Document]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         roots = list(yaml.compose_all(text, Loader=loader))
@@ -121,21 +199,33 @@ def parse_documents(text: str, source: str, problems: list[Problem]) -> list[Doc
         where = f"{source}:{mark.line + 1}" if mark else source
         problems.append(Problem((), f"not valid YAML: {exc}", where))
         return []
+    found: list[tuple[int, Any, Marks]] = []
     for index, root in enumerate(roots):
         if root is None:
             continue  # an empty document (`---` twice)
         data, marks, duplicates = compose_node(root, source, columns=False)
         problems.extend(duplicates)
-        if data is None:
-            continue
+        if data is not None:
+            found.append((index, data, marks))
+    return _documents(found, source, problems, None)
+
+
+def _documents(
+    found: list[tuple[int, Any, Marks]],
+    source: str,
+    problems: list[Problem],
+    lines: LazyMarks | None,
+) -> list[Document]:
+    documents: list[Document] = []
+    for index, data, marks in found:
+        document = Document(source, index, data, marks, (), lines)
         if not isinstance(data, dict):
-            problems.append(Problem((), "a manifest document is a mapping", marks[()]))
+            problems.append(Problem((), "a manifest document is a mapping", document.where()))
             continue
-        document = Document(source, index, data, marks)
         if data.get("kind") == "List" and isinstance(data.get("items"), list):
             for at, item in enumerate(data["items"]):
                 if isinstance(item, dict):
-                    documents.append(Document(source, index, item, marks, ("items", at)))
+                    documents.append(Document(source, index, item, marks, ("items", at), lines))
                 else:
                     problems.append(document.problem(("items", at), "a list item is a mapping"))
             continue

@@ -48,6 +48,8 @@ class Manifests:
     warnings: list[Problem] = field(default_factory=list)
     objects: list[str] = field(default_factory=list)  # `Kind/ns/name` of every modelled document
     kube_version: str = ""
+    base: Topology | None = None  # what they were merged onto (the native topology)
+    documents: list[Document] = field(default_factory=list)  # every document, ignored ones too
 
     def ignored_line(self) -> str:
         return f"ignored (no network meaning): {', '.join(self.ignored)}" if self.ignored else ""
@@ -64,6 +66,23 @@ def load_manifests(
     stdin: TextIO | None = None,
 ) -> Manifests:
     return merge_documents(read_manifests(paths, stdin), topology, kube_version)
+
+
+def add_manifests(
+    topology: Topology,
+    paths: Sequence[str | Path],
+    kube_version: str | None = None,
+    stdin: TextIO | None = None,
+) -> Manifests:
+    """More manifests onto a topology that may hold some already (`manifests:` in its file)."""
+    earlier: Manifests | None = topology.manifest_report
+    if earlier is None:
+        return load_manifests(paths, topology, kube_version, stdin)
+    assert earlier.base is not None
+    documents = earlier.documents + read_manifests(paths, stdin)
+    report = merge_documents(documents, earlier.base, kube_version or earlier.kube_version)
+    report.topology.manifest_notes[:] = report.notes()
+    return report
 
 
 def merge_documents(
@@ -87,6 +106,8 @@ def merge_documents(
     _raise(problems)
     report.topology = merged
     report.objects = [doc.subject for doc in modelled]
+    report.base, report.documents = topology, list(documents)
+    merged.manifest_report = report
     return report
 
 
