@@ -1,10 +1,8 @@
 """A live lab: brings a topology up and down, in order. Orchestration only.
 
-The order of `up`: plan every address once -> check everything that can be
-checked (images, kernel features, each layer) -> underlay networks -> node
-containers (in parallel) -> per node, one script: knobs, CNI, backend, pods ->
-the layers above the pod network -> state saved for other processes. Any
-failure or interrupt on the way removes what was made.
+`up`: addons (the kube-dns pods) join the topology -> plan every address once -> check
+(images, kernel features, each layer) -> underlay networks -> node containers -> per node,
+one script: knobs, CNI, backend, pods -> the layers -> state saved. A failure removes it all.
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ from labkit.core.cluster import Cluster
 from labkit.core.describe import describe_cluster
 from labkit.core.handles import PodHandle
 from labkit.core.owner import owner_labels, stale_reason
+from labkit.dataplane.kube_dns import with_cluster_dns
 from labkit.errors import UsageError
 from labkit.faults import Faults
 from labkit.layers import apply_layers, check_layers, describe_layers, sync_layers
@@ -85,7 +84,7 @@ class Lab:
     ) -> Lab:
         """Bring a lab up. `keep`: a lab kept on purpose, never reclaimed as stale."""
         source = topology if isinstance(topology, str) else None
-        topology = load_topology(topology) if isinstance(topology, str) else topology
+        topology = with_cluster_dns(load_topology(topology) if isinstance(topology, str) else topology)
         runtime = runtime or DockerRuntime()
         lab_name = name or lab_name_for(topology)
         if lab_name in runtime.lab_names():
