@@ -1,8 +1,7 @@
 """A live lab: brings a topology up and down, in order. Orchestration only.
 
-`up`: addons (the kube-dns pods) join the topology -> plan every address once -> check
-(images, kernel features, each layer) -> underlay networks -> node containers -> per node,
-one script: knobs, CNI, backend, pods -> the layers -> state saved. A failure removes it all.
+`up`: addons (kube-dns pods) join the topology -> plan addresses once -> check (images, kernel
+features, layers) -> networks -> nodes -> per node one script (CNI, backend, pods) -> layers.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from labkit.errors import UsageError
 from labkit.faults import Faults
 from labkit.layers import apply_layers, check_layers, describe_layers, sync_layers
 from labkit.layers.convergence import Routing
+from labkit.layers.egress import EgressControl
 from labkit.layers.ingress import IngressControl
 from labkit.layers.policy import Policies
 from labkit.layers.services_api import ServiceHandle, Services
@@ -59,7 +59,6 @@ class Lab:
         self.timings: dict[str, float] = {}
         cluster.on_pods_changed = lambda changed: sync_layers(cluster, changed)
         cluster.on_node_rebuilt = lambda node: apply_layers(cluster)
-        # Handles on nodes and pods are the cluster's.
         self.node, self.nodes, self.endpoint = cluster.node, cluster.nodes, cluster.endpoint
         self.pod, self.pods, self.reload = cluster.pod, cluster.pods, cluster.reload
 
@@ -194,6 +193,7 @@ class Lab:
     policy = cached_property(lambda self: Policies(self.cluster))
     routing = cached_property(lambda self: Routing(self.cluster))
     faults = cached_property(lambda self: Faults(self.cluster))
+    egress = cached_property(lambda self: EgressControl(self.cluster))
 
     def iperf(self, client: Any, server: Any, **options: Any) -> probes.IperfResult:
         return probes.iperf(client, server, **options)

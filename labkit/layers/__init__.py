@@ -11,6 +11,7 @@ from labkit.core.cluster import Cluster
 from labkit.layers.base import Layer
 from labkit.layers.cluster_dns import ClusterDnsLayer
 from labkit.layers.convergence import Convergence
+from labkit.layers.egress import EgressLayer
 from labkit.layers.floating import FloatingLayer
 from labkit.layers.ingress import IngressLayer
 from labkit.layers.policy import PolicyLayer
@@ -20,6 +21,7 @@ from labkit.layers.vrrp import VrrpLayer
 LAYERS: tuple[Layer, ...] = (
     Convergence(),  # first: later layers need a pod network that carries traffic
     FloatingLayer(),  # floating IPs: DNAT and routes
+    EgressLayer(),  # pod traffic leaving the cluster: masqueraded (ip-masq-agent)
     ServicesLayer(),  # service VIPs, node ports (the DNS ClusterIP too)
     ClusterDnsLayer(),  # after services: records from their endpoints; pods' resolv.conf
     IngressLayer(),  # after services: it reads their endpoints
