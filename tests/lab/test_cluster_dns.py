@@ -8,8 +8,9 @@ resolv.conf) and the NetworkPolicy e2e suite's DNS egress cases.
 from __future__ import annotations
 
 import pytest
+from waits import holds
 
-from labkit import PodHandle, expect
+from labkit import PodHandle
 
 pytestmark = pytest.mark.topology("cluster-edge")
 
@@ -80,7 +81,7 @@ def test_headless_records_follow_the_ready_pods(lab):
     client, web1 = lab.pod("client"), lab.pod("web-1")
     web1.kill()
     try:
-        expect.eventually(
+        holds(
             lambda: dig(client, "web.default.svc.cluster.local") == [str(lab.pod("web-0").ip)],
             within=10,
             what="the headless name to drop web-1",
@@ -88,7 +89,7 @@ def test_headless_records_follow_the_ready_pods(lab):
         assert dig(client, "web-1.web.default.svc.cluster.local") == []
     finally:
         web1.restart()
-    expect.eventually(
+    holds(
         lambda: len(dig(client, "web.default.svc.cluster.local")) == 2,
         within=10,
         what="web-1 back in the headless name",
@@ -116,7 +117,7 @@ def test_dns_survives_the_loss_of_one_dns_pod(lab):
         assert all(resolves(client, "web-svc") for _ in range(10))
     finally:
         victim.restart()
-    expect.eventually(
+    holds(
         lambda: len(lab.service("kube-dns").endpoints(fresh=True)) == 2,
         within=10,
         what="both DNS pods",
