@@ -48,7 +48,7 @@ def test_l4_entries_follow_the_endpoints(lab):
     web1.kill()
     try:  # the proxy reloads; its old workers finish what they hold
         holds(
-            lambda: _answering(lab) == {"web-0"}, within=10, what="only web-0 behind the TCP entry"
+            lambda: _answering(lab) == {"web-0"}, within=20, what="only web-0 behind the TCP entry"
         )
     finally:
         web1.restart()
