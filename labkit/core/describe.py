@@ -35,6 +35,6 @@ def describe_cluster(cluster: Cluster) -> dict[str, Any]:
                 "ip": str(pod.ip),
                 "labels": pod.labels,
             }
-            for pod in cluster.pods()
+            for pod in map(cluster.pod, cluster.topology.pods)  # the addons' (kube-dns) too
         ],
     }
