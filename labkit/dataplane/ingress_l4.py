@@ -64,14 +64,11 @@ def haproxy_tcp(entries: list[L4Entry]) -> list[str]:
             "",
             f"frontend {target.name}",
             "    mode tcp",
-            "    option tcplog",
-            "    no option forwardfor",
             f"    bind :{target.port}",
             f"    default_backend {target.name}",
             "",
             f"backend {target.name}",
             "    mode tcp",
-            "    no option forwardfor",
             "    balance roundrobin",
         ]
         lines += [f"    server {server.ip}-{server.port} {server}" for server in entry.servers]
