@@ -1,8 +1,8 @@
 """A live lab, brought up and down in order. Orchestration only.
 
-`up`: plan every address once -> check (images, kernel features, each layer) -> underlay
-networks -> node containers (in parallel) -> per node one script: knobs, CNI, backend, pods
--> the layers above the pod network -> state saved. A failure or interrupt removes it all.
+`up`: addons (kube-dns pods) join the topology -> plan every address once -> check (images,
+kernel features, each layer) -> networks -> nodes (in parallel) -> per node one script (knobs,
+CNI, backend, pods) -> layers -> state saved. A failure or interrupt removes it all.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ from labkit.core.describe import describe_cluster
 from labkit.core.handles import PodHandle
 from labkit.core.owner import claim_name, owner_labels
 from labkit.dataplane import nodes as node_plan
+from labkit.dataplane.kube_dns import with_cluster_dns
 from labkit.faults import Faults
 from labkit.layers import apply_layers, check_layers, describe_layers, sync_layers
 from labkit.layers import manifests as kube
 from labkit.layers.convergence import Routing
+from labkit.layers.egress import EgressControl
 from labkit.layers.ingress import IngressControl
 from labkit.layers.policy import Policies
 from labkit.layers.services_api import ServiceHandle, Services
@@ -48,7 +50,6 @@ class Lab:
         self.steps: dict[str, dict[str, float]] = {"pods": {}, "layers": {}}
         cluster.on_pods_changed = lambda changed: sync_layers(cluster, changed)
         cluster.on_node_rebuilt = lambda node: apply_layers(cluster)
-        # Handles on nodes and pods are the cluster's.
         self.node, self.nodes, self.endpoint = cluster.node, cluster.nodes, cluster.endpoint
         self.pod, self.pods, self.reload = cluster.pod, cluster.pods, cluster.reload
 
@@ -71,7 +72,7 @@ class Lab:
     ) -> Lab:
         """Bring a lab up. `keep`: a lab kept on purpose, never reclaimed as stale."""
         source = topology if isinstance(topology, str) else None
-        topology = load_topology(topology) if isinstance(topology, str) else topology
+        topology = with_cluster_dns(load_topology(topology) if isinstance(topology, str) else topology)
         runtime = runtime or DockerRuntime()
         lab_name = name or lab_name_for(topology)
         with state_store.lock(lab_name):  # a down or another up of this name waits its turn
@@ -195,6 +196,5 @@ class Lab:
     policy = cached_property(lambda self: Policies(self.cluster))
     routing = cached_property(lambda self: Routing(self.cluster))
     faults = cached_property(lambda self: Faults(self.cluster))
-
-    def iperf(self, client: Any, server: Any, **options: Any) -> probes.IperfResult:
-        return probes.iperf(client, server, **options)
+    egress = cached_property(lambda self: EgressControl(self.cluster))
+    iperf = staticmethod(probes.iperf)  # lab.iperf(client, server, seconds=3)

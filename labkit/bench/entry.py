@@ -31,6 +31,7 @@ from typing import Any
 
 from rich.console import Console
 
+from labkit.bench.latency import measure
 from labkit.bench.report import figures_table, fresh_lab, lab_name, write_json
 from labkit.core.handles import NodeHandle
 from labkit.dataplane.script import q
@@ -304,6 +305,8 @@ def run(
             "wrk": {"seconds": seconds, "connections": connections, "threads": 1, "rounds": rounds},
             "paths": paths,
         }
+        if topology.ingress.tcp or topology.ingress.udp:
+            results["l4"] = measure_l4(lab, client, rounds * 200)
         if failover:
             console.print("failover under continuous requests:")
             results["failover"] = measure_failover(lab, client, host or "", repeats, console)
@@ -338,6 +341,7 @@ def show(results: dict[str, Any], console: Console) -> None:
             f"{found['requests_per_s']:.0f}", str(found["errors"]), pods,
         )  # fmt: skip
     console.print(table)
+    show_l4(results, console)
     if "failover" not in results:
         return
     failover = figures_table(
@@ -360,3 +364,35 @@ def show(results: dict[str, Any], console: Console) -> None:
         "time without an answer; failed: requests without an answer (a refused connection fails "
         "at once, so a dead proxy on a live node counts many)"
     )
+
+
+# -- L4 entry points ----------------------------------------------------------------------
+
+
+def measure_l4(lab: Lab, client: NodeHandle, count: int) -> dict[str, dict[str, Any]]:
+    """Per L4 entry on the VIP: TCP connect or UDP request/response p50/p99 from the client."""
+    ingress, vrrp = lab.topology.ingress, lab.topology.vrrp
+    assert ingress is not None and vrrp is not None
+    found: dict[str, dict[str, Any]] = {}
+    for protocol, table in (("tcp", ingress.tcp), ("udp", ingress.udp)):
+        kind = "tcp-connect" if protocol == "tcp" else "udp"
+        for port, target in sorted(table.items()):
+            figures = measure(client, kind, str(vrrp.vip), port, count)
+            found[f"{protocol} {port}"] = {**figures, "target": target, "probe": kind}
+    return found
+
+
+def show_l4(results: dict[str, Any], console: Console) -> None:
+    if not results.get("l4"):
+        return
+    table = figures_table(
+        "L4 entries on the floating VIP (nginx stream): TCP connect, UDP request/response",
+        ("entry", "to", "probe", "p50 ms", "p99 ms", "failed", "sent"),
+        left=("entry", "to", "probe"),
+    )
+    for entry, found in results["l4"].items():
+        table.add_row(
+            entry, found["target"], found["probe"], f"{found['p50_ms'] or 0:.3f}",
+            f"{found['p99_ms'] or 0:.3f}", str(found["failed"]), str(found["count"]),
+        )  # fmt: skip
+    console.print(table)

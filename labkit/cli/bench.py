@@ -120,3 +120,16 @@ def bench_entry(
         topology, seconds=seconds, connections=connections, rounds=rounds, failover=failover,
         repeats=repeats, out=out, png=png, console=console,
     )  # fmt: skip
+
+
+@bench_app.command("dns")
+@friendly
+def bench_dns(
+    topology: Annotated[str, typer.Argument(help="A topology with services")] = "cluster-edge",
+    count: Annotated[int, typer.Option(min=10, help="Queries per path")] = 2000,
+    out: Annotated[Path, typer.Option(help="JSON results")] = Path("bench-results/dns.json"),
+) -> None:
+    """Cluster DNS query p50/p99 through the DNS Service (both pods; one killed) and direct."""
+    from labkit.bench.dns import run
+
+    run(topology, count=count, out=out, console=console)

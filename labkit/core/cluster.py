@@ -23,6 +23,7 @@ from labkit.topology.keys import resolve
 from labkit.topology.model import Topology, key_name
 
 STOPPED_KEY = "stopped_nodes"
+SYSTEM_NAMESPACE = "kube-system"
 
 
 def _nothing(*_: Any) -> None:
@@ -147,11 +148,13 @@ class Cluster:
         return PodHandle(self, resolve(name, self.topology.pods, "pod"))
 
     def pods(self, **labels: str) -> list[PodHandle]:
-        """All pods, or those whose labels include `labels`."""
+        """The workload pods, or those whose labels include `labels`. The addons' pods
+        (namespace kube-system, as kube-dns') come only when their labels are asked for."""
         return [
             PodHandle(self, name)
             for name, spec in self.topology.pods.items()
             if all(spec.labels.get(k) == v for k, v in labels.items())
+            and (labels or spec.namespace != SYSTEM_NAMESPACE)
         ]
 
     def endpoint(self, name: str) -> NodeHandle | PodHandle:

@@ -29,7 +29,7 @@ def describe_cluster(cluster: Cluster) -> dict[str, Any]:
             }
             for node in cluster.nodes()
         ],
-        "pods": [_pod(pod) for pod in cluster.pods()],
+        "pods": [_pod(cluster.pod(pod)) for pod in cluster.topology.pods],  # the addons' too
     }
 
 

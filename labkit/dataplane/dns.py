@@ -1,12 +1,9 @@
-"""The cluster DNS: dnsmasq on every cluster node, answering at the DNS VIP.
+"""Cluster DNS names and each pod's resolv.conf, as the kubelet writes it. Pure.
 
-Like NodeLocal DNSCache, each node holds the DNS VIP (10.96.0.10 by
-convention) as a local address (on `lo`: this kernel has no dummy links), so a pod's query, routed to its node, is
-answered there. dnsmasq serves `<service>.<namespace>.svc.cluster.local` ->
-VIP from a hosts file, answers NXDOMAIN for other names under cluster.local,
-and re-reads the file on SIGHUP when services change. Each pod gets its own
-resolv.conf with its namespace's search path, through `ip netns exec`'s
-/etc/netns/<pod>/resolv.conf. Pure: text and scripts.
+The DNS itself runs in pods behind the DNS Service (dataplane/kube_dns.py).
+Each pod gets its own resolv.conf (nameserver: the DNS ClusterIP; its
+namespace's search path; ndots:5) through `ip netns exec`'s
+/etc/netns/<pod>/resolv.conf.
 """
 
 from __future__ import annotations
@@ -18,12 +15,6 @@ from labkit.dataplane.script import q, write_file
 from labkit.topology.model import key_name, slug
 
 DOMAIN = "cluster.local"
-DEVICE = "lo"
-CONFIG_DIR = "/etc/labkit/dns"
-HOSTS_PATH = f"{CONFIG_DIR}/hosts"
-CONF_PATH = f"{CONFIG_DIR}/dnsmasq.conf"
-PID_PATH = "/run/labkit-dnsmasq.pid"
-LOG_PATH = "/var/log/labkit/dnsmasq.log"
 
 
 def service_name(service: str, namespace: str) -> str:
@@ -31,40 +22,9 @@ def service_name(service: str, namespace: str) -> str:
     return f"{key_name(service)}.{namespace}.svc.{DOMAIN}"
 
 
-def hosts_file(services: Mapping[str, tuple[str, IPv4Address]]) -> str:
-    """`VIP fqdn` per service (service -> (namespace, VIP)), sorted by name."""
-    lines = [
-        f"{vip} {service_name(name, namespace)}"
-        for name, (namespace, vip) in sorted(services.items())
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def dnsmasq_conf(vip: IPv4Address) -> str:
-    return (
-        "\n".join(
-            [
-                "# labkit cluster DNS (CoreDNS' role): service names from the hosts file",
-                "no-resolv",
-                "no-hosts",
-                f"addn-hosts={HOSTS_PATH}",
-                f"listen-address={vip}",
-                "bind-interfaces",
-                f"local=/{DOMAIN}/",  # never forwarded: unknown names are NXDOMAIN
-                "domain-needed",
-                "local-ttl=5",
-                f"pid-file={PID_PATH}",
-                "user=root",
-                f"log-facility={LOG_PATH}",
-            ]
-        )
-        + "\n"
-    )
-
-
 def resolv_conf(vip: IPv4Address, namespace: str) -> str:
     search = f"{namespace}.svc.{DOMAIN} svc.{DOMAIN} {DOMAIN}"
-    return f"search {search}\nnameserver {vip}\noptions ndots:5\n"
+    return f"nameserver {vip}\nsearch {search}\noptions ndots:5\n"
 
 
 def resolv_path(pod: str) -> str:
@@ -81,21 +41,3 @@ def pod_resolv_lines(vip: IPv4Address, pods: Mapping[str, str]) -> list[str]:
 
 def forget_pods_lines(pods: Iterable[str]) -> list[str]:
     return [f"rm -rf {q(f'/etc/netns/{slug(pod)}')}" for pod in sorted(pods)]
-
-
-def node_dns_lines(vip: IPv4Address, hosts: str) -> list[str]:
-    """Hold the VIP, write the config and hosts, start dnsmasq or make it re-read the hosts."""
-    return [
-        f"ip addr replace {vip}/32 dev {DEVICE}",
-        write_file(CONF_PATH, dnsmasq_conf(vip)),
-        write_file(HOSTS_PATH, hosts),
-        f"if [ -f {PID_PATH} ] && kill -0 $(cat {PID_PATH}) 2>/dev/null; "
-        f"then kill -HUP $(cat {PID_PATH}); else dnsmasq --conf-file={CONF_PATH}; fi",
-    ]
-
-
-def hosts_update_lines(hosts: str) -> list[str]:
-    return [
-        write_file(HOSTS_PATH, hosts),
-        f"[ -f {PID_PATH} ] && kill -HUP $(cat {PID_PATH}) || true",
-    ]

@@ -11,6 +11,7 @@ their requests.
 
 from __future__ import annotations
 
+from labkit.dataplane import ingress_l4
 from labkit.dataplane.ingress_routes import (
     DEFAULT_404_BODY,
     Controller,
@@ -100,7 +101,12 @@ def _backends(table: RoutingTable) -> list[str]:
 
 
 def render(table: RoutingTable) -> str:
-    return config_text(HEADER.format(stats=STATS_SOCKET), _frontend(table), _backends(table))
+    return config_text(
+        HEADER.format(stats=STATS_SOCKET),
+        _frontend(table),
+        _backends(table),
+        ingress_l4.haproxy_tcp(list(table.l4)),
+    )
 
 
 CONTROLLER = Controller(

@@ -9,6 +9,7 @@ and the longest prefix next, which is the Ingress precedence.
 
 from __future__ import annotations
 
+from labkit.dataplane import ingress_l4
 from labkit.dataplane.ingress_routes import (
     DEFAULT_404_BODY,
     Controller,
@@ -99,12 +100,14 @@ def _upstreams(table: RoutingTable) -> list[str]:
 
 
 def render(table: RoutingTable) -> str:
+    l4 = list(table.l4)
     return config_text(
-        HEADER.format(pid=PID_FILE, error_log=ERROR_LOG),
+        "\n".join([*ingress_l4.nginx_load_module(l4), HEADER.format(pid=PID_FILE, error_log=ERROR_LOG)]),
         _upstreams(table),
         _server(table, None),
         *(_server(table, host) for host in table.hosts()),
         ["}"],  # closes `http {` of the header
+        ingress_l4.nginx_stream(l4),
     )
 
 

@@ -19,8 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+from typing import TYPE_CHECKING
 
 from labkit.topology.model import Ingress, Service, slug
+
+if TYPE_CHECKING:
+    from labkit.dataplane.ingress_l4 import L4Entry
 
 DEFAULT_404_BODY = "default backend - 404"
 
@@ -63,6 +67,7 @@ class RoutingTable:
     routes: tuple[Route, ...]  # grouped by host (hosts first, host-less last), in match order
     upstreams: tuple[Upstream, ...]
     default_upstream: str | None  # None: the proxy answers 404 itself
+    l4: tuple[L4Entry, ...] = ()  # TCP/UDP ports forwarded to services (dataplane/ingress_l4.py)
 
     def hosts(self) -> list[str]:
         """The hosts that have rules, in file order."""

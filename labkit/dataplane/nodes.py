@@ -1,10 +1,10 @@
-"""What each node must run to be built: knobs, routes, backend, its pods. Pure."""
+"""What each node must run to be built: knobs, routes, backend, its pods, its servers. Pure."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from labkit.dataplane import backends
+from labkit.dataplane import backends, egress
 from labkit.dataplane import pods as pod_plan
 from labkit.topology.addressing import Addresses
 from labkit.topology.model import Topology
@@ -55,6 +55,10 @@ def node_scripts(
                 timed(f"pod {p}", pod_plan.pod_add_script(pod_spec(topology, addresses, p)))
                 for p in pods_on(topology, node)
             ]
+        if node in addresses.pod_subnets and topology.cluster.masquerade.enabled:
+            parts.append(egress.masquerade_script(topology.cluster, addresses.pod_subnets[node]))
+        if topology.nodes[node].run:
+            parts.append(egress.node_run_script(topology.nodes[node].run))
         scripts[node] = "\n".join(part for part in parts if part)
     return scripts
 

@@ -10,7 +10,9 @@ from typing import Any
 
 from labkit.core.cluster import Cluster
 from labkit.layers.base import Layer
+from labkit.layers.cluster_dns import ClusterDnsLayer
 from labkit.layers.convergence import Convergence
+from labkit.layers.egress import EgressLayer
 from labkit.layers.floating import FloatingLayer
 from labkit.layers.impairments import ImpairmentsLayer
 from labkit.layers.ingress import IngressLayer
@@ -21,7 +23,9 @@ from labkit.layers.vrrp import VrrpLayer
 LAYERS: tuple[Layer, ...] = (
     Convergence(),  # first: later layers need a pod network that carries traffic
     FloatingLayer(),  # floating IPs: DNAT and routes
-    ServicesLayer(),  # service VIPs, node ports, cluster DNS
+    EgressLayer(),  # pod traffic leaving the cluster: masqueraded (ip-masq-agent)
+    ServicesLayer(),  # service VIPs, node ports (the DNS ClusterIP too)
+    ClusterDnsLayer(),  # after services: records from their endpoints; pods' resolv.conf
     IngressLayer(),  # after services: it reads their endpoints
     VrrpLayer(),  # after ingress: its health check curls the local proxy
     PolicyLayer(),  # late: its FORWARD hook must stay first

@@ -20,16 +20,26 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from labkit.concurrency import parallel
 from labkit.core.cluster import Cluster
 from labkit.dataplane import ingress_haproxy, ingress_nginx
 from labkit.dataplane.deploy import CHECK_FAILED, checked_deploy_script, start_or_reload
-from labkit.dataplane.ingress_routes import Controller, RoutingTable, UpstreamServer, routing_table
+from labkit.dataplane.ingress_l4 import L4Entry
+from labkit.dataplane.ingress_routes import (
+    Controller,
+    RoutingTable,
+    Servers,
+    UpstreamServer,
+    port_key,
+    routing_table,
+)
 from labkit.errors import LabkitError, UsageError
 from labkit.layers.base import BaseLayer
 from labkit.layers.service_state import endpoints, service_vip
+from labkit.topology.l4_entries import l4_targets
 from labkit.topology.model import Ingress
 
 STATE_KEY = "ingress"
@@ -60,7 +70,8 @@ def controller(cluster: Cluster) -> Controller:
 def upstream_servers(cluster: Cluster) -> dict[tuple[str, str], list[UpstreamServer]]:
     """Per (service, port key), where the proxy sends: pod IPs or the Service VIP."""
     ingress = _ingress(cluster)
-    wanted = {rule.service for rule in ingress.rules}
+    wanted = {rule.service for rule in ingress.rules} | {t.service for t in l4_targets(ingress)}
+    wanted &= set(cluster.topology.services)
     if ingress.default_backend is not None:
         wanted.add(ingress.default_backend.service)
     servers: dict[tuple[str, str], list[UpstreamServer]] = {}
@@ -77,8 +88,24 @@ def upstream_servers(cluster: Cluster) -> dict[tuple[str, str], list[UpstreamSer
     return servers
 
 
+def l4_entries(cluster: Cluster, servers: Servers | None = None) -> list[L4Entry]:
+    """The declared TCP/UDP ports with the servers they forward to now."""
+    services = cluster.topology.services
+    servers = upstream_servers(cluster) if servers is None else servers
+    entries = []
+    for target in l4_targets(_ingress(cluster)):
+        if target.service not in services:
+            continue  # refused by the checks; never rendered
+        wanted = int(target.service_port) if target.service_port.isdigit() else target.service_port
+        key = port_key(services[target.service], wanted)
+        entries.append(L4Entry(target, tuple(sorted(set(servers.get((target.service, key), ()))))))
+    return entries
+
+
 def current_table(cluster: Cluster) -> RoutingTable:
-    return routing_table(_ingress(cluster), cluster.topology.services, upstream_servers(cluster))
+    ingress, servers = _ingress(cluster), upstream_servers(cluster)
+    table = routing_table(ingress, cluster.topology.services, servers)
+    return replace(table, l4=tuple(l4_entries(cluster, servers)))
 
 
 def render(cluster: Cluster) -> str:
@@ -192,6 +219,7 @@ class IngressLayer(BaseLayer):
             "port": ingress.port,
             "config": controller(cluster).config_path,
             "refused": dict(_state(cluster).get("errors", {})),
+            "l4": {f"{t.port}/{t.protocol}": f"{t.service}:{t.service_port}" for t in l4_targets(ingress)},
         }
         if cluster.topology.vrrp is not None:
             document["url"] = f"http://{cluster.topology.vrrp.vip}:{ingress.port}/"

@@ -1,16 +1,16 @@
 """The Service layer: ClusterIPs and NodePorts in front of the ready pods a
-selector picks, programmed kube-proxy style on every cluster node, and the
-cluster DNS that names them. The Python API is `services_api.Services`.
+selector picks, programmed kube-proxy style on every cluster node (the cluster
+DNS is layers/cluster_dns.py). The Python API is `services_api.Services`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from labkit.core.cluster import Cluster
-from labkit.dataplane import dns
+from labkit.dataplane import dns, kube_dns
 from labkit.dataplane.kubeproxy import ProxyPlan, conntrack_flushes, plan_from_json, plan_to_json
 from labkit.layers.base import BaseLayer
 from labkit.layers.proxy_program import SyncReport, program
@@ -35,14 +35,7 @@ from labkit.topology.services_alloc import (
 
 
 def _dns_enabled(cluster: Cluster) -> bool:
-    return cluster.topology.cluster.dns and bool(cluster.topology.services)
-
-
-def hosts_file(cluster: Cluster) -> str:
-    addresses = vips(cluster)
-    return dns.hosts_file(
-        {name: (svc.namespace, addresses[name]) for name, svc in cluster.topology.services.items()}
-    )
+    return kube_dns.present(cluster.topology)
 
 
 def _route_lines(cluster: Cluster, node: str) -> list[str]:
@@ -53,13 +46,6 @@ def _route_lines(cluster: Cluster, node: str) -> list[str]:
         f"dev=$(ip -o -4 addr show | awk '$4 ~ /^{ip}\\// {{print $2; exit}}')",
         f'ip route replace {cluster.topology.cluster.service_cidr} dev "$dev" src {ip}',
     ]
-
-
-def _resolv_lines(cluster: Cluster, pods: Iterable[str]) -> list[str]:
-    if not _dns_enabled(cluster):
-        return []
-    vip = dns_vip(cluster.topology.cluster)
-    return dns.pod_resolv_lines(vip, {p: cluster.topology.pods[p].namespace for p in pods})
 
 
 def _members(cluster: Cluster) -> list[str]:
@@ -87,18 +73,12 @@ def _record(
 
 
 def apply_services(cluster: Cluster) -> SyncReport:
-    """A fresh cluster: routes, DNS, every pod's resolv.conf, then a full sync everywhere."""
+    """A fresh cluster: routes, then a full sync everywhere."""
     started = time.perf_counter()
     ready = probe_ready(cluster)
     plan = current_plan(cluster, ready)
     members = _members(cluster)
-    node_dns = (
-        dns.node_dns_lines(dns_vip(cluster.topology.cluster), hosts_file(cluster)) if _dns_enabled(cluster) else []
-    )
-    setup = {
-        node: [*_route_lines(cluster, node), *node_dns, *_resolv_lines(cluster, cluster.pods_on(node))]
-        for node in members
-    }
+    setup = {node: _route_lines(cluster, node) for node in members}
     report = program(cluster, members, proxy_mode(cluster), None, plan, {}, before=setup, fresh=True)
     _record(cluster, plan, ready, report, "lab up", started)
     return report
@@ -126,16 +106,8 @@ def sync(
     }
     ready |= probe_ready(cluster, probe_nodes)
     plan = current_plan(cluster, ready)
-    gone = dns.forget_pods_lines(p for p in changed_pods if p not in topology.pods)
     members = _members(cluster)
-    before = {
-        node: [
-            *also,
-            *gone,
-            *_resolv_lines(cluster, [p for p in changed if topology.pods[p].node == node]),
-        ]
-        for node in members
-    }
+    before = {node: list(also) for node in members}
     conntrack = conntrack_flushes(old, plan) if old is not None else []
     report = program(
         cluster, members, proxy_mode(cluster), old, plan, state.get("digests", {}),
@@ -202,7 +174,7 @@ def describe(cluster: Cluster) -> dict[str, Any]:
                 "name": name,
                 "namespace": service.namespace,
                 "type": service.type,
-                "vip": str(addresses[name]),
+                "vip": str(addresses.get(name, "None")),  # headless, ExternalName: none
                 "dns": dns.service_name(name, service.namespace),
                 "session_affinity": service.session_affinity,
                 "ports": [

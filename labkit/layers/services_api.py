@@ -9,6 +9,7 @@ from typing import Any
 from labkit.core.cluster import Cluster
 from labkit.dataplane import dns
 from labkit.errors import UsageError
+from labkit.layers import cluster_dns
 from labkit.layers import services as programming
 from labkit.layers.proxy_program import SyncReport
 from labkit.layers.service_state import (
@@ -144,7 +145,6 @@ def _services_changed(cluster: Cluster, first: bool) -> None:
     if first:
         programming.apply_services(cluster)
     else:
-        # The hosts file too (also when the last service went: its name must go), same exec.
-        hosts = dns.hosts_update_lines(programming.hosts_file(cluster)) if cluster.topology.cluster.dns else []
-        programming.sync(cluster, reason="services changed", also=hosts)
+        programming.sync(cluster, reason="services changed")
+    cluster_dns.follow(cluster)  # the records too (also when a service went: its name must go)
     cluster.save()

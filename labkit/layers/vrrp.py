@@ -12,11 +12,12 @@ from typing import Any
 from labkit.concurrency import parallel
 from labkit.core.cluster import Cluster
 from labkit.core.eventually import eventually
-from labkit.dataplane import keepalived
+from labkit.dataplane import keepalived, keepalived_lvs
 from labkit.dataplane.deploy import CHECK_FAILED, checked_deploy_script, start_or_reload
 from labkit.errors import LabkitError, UsageError
 from labkit.layers.base import BaseLayer
-from labkit.layers.ingress import IngressConfigError
+from labkit.layers.ingress import IngressConfigError, l4_entries
+from labkit.runtime import features
 from labkit.topology.model import Vrrp
 from labkit.topology.validate import check_vrrp
 
@@ -51,7 +52,10 @@ def vrrp_config(cluster: Cluster, node: str, interface: str) -> str:
     check = (
         keepalived.HealthCheck(keepalived.proxy_check_command(ingress.port)) if ingress else None
     )
-    return keepalived.render(spec, check)
+    text = keepalived.render(spec, check)
+    if ingress is not None and ingress.lvs is not None:  # LVS in front of the L4 entries
+        text += "\n".join([*keepalived_lvs.virtual_servers(vrrp.vip, l4_entries(cluster), ingress.lvs), ""])
+    return text
 
 
 def _install_keepalived(cluster: Cluster, node: str) -> None:
@@ -169,12 +173,17 @@ class VrrpLayer(BaseLayer):
 
     def check(self, cluster: Cluster) -> None:
         check_vip_subnet(cluster)
+        ingress = cluster.topology.ingress
+        if ingress is not None and ingress.lvs is not None:
+            features.require("ipvs", f"ingress.lvs (keepalived virtual_server, lb_kind {ingress.lvs.mode})")
 
     def apply(self, cluster: Cluster) -> None:
         install_all(cluster)
 
     def sync(self, cluster: Cluster, changed_pods: Sequence[str]) -> None:
-        pass
+        ingress = cluster.topology.ingress
+        if changed_pods and ingress is not None and ingress.lvs is not None:
+            install_all(cluster)  # the real servers follow the endpoints
 
     def describe(self, cluster: Cluster) -> dict[str, Any]:
         vrrp = _vrrp(cluster)

@@ -13,14 +13,13 @@ from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationInfo,
     field_validator,
 )
 
+from labkit.topology.edge_model import Lvs, Masquerade
 from labkit.topology.names import (
     LabelKey,
     Labels,
@@ -31,6 +30,7 @@ from labkit.topology.names import (
     PortName,
     ServicePortName,
 )
+from labkit.topology.strict import Strict
 from labkit.topology.units import parse_loss, parse_rate, parse_time, tc_loss
 
 # Names that refer to something declared elsewhere (a node, a network, a
@@ -48,10 +48,6 @@ ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"]
 # backend, no service proxy. A router forwards between underlay networks; an
 # external node is a client on the underlay outside the pod network.
 NON_MEMBER_ROLES = frozenset({"router", "external"})
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class Impairment(Strict):
@@ -145,6 +141,7 @@ class Node(Strict):
         description="Impair this node's link on a network: network name -> Impairment. "
         "Its settings override the network's own `impair`, one by one",
     )
+    run: list[str] = Field(default_factory=list, description="Servers the node runs, as a pod's run")
 
     @property
     def is_member(self) -> bool:
@@ -195,6 +192,7 @@ class Cluster(Strict):
         description="iptables: node ports on 127.0.0.1 (route_localnet + the KUBE-FIREWALL "
         "martian drop, kube-proxy's default); false: --iptables-localhost-nodeports=false",
     )
+    masquerade: Masquerade = Field(default_factory=Masquerade)
 
 
 class PodPort(Strict):
@@ -354,6 +352,10 @@ class Ingress(Strict):
     port: int = Field(default=80, ge=1, le=65535)
     rules: list[IngressRule] = Field(default_factory=list)
     default_backend: IngressBackend | None = None
+    # L4, as ingress-nginx's tcp-services/udp-services ConfigMaps: port -> "namespace/service:port"
+    tcp: dict[int, str] = Field(default_factory=dict, description="TCP port -> ns/service:port")
+    udp: dict[int, str] = Field(default_factory=dict, description="UDP port -> ns/service:port")
+    lvs: Lvs | None = Field(default=None, description="keepalived virtual_server for the L4 ports")
 
 
 class Vrrp(Strict):

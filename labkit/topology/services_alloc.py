@@ -18,6 +18,9 @@ NODE_PORT_RANGE = range(30000, 32768)
 DNS_VIP_OFFSET = 10  # 10.96.0.10 in the default service CIDR, by convention
 
 
+DNS_SERVICE, DNS_NAMESPACE = "kube-dns", "kube-system"  # the cluster DNS, as kubeadm names it
+
+
 def dns_vip(cluster: Cluster) -> IPv4Address:
     """The cluster DNS's address: the 10th address of the service CIDR."""
     return cluster.service_cidr.network_address + DNS_VIP_OFFSET

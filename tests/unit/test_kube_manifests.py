@@ -303,3 +303,34 @@ def test_resolve_and_slug():
     assert slug("shop/web") == "shop_web"
     long = slug("a-very-long-namespace/" + "x" * 60)
     assert len(long) <= 32 and long != slug("a-very-long-namespace/" + "x" * 61)
+
+
+def test_ingress_nginx_tcp_and_udp_services_configmaps_become_l4_entries():
+    text = """\
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: shop}
+spec:
+  selector: {app: echo}
+  ports: [{name: tcp, port: 9000}, {name: udp, port: 9000, protocol: UDP}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: tcp-services, namespace: ingress-nginx}
+data: {"9000": "shop/echo:9000"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: udp-services, namespace: ingress-nginx}
+data: {"5353": "shop/echo:udp"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {a: b}
+"""
+    report = load(text)
+    ingress = report.topology.ingress
+    assert ingress is not None and ingress.nodes  # the edge nodes
+    assert ingress.tcp == {9000: "shop/echo:9000"} and ingress.udp == {5353: "shop/echo:udp"}
+    assert report.ignored == ["ConfigMap/default/settings"]

@@ -12,6 +12,7 @@ from labkit.errors import Problem
 from labkit.topology.checks.backends import check_backend
 from labkit.topology.checks.impairments import check_impairments
 from labkit.topology.checks.ingress import check_ingress, check_vrrp
+from labkit.topology.checks.ingress_l4 import check_ingress_l4
 from labkit.topology.checks.names import check_object_keys
 from labkit.topology.checks.pods import check_pods
 from labkit.topology.checks.policy import check_floating_ips, check_policies
@@ -31,6 +32,7 @@ CHECKS: list[Check] = [
     check_pods,
     check_backend,
     check_ingress,
+    check_ingress_l4,
     check_vrrp,
     check_policies,
     check_floating_ips,

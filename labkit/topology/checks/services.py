@@ -6,8 +6,23 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address
 
 from labkit.errors import Problem
-from labkit.topology.model import Service, Topology
-from labkit.topology.services_alloc import NODE_PORT_RANGE, dns_vip, selects
+from labkit.topology.model import Service, Topology, key_name
+from labkit.topology.services_alloc import (
+    DNS_NAMESPACE,
+    DNS_SERVICE,
+    NODE_PORT_RANGE,
+    dns_vip,
+    selects,
+)
+
+
+def _is_cluster_dns(name: str, service: Service, vip: IPv4Address, topology: Topology) -> bool:
+    """The kube-dns Service itself holds the DNS address (labkit adds it as an addon)."""
+    return (
+        key_name(name) == DNS_SERVICE
+        and service.namespace == DNS_NAMESPACE
+        and vip == dns_vip(topology.cluster)
+    )
 
 
 def check_services(topology: Topology) -> Iterator[Problem]:
@@ -22,7 +37,7 @@ def check_services(topology: Topology) -> Iterator[Problem]:
             path = ("services", name, "vip")
             if pinned not in cidr:
                 yield Problem(path, f"{pinned} is outside the service CIDR {cidr}")
-            elif pinned in vips:
+            elif pinned in vips and not _is_cluster_dns(name, service, pinned, topology):
                 yield Problem(path, f"{pinned} is taken by {vips[pinned]}")
             vips[pinned] = f"service {name!r}"
         yield from _check_service_ports(name, service)

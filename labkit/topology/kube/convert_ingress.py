@@ -27,11 +27,33 @@ class IngressPart:
     path: Path_
 
 
+# ingress-nginx's ConfigMaps of L4 entries (its --tcp-services/--udp-services-configmap).
+L4_CONFIGMAPS = {"tcp-services": "tcp", "udp-services": "udp"}
+
+
 @dataclass
 class IngressParts:
     rules: list[IngressPart] = field(default_factory=list)
     default_backend: IngressPart | None = None
     controllers: dict[str, Document] = field(default_factory=dict)  # controller -> who asked
+    l4: dict[str, dict[str, str]] = field(default_factory=dict)  # tcp|udp -> port -> target
+    l4_documents: list[Document] = field(default_factory=list)
+
+
+def is_l4_configmap(document: Document) -> bool:
+    return document.kind == "ConfigMap" and document.name in L4_CONFIGMAPS
+
+
+def convert_l4_configmaps(documents: list[Document], parts: IngressParts) -> None:
+    """`data: {"9000": "default/echo:9000"}` -> ingress.tcp/udp (a `:PROXY` suffix is dropped)."""
+    for document in documents:
+        field_name = L4_CONFIGMAPS[document.name]
+        data = document.data.get("data") or {}
+        table = parts.l4.setdefault(field_name, {})
+        for port, target in data.items():
+            service, _, port_ref = str(target).partition(":")
+            table[str(port)] = f"{service}:{port_ref.split(':')[0]}"
+        parts.l4_documents.append(document)
 
 
 def controller_of(document: Document, problems: list[Problem]) -> str | None:

@@ -16,7 +16,12 @@ from pydantic import BaseModel, ValidationError
 from labkit.errors import Problem, TopologyError
 from labkit.topology.checks import check_references
 from labkit.topology.kube import kinds
-from labkit.topology.kube.convert_ingress import IngressParts, convert_ingresses
+from labkit.topology.kube.convert_ingress import (
+    IngressParts,
+    convert_ingresses,
+    convert_l4_configmaps,
+    is_l4_configmap,
+)
 from labkit.topology.kube.convert_network import convert_namespace, convert_policy, convert_service
 from labkit.topology.kube.convert_pods import convert_pod, convert_workload, serve_commands
 from labkit.topology.kube.converted import Converted
@@ -147,7 +152,7 @@ def _checked(
             )
             continue
         seen[key] = document
-        if (document.api_version, document.kind) in kinds.IGNORED:
+        if (document.api_version, document.kind) in kinds.IGNORED and not is_l4_configmap(document):
             report.ignored.append(document.subject)
         else:
             modelled.append(document)
@@ -177,6 +182,7 @@ def _convert(
         [d for d in documents if d.kind == "IngressClass"],
         problems,
     )
+    convert_l4_configmaps([d for d in documents if is_l4_configmap(d)], parts)
     pods = place(drafts, topology, taken, problems)
     _mark_ingress_http(pods, others, parts)
     for pod in pods:
@@ -241,12 +247,13 @@ def _merged_ingress(
     topology: Topology, parts: IngressParts, problems: list[Problem]
 ) -> Ingress | None:
     native = topology.ingress
-    if not parts.rules and parts.default_backend is None and not parts.controllers:
+    if not parts.rules and parts.default_backend is None and not parts.controllers and not parts.l4:
         return native
     first = (
         (parts.rules[0].document if parts.rules else None)
         or next(iter(parts.controllers.values()), None)
         or (parts.default_backend.document if parts.default_backend else None)
+        or next(iter(parts.l4_documents), None)
     )
     assert first is not None
     wanted = set(parts.controllers)
@@ -292,6 +299,7 @@ def _merged_ingress(
                 "nodes": nodes,
                 "rules": rules,
                 "default_backend": default,
+                **{k: {**base.get(k, {}), **parts.l4.get(k, {})} for k in ("tcp", "udp")},
             }
         )
     except ValidationError as exc:

@@ -1,0 +1,124 @@
+"""The cluster DNS layer: records for the kube-dns pods, resolv.conf for every pod.
+
+The kube-dns pods and Service are part of the topology (dataplane/kube_dns.py,
+added when the lab comes up), so the services layer programs the DNS
+ClusterIP like any Service. This layer, after it, writes the records the
+services and their ready endpoints make onto the nodes that run DNS pods,
+and each pod's resolv.conf as the kubelet writes it. It follows pod and
+service changes, writing only when the records changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from labkit.concurrency import parallel
+from labkit.core.cluster import Cluster
+from labkit.dataplane import dns, kube_dns
+from labkit.dataplane.dns_records import Record, service_records
+from labkit.layers.base import BaseLayer
+from labkit.layers.service_state import ready_pods, vips
+from labkit.topology.services_alloc import dns_vip, service_endpoints
+
+STATE_KEY = "cluster_dns"
+
+
+def records(cluster: Cluster) -> list[Record]:
+    """Every record the cluster DNS serves now (ready endpoints as the services layer saw them)."""
+    topology, ready = cluster.topology, ready_pods(cluster)
+    endpoints = {
+        name: service_endpoints(service, topology.pods, cluster.addresses.pod_ips, ready)
+        for name, service in topology.services.items()
+    }
+    return service_records(topology, vips(cluster), endpoints)
+
+
+def dns_nodes(cluster: Cluster) -> list[str]:
+    """The running nodes with a DNS pod: they hold the records."""
+    down = cluster.stopped_nodes()
+    found = {
+        cluster.topology.pods[p].node for p in kube_dns.pod_names() if p in cluster.topology.pods
+    }
+    return sorted(found - down)
+
+
+def _resolv_lines(cluster: Cluster, pods: Sequence[str]) -> list[str]:
+    namespaces = {p: cluster.topology.pods[p].namespace for p in pods if p in cluster.topology.pods}
+    return dns.pod_resolv_lines(dns_vip(cluster.topology.cluster), namespaces)
+
+
+def _digest(found: list[Record]) -> str:
+    return hashlib.sha256(repr(found).encode()).hexdigest()[:16]
+
+
+def follow(cluster: Cluster, *, force: bool = False) -> bool:
+    """Rewrite the records on the DNS nodes when they changed (or `force`); True if written."""
+    if not kube_dns.present(cluster.topology):
+        return False
+    state = cluster.slice(STATE_KEY)
+    found = records(cluster)
+    digest = _digest(found)
+    if not force and state.get("digest") == digest:
+        return False
+    lines = "\n".join(kube_dns.records_update_lines(found))
+    parallel(lambda node: cluster.node(node).exec(lines), dns_nodes(cluster))
+    state["digest"] = digest
+    state["records"] = len(found)
+    return True
+
+
+def apply(cluster: Cluster) -> None:
+    """Every pod's resolv.conf, then the records on the DNS nodes."""
+    members = [n for n in cluster.addresses.pod_subnets if n not in cluster.stopped_nodes()]
+
+    def on_node(node: str) -> None:
+        lines = _resolv_lines(cluster, cluster.pods_on(node))
+        if lines:
+            cluster.node(node).exec("\n".join(lines))
+
+    parallel(on_node, members)
+    follow(cluster, force=True)
+
+
+def sync(cluster: Cluster, changed_pods: Sequence[str]) -> None:
+    """A changed pod: its resolv.conf (or, gone, its netns files); the records if they changed."""
+    topology = cluster.topology
+    down = cluster.stopped_nodes()
+    by_node: dict[str, list[str]] = {}
+    for pod in changed_pods:
+        if pod in topology.pods and topology.pods[pod].node not in down:
+            by_node.setdefault(topology.pods[pod].node, []).append(pod)
+    gone = dns.forget_pods_lines(p for p in changed_pods if p not in topology.pods)
+    members = [n for n in cluster.addresses.pod_subnets if n not in down]
+    work = {n: [*gone, *_resolv_lines(cluster, by_node.get(n, []))] for n in members}
+    parallel(
+        lambda node: cluster.node(node).exec("\n".join(work[node])), [n for n in members if work[n]]
+    )
+    follow(cluster)
+
+
+class ClusterDnsLayer(BaseLayer):
+    name = "cluster-dns"
+
+    def wanted(self, cluster: Cluster) -> bool:
+        return kube_dns.present(cluster.topology)
+
+    def apply(self, cluster: Cluster) -> None:
+        apply(cluster)
+
+    def sync(self, cluster: Cluster, changed_pods: Sequence[str]) -> None:
+        sync(cluster, changed_pods)
+
+    def describe(self, cluster: Cluster) -> dict[str, Any]:
+        pods = [p for p in kube_dns.pod_names() if p in cluster.topology.pods]
+        return {
+            "cluster_dns": {
+                "service": f"{kube_dns.NAMESPACE}/{kube_dns.SERVICE}",
+                "cluster_ip": str(dns_vip(cluster.topology.cluster)),
+                "pods": {p: cluster.topology.pods[p].node for p in pods},
+                "ready": sorted(set(pods) & ready_pods(cluster)),
+                "records": cluster.slice(STATE_KEY).get("records", 0),
+            }
+        }
