@@ -11,7 +11,9 @@ from labkit.core.cluster import Cluster
 from labkit.layers.base import Layer
 from labkit.layers.convergence import Convergence
 from labkit.layers.floating import FloatingLayer
+from labkit.layers.health_check import HealthCheckLayer
 from labkit.layers.ingress import IngressLayer
+from labkit.layers.load_balancer import LoadBalancerLayer
 from labkit.layers.policy import PolicyLayer
 from labkit.layers.services import ServicesLayer
 from labkit.layers.vrrp import VrrpLayer
@@ -20,6 +22,8 @@ LAYERS: tuple[Layer, ...] = (
     Convergence(),  # first: later layers need a pod network that carries traffic
     FloatingLayer(),  # floating IPs: DNAT and routes
     ServicesLayer(),  # service VIPs, node ports, cluster DNS
+    HealthCheckLayer(),  # after services: it answers from their per-node plans
+    LoadBalancerLayer(),  # after services: the rules must be there before the addresses
     IngressLayer(),  # after services: it reads their endpoints
     VrrpLayer(),  # after ingress: its health check curls the local proxy
     PolicyLayer(),  # late: its FORWARD hook must stay first

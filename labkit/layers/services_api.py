@@ -15,6 +15,7 @@ from labkit.layers.service_state import (
     endpoints,
     last_sync,
     layer_state,
+    lb_ips,
     node_ports,
     service_spec,
     service_vip,
@@ -23,6 +24,7 @@ from labkit.topology.model import Service, ServicePort
 from labkit.topology.services_alloc import (
     ServiceEndpoint,
     find_port,
+    health_check_key,
     node_port_key,
 )
 from labkit.topology.validate import check_services
@@ -63,6 +65,22 @@ class ServiceHandle:
         if key not in allocated:
             raise UsageError(f"service {self.name} is of type {self.spec.type}: no node port")
         return allocated[key]
+
+    @property
+    def lb_ip(self) -> IPv4Address:
+        """The LoadBalancer address assigned from the pool."""
+        found = lb_ips(self.cluster).get(self.name)
+        if found is None:
+            raise UsageError(f"service {self.name} is of type {self.spec.type}: no LB address")
+        return found
+
+    @property
+    def health_check_node_port(self) -> int:
+        """kube-proxy's health check node port (LoadBalancer, externalTrafficPolicy Local)."""
+        found = node_ports(self.cluster).get(health_check_key(self.name))
+        if found is None:
+            raise UsageError(f"service {self.name} has no health check node port")
+        return found
 
     def endpoints(self, fresh: bool = False) -> list[ServiceEndpoint]:
         return endpoints(self.cluster, self.name, fresh=fresh)
@@ -126,6 +144,7 @@ def delete_service(cluster: Cluster, name: str) -> None:
     del cluster.topology.services[name]
     state = layer_state(cluster)
     state.get("vips", {}).pop(name, None)
+    state.get("lb_ips", {}).pop(name, None)
     state["node_ports"] = {
         k: v for k, v in state.get("node_ports", {}).items() if not k.startswith(f"{name}/")
     }
