@@ -67,6 +67,7 @@ class Speaker:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.setblocking(False)
         self.bound = False
+        self.started = time.monotonic()
 
     def reload(self) -> None:
         # By content: files labkit copies in carry no useful mtime.
@@ -102,7 +103,10 @@ class Speaker:
     def step(self) -> None:
         me, alive, now = self.config["node"], self.alive(), time.monotonic()
         wanted = set()
-        for ip, candidates in self.config["addresses"].items():
+        # Just started: hear the peers first (memberlist joins before MetalLB announces),
+        # or this node would claim every address for a moment.
+        joined = now - self.started >= 2 * self.config["dead_after"]
+        for ip, candidates in self.config["addresses"].items() if joined else ():
             ranked = order([c for c in candidates if c in alive], ip)
             if ranked and ranked[0] == me:
                 wanted.add(ip)
