@@ -81,7 +81,8 @@ def server_config(plan: ProxyPlan, proxy_healthy: bool = True) -> str:
 
 def server_start() -> str:
     """Start the health server unless it runs (it re-reads its configuration by itself)."""
-    running = f"[ -f {SERVER_PID} ] && kill -0 $(cat {SERVER_PID}) 2>/dev/null"
+    # By its command line: the pid file outlives a node restart, its number may be reused.
+    running = f"[ -f {SERVER_PID} ] && grep -qs {SERVER_PROGRAM} /proc/$(cat {SERVER_PID})/cmdline"
     start = (
         f"nohup python3 {SERVER_PROGRAM} {SERVER_CONFIG} > /var/log/labkit/health-server.log "
         f"2>&1 < /dev/null & echo $! > {SERVER_PID}"

@@ -85,7 +85,10 @@ def speaker_config(
 
 def speaker_start() -> str:
     """Start the speaker unless it runs (it re-reads its configuration by itself)."""
-    running = f"[ -f {SPEAKER_PID} ] && kill -0 $(cat {SPEAKER_PID}) 2>/dev/null"
+    # By its command line: the pid file outlives a node restart, its number may be reused.
+    running = (
+        f"[ -f {SPEAKER_PID} ] && grep -qs {SPEAKER_PROGRAM} /proc/$(cat {SPEAKER_PID})/cmdline"
+    )
     start = (
         f"nohup python3 {SPEAKER_PROGRAM} {SPEAKER_CONFIG} {SPEAKER_STATUS} "
         f"> /var/log/labkit/lb-speaker.log 2>&1 < /dev/null & echo $! > {SPEAKER_PID}"

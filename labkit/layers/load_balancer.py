@@ -8,12 +8,14 @@ them; this layer only makes the underlay send the packets to the nodes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from ipaddress import IPv4Address
 from typing import Any
 
 from labkit.concurrency import parallel
 from labkit.core.cluster import Cluster
+from labkit.core.eventually import eventually
 from labkit.dataplane import lb_announce, lb_bgp
 from labkit.dataplane.agents import source
 from labkit.dataplane.lb_announce import Announcement
@@ -95,18 +97,36 @@ def apply_announcements(cluster: Cluster, *, fresh: bool) -> None:
         cluster.node(pool.peer).exec(lb_bgp.deploy_script(router, router=True))
     parallel(lambda n: _deploy(cluster, n, configs[n], pool.mode), changed)
     state["configs"] = {**known, **configs}
+    if fresh and pool.mode == "l2":
+        wait_elected(cluster)
+
+
+def wait_elected(cluster: Cluster, within: float = 15.0) -> None:
+    """Until every address is held by its elected node alone (the speakers have joined)."""
+    found = _found(cluster)
+
+    def agreed() -> None:
+        announced = _announced_l2(cluster)
+        for a in found:
+            holders = sorted(n for n, ips in announced.items() if str(a.ip) in ips)
+            owner = lb_announce.l2_owner(a.candidates, a.ip)
+            assert holders == ([owner] if owner else []), f"{a.ip}: held by {holders}, not {owner}"
+
+    eventually(agreed, within=within, every=0.3, what="the L2 speakers' election")
 
 
 def _announced_l2(cluster: Cluster) -> dict[str, list[str]]:
-    """What each running node's speaker says it announces now."""
-    import json
+    """What each running node's speaker says it announces now (a status not written
+    within the last 3 s is a speaker's that is gone: nothing)."""
 
     def read(node: str) -> list[str]:
-        out = cluster.node(node).exec(f"cat {lb_announce.SPEAKER_STATUS}", check=False).stdout
+        command = f"cat {lb_announce.SPEAKER_STATUS}; echo; date +%s.%N"
+        out = cluster.node(node).exec(command, check=False).stdout.splitlines()
         try:
-            return list(json.loads(out)["announced"])
-        except (ValueError, KeyError):
+            status, now = json.loads(out[0]), float(out[-1])
+        except (ValueError, IndexError):
             return []
+        return list(status["announced"]) if now - status.get("time", 0) < 3 else []
 
     members = _members(cluster)
     return dict(zip(members, parallel(read, members), strict=True))

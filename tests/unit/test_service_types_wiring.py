@@ -4,6 +4,8 @@ LoadBalancer speakers and the health servers are given, stale nftables chains.""
 from __future__ import annotations
 
 import json
+import time
+from ipaddress import IPv4Address
 
 import pytest
 
@@ -13,6 +15,7 @@ from labkit.dataplane.proxy_modes import mode_of
 from labkit.layers.proxy_program import program
 from labkit.layers.service_state import stored_plans
 from labkit.runtime import features
+from labkit.runtime.base import ExecResult
 from labkit.runtime.fake import FakeRuntime
 
 TOPOLOGY = """
@@ -52,10 +55,28 @@ def host_has_everything(monkeypatch, tmp_path):
     monkeypatch.delenv("LABKIT_NAME_PREFIX", raising=False)
 
 
+class SpeakingRuntime(FakeRuntime):
+    """The fake, with L2 speakers that elect as the real ones do, from their config."""
+
+    def exec(self, container, command, **kwargs):
+        text = command if isinstance(command, str) else " ".join(command)
+        if lb_announce.SPEAKER_STATUS not in text:
+            return super().exec(container, command, **kwargs)
+        super().exec(container, "true")  # recorded like any exec
+        config = json.loads(self.files[(container, lb_announce.SPEAKER_CONFIG)])
+        mine = [
+            ip
+            for ip, candidates in config["addresses"].items()
+            if lb_announce.l2_owner(candidates, IPv4Address(ip)) == config["node"]
+        ]
+        now = time.time()
+        return ExecResult(0, json.dumps({"announced": mine, "time": now}) + f"\n{now}\n", "")
+
+
 @pytest.fixture
 def runtime() -> FakeRuntime:
     # Both pods answer the readiness probe (one exec per node names its pods).
-    return FakeRuntime(
+    return SpeakingRuntime(
         responses={
             "== a netns": "== a netns\necho-server up\n",
             "== b netns": "== b netns\necho-server up\n",

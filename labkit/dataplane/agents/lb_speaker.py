@@ -61,7 +61,7 @@ class Speaker:
         self.config_path, self.status_path = config_path, status_path
         self.text = ""
         self.config: dict = {}
-        self.heard: dict[str, float] = {}
+        self.heard: dict[str, tuple[float, bool]] = {}  # node -> (last heard, joined)
         self.announced: dict[str, float] = {}  # ip -> when this node took it
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -81,33 +81,40 @@ class Speaker:
             self.interface = interface_of(self.config["node_ip"])
             self.bound = True
 
+    def joined(self) -> bool:
+        """Just started, a speaker only listens and tells it is joining: it hears its
+        peers before it takes part (memberlist joins before MetalLB announces), and
+        its peers do not yield an address to it before it can announce it."""
+        return time.monotonic() - self.started >= 2 * self.config["dead_after"]
+
     def exchange(self) -> None:
-        me = self.config["node"].encode()
+        hello = f"{self.config['node']} {int(self.joined())}".encode()
         for peer_ip in self.config["peers"].values():
             with contextlib.suppress(OSError):  # a peer gone: it just stops being heard
-                self.sock.sendto(me, (peer_ip, PORT))
+                self.sock.sendto(hello, (peer_ip, PORT))
         while True:
             try:
                 data, _ = self.sock.recvfrom(256)
             except BlockingIOError:
                 return
-            self.heard[data.decode()] = time.monotonic()
+            node, _, joined = data.decode().partition(" ")
+            self.heard[node] = (time.monotonic(), joined == "1")
 
-    def alive(self) -> set[str]:
-        now, dead_after = time.monotonic(), self.config["dead_after"]
+    def alive(self, *, joined_only: bool = False) -> set[str]:
+        now, dead_after, me = time.monotonic(), self.config["dead_after"], self.config["node"]
         alive = {
-            n for n, t in self.heard.items() if now - t < dead_after and n in self.config["peers"]
+            n
+            for n, (t, joined) in self.heard.items()
+            if now - t < dead_after and n in self.config["peers"] and (joined or not joined_only)
         }
-        return alive | {self.config["node"]}
+        return alive | ({me} if self.joined() or not joined_only else set())
 
     def step(self) -> None:
-        me, alive, now = self.config["node"], self.alive(), time.monotonic()
+        me, now = self.config["node"], time.monotonic()
+        eligible = self.alive(joined_only=True)
         wanted = set()
-        # Just started: hear the peers first (memberlist joins before MetalLB announces),
-        # or this node would claim every address for a moment.
-        joined = now - self.started >= 2 * self.config["dead_after"]
-        for ip, candidates in self.config["addresses"].items() if joined else ():
-            ranked = order([c for c in candidates if c in alive], ip)
+        for ip, candidates in self.config["addresses"].items() if self.joined() else ():
+            ranked = order([c for c in candidates if c in eligible], ip)
             if ranked and ranked[0] == me:
                 wanted.add(ip)
         for ip in sorted(wanted - set(self.announced)):
@@ -123,7 +130,13 @@ class Speaker:
                 (elapsed - self.tick) / GARP_EVERY
             ):
                 gratuitous_arp(self.interface, ip)
-        status = {"node": me, "announced": sorted(self.announced), "alive": sorted(alive)}
+        status = {
+            "node": me,
+            "joined": self.joined(),
+            "announced": sorted(self.announced),
+            "alive": sorted(self.alive()),
+            "time": time.time(),
+        }
         tmp = self.status_path + ".tmp"
         with open(tmp, "w") as file:
             json.dump(status, file)
