@@ -9,7 +9,9 @@ On the labs of topologies/service-types.yaml (L2) and service-types-bgp.yaml (BG
   BGP: one of three announcing nodes stops (its kernel closes the session:
   the router withdraws at once) or loses its link (the router drops its path
   when the BGP hold time ends). Reported: the longest time without an answer and
-  the requests that failed meanwhile.
+  the requests that failed meanwhile, and how long after the fault requests
+  still failed (under ECMP most flows keep their path: the gaps are short,
+  the failures go on until the hold time ends).
 - first packet: connect() time of new TCP connections from the external node
   through a node port on the node that has the endpoint, Local policy
   (DNAT only) against Cluster (DNAT and masquerade), the same pod behind both.
@@ -95,6 +97,10 @@ def takeover(
         "node": node,
         "announced_by_before": holders,
         "outage_s": round(result.outage_s, 2),
+        # ECMP keeps answering most flows meanwhile: how long some still failed.
+        "failing_for_s": round(
+            max((r.end for r in result.requests if not r.ok), default=stopped_at) - stopped_at, 2
+        ),
         "failed_requests": result.failed,
         "requests": result.sent,
     }
@@ -153,7 +159,10 @@ def render(results: dict[str, Any]) -> Table:
     )
     for kind, label in (("l2_takeover", "L2 takeover"), ("bgp_takeover", "BGP takeover")):
         for row in results[kind]:
-            figure = f"{row['outage_s']:.2f} s, {row['failed_requests']}/{row['requests']} failed"
+            figure = (
+                f"{row['outage_s']:.2f} s ({row['failing_for_s']:.2f} s with failures), "
+                f"{row['failed_requests']}/{row['requests']} failed"
+            )
             table.add_row(f"{label} ({row['fault']} {row['node']})", figure)
     for policy, row in results.get("first_packet", {}).items():
         table.add_row(

@@ -73,6 +73,12 @@ def ready_pods(cluster: Cluster, fresh: bool = False) -> set[str]:
     return set(state["ready"]) & set(cluster.topology.pods)
 
 
+def terminating_pods(cluster: Cluster) -> set[str]:
+    """Pods marked as being deleted: still serving while alive, but not ready (their
+    endpoints only take traffic when a service has no ready one: kube-proxy's fallback)."""
+    return set(layer_state(cluster).get("terminating", [])) & set(cluster.topology.pods)
+
+
 def service_spec(cluster: Cluster, name: str) -> Service:
     service = cluster.topology.services.get(name)
     if service is None:
@@ -84,9 +90,11 @@ def service_spec(cluster: Cluster, name: str) -> Service:
 def endpoints(cluster: Cluster, service_name: str, *, fresh: bool = False) -> list[ServiceEndpoint]:
     """The service's endpoints: the ready pods its selector picks (as last synced)."""
     service = service_spec(cluster, service_name)
+    ready = ready_pods(cluster, fresh=fresh)
     return service_endpoints(
-        service, cluster.topology.pods, cluster.addresses.pod_ips, ready_pods(cluster, fresh=fresh)
-    )
+        service, cluster.topology.pods, cluster.addresses.pod_ips, ready,
+        terminating_pods(cluster) & ready,
+    )  # fmt: skip
 
 
 def service_vip(cluster: Cluster, service_name: str) -> IPv4Address:
@@ -103,8 +111,9 @@ def current_plans(cluster: Cluster, ready: set[str], nodes: Iterable[str]) -> di
     """Each node's plan for the topology as it is now, with these ready pods: the
     node decides which endpoints are local; its underlay address takes node ports."""
     topology = cluster.topology
+    leaving = terminating_pods(cluster) & ready
     found = {
-        name: service_endpoints(service, topology.pods, cluster.addresses.pod_ips, ready)
+        name: service_endpoints(service, topology.pods, cluster.addresses.pod_ips, ready, leaving)
         for name, service in topology.services.items()
     }
     addresses, ports, balancers = vips(cluster), node_ports(cluster), lb_ips(cluster)

@@ -26,6 +26,7 @@ from labkit.layers.service_state import (
     proxy_mode,
     ready_pods,
     stored_plans,
+    terminating_pods,
     vips,
 )
 from labkit.runtime import features
@@ -233,10 +234,12 @@ def _notes(cluster: Cluster, name: str, found: list[ServiceEndpoint]) -> list[st
 def describe(cluster: Cluster) -> dict[str, Any]:
     """What `labkit status` shows: each service, its endpoints, and the proxy's last sync."""
     addresses, ports, balancers = vips(cluster), node_ports(cluster), lb_ips(cluster)
-    ready = ready_pods(cluster)
+    ready, leaving = ready_pods(cluster), terminating_pods(cluster)
     services = []
     for name, service in cluster.topology.services.items():
-        found = service_endpoints(service, cluster.topology.pods, cluster.addresses.pod_ips, ready)
+        found = service_endpoints(
+            service, cluster.topology.pods, cluster.addresses.pod_ips, ready, leaving & ready
+        )
         services.append(
             {
                 "name": name,
@@ -262,7 +265,14 @@ def describe(cluster: Cluster) -> dict[str, Any]:
                     for port in service.ports
                 ],
                 "endpoints": [
-                    {"pod": e.pod, "ip": str(e.ip), "node": e.node, "ports": e.ports} for e in found
+                    {
+                        "pod": e.pod,
+                        "ip": str(e.ip),
+                        "node": e.node,
+                        "ports": e.ports,
+                        "terminating": e.terminating,
+                    }
+                    for e in found
                 ],
                 "notes": _notes(cluster, name, found),
             }

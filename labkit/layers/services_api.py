@@ -119,6 +119,19 @@ class Services:
     def resync(self) -> SyncReport:
         return programming.resync(self.cluster)
 
+    def set_terminating(self, pods: list[str], terminating: bool = True) -> SyncReport:
+        """Mark pods as being deleted (or not any more): alive, they keep serving, but
+        their endpoints take new connections only where a service has no ready one."""
+        unknown = sorted(set(pods) - set(self.cluster.topology.pods))
+        if unknown:
+            raise UsageError(f"no pod(s) {', '.join(unknown)}")
+        state = layer_state(self.cluster)
+        marked = set(state.get("terminating", []))
+        state["terminating"] = sorted(marked | set(pods) if terminating else marked - set(pods))
+        report = programming.sync(self.cluster, reason="terminating: " + ", ".join(pods))
+        self.cluster.save()
+        return report
+
     def last_sync(self) -> dict[str, Any] | None:
         return last_sync(self.cluster)
 

@@ -183,6 +183,22 @@ def test_client_ip_affinity_holds_then_expires_after_its_timeout(lab):
 
 
 @l2
+def test_terminating_endpoints_serve_only_when_no_endpoint_is_ready(lab):
+    client, vip = lab.pod("client-1"), lab.service("ext-ip").vip
+    try:
+        lab.services.set_terminating(["web-1", "web-2"])
+        states = {e.pod: e.terminating for e in lab.service("ext-ip").endpoints()}
+        assert states == {"web-1": True, "web-2": True, "web-3": False}
+        assert {client.http(vip, 80).pod for _ in range(10)} == {"web-3"}
+        lab.services.set_terminating(["web-3"])  # none ready: kube-proxy falls back
+        seen = {client.http(vip, 80).pod for _ in range(15)}
+        assert len(seen) >= 2 and seen <= {"web-1", "web-2", "web-3"}, seen
+    finally:
+        lab.services.set_terminating(["web-1", "web-2", "web-3"], terminating=False)
+    assert len({client.http(vip, 80).pod for _ in range(15)}) >= 2
+
+
+@l2
 def test_sctp_service_where_the_kernel_has_sctp(lab):
     if not features.has("sctp"):
         pytest.skip(features.missing_reason("sctp"))
