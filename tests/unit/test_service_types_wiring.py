@@ -133,3 +133,18 @@ def test_nftables_chains_left_flushed_are_deleted_at_the_next_sync_once(runtime)
     script = next(c for _, c in runtime.execs if "add table" in c)
     assert "delete chain ip kube-proxy service-OLD-gone" in script
     assert second.stale == {"node-1": []}  # deleted now: not again next time
+
+
+def test_a_lab_from_before_per_node_plans_loses_the_old_table_once(runtime):
+    lab = Lab.up(parse_topology(TOPOLOGY), runtime=runtime)
+    state = lab.cluster.state["services"]
+    state["plan"] = state.pop("plans")["node-1"]  # as labkit before per-node plans saved it
+    runtime.reset()
+    lab.services.sync()
+    assert all(
+        "nft delete table ip labkit-proxy" in c for _, c in runtime.execs if "add table" in c
+    )
+    assert sorted(stored_plans(lab.cluster)) == ["node-1", "node-2"] and "plan" not in state
+    runtime.reset()
+    lab.services.sync()
+    assert not any("labkit-proxy" in c for _, c in runtime.execs)
