@@ -10,6 +10,8 @@ from labkit.core.cluster import Cluster
 from labkit.dataplane import dns
 from labkit.errors import UsageError
 from labkit.layers import services as programming
+from labkit.layers.health_check import HealthCheckLayer
+from labkit.layers.load_balancer import LoadBalancerLayer
 from labkit.layers.proxy_program import SyncReport
 from labkit.layers.service_state import (
     endpoints,
@@ -129,6 +131,7 @@ class Services:
         marked = set(state.get("terminating", []))
         state["terminating"] = sorted(marked | set(pods) if terminating else marked - set(pods))
         report = programming.sync(self.cluster, reason="terminating: " + ", ".join(pods))
+        _follow_edges(self.cluster)
         self.cluster.save()
         return report
 
@@ -171,4 +174,19 @@ def _services_changed(cluster: Cluster, first: bool) -> None:
         # The hosts file too (also when the last service went: its name must go), same exec.
         hosts = dns.hosts_update_lines(programming.hosts_file(cluster)) if cluster.topology.cluster.dns else []
         programming.sync(cluster, reason="services changed", also=hosts)
+    _follow_edges(cluster)
     cluster.save()
+
+
+_EDGES = (HealthCheckLayer(), LoadBalancerLayer())
+
+
+def _follow_edges(cluster: Cluster) -> None:
+    """The layers that answer from the services' plans follow them (started on first need)."""
+    for layer in _EDGES:
+        if not layer.wanted(cluster):
+            continue
+        if "configs" in cluster.slice(layer.name):  # each keeps its state under its name
+            layer.sync(cluster, ())
+        else:
+            layer.apply(cluster)

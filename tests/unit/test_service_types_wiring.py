@@ -148,3 +148,18 @@ def test_a_lab_from_before_per_node_plans_loses_the_old_table_once(runtime):
     runtime.reset()
     lab.services.sync()
     assert not any("labkit-proxy" in c for _, c in runtime.execs)
+
+
+def test_a_load_balancer_added_later_starts_the_speakers_and_health_servers(runtime):
+    topology = parse_topology(TOPOLOGY)
+    local = topology.services.pop("local-b")
+    topology.services.pop("everywhere")
+    topology.services["plain"] = local.model_copy(
+        update={"type": "ClusterIP", "external_traffic_policy": "Cluster"}
+    )
+    lab = Lab.up(topology, runtime=runtime)
+    assert ("fake-node-1", lb_announce.SPEAKER_CONFIG) not in runtime.files
+    lab.services.add("local-b", local)
+    config = json.loads(file_on(runtime, "node-1", lb_announce.SPEAKER_CONFIG))
+    assert config["addresses"] == {str(lab.service("local-b").lb_ip): ["node-2"]}
+    assert ("fake-node-2", healthcheck.SERVER_CONFIG) in runtime.files
