@@ -174,23 +174,31 @@ def run(
     connections: int,
     out: Path,
     console: Console,
+    lb_rounds: int = 0,
 ) -> dict[str, Any]:
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         from labkit.errors import UsageError
 
         raise UsageError(f"unknown mode(s) {', '.join(unknown)} (known: {', '.join(MODES)})")
-    lab = fresh_lab(topology(), lab_name("services"), console)
     load_at_start = os.getloadavg()
     rows = []
-    try:
-        for count in sizes:
-            for mode in modes:
-                console.print(f"  {mode}: {count} services ...", highlight=False)
-                rows.append(measure(lab, mode, count, connections))
-                console.print(f"    {rows[-1]}", highlight=False)
-    finally:
-        lab.down()
+    if sizes:
+        lab = fresh_lab(topology(), lab_name("services"), console)
+        try:
+            for count in sizes:
+                for mode in modes:
+                    console.print(f"  {mode}: {count} services ...", highlight=False)
+                    rows.append(measure(lab, mode, count, connections))
+                    console.print(f"    {rows[-1]}", highlight=False)
+        finally:
+            lab.down()
+    balancers = None
+    if lb_rounds:
+        from labkit.bench.services_lb import measure as measure_balancers
+
+        console.print(f"  LoadBalancer takeover ({lb_rounds} rounds per mode), first packet ...")
+        balancers = measure_balancers(console, lb_rounds, connections)
     load = {"start": load_at_start[0], "end": os.getloadavg()[0]}
     note = (
         f"synthetic endpoints: every service has the same {ENDPOINTS} real echo-server pods "
@@ -205,12 +213,19 @@ def run(
         load_average_1m=load,
         goals=GOALS,
         results=rows,
+        load_balancer=balancers,
     )
     write_json(out, results)
     png = out.with_suffix(".png")
-    draw(rows, png)
-    console.print(render(rows))
-    console.print(note, highlight=False)
+    if rows:
+        draw(rows, png)
+        console.print(render(rows))
+    if balancers:
+        from labkit.bench.services_lb import render as render_balancers
+
+        console.print(render_balancers(balancers))
+    if rows:
+        console.print(note, highlight=False)
     console.print(
         f"host load average (1 min) {load['start']:.1f} at start, {load['end']:.1f} at end",
         highlight=False,

@@ -45,7 +45,9 @@ def bench_manifests(
 @bench_app.command("paths")
 @friendly
 def bench_paths(
-    backends: Annotated[str, typer.Option(help="Comma-separated backends")] = "vxlan,host-gw,udp,bgp",
+    backends: Annotated[
+        str, typer.Option(help="Comma-separated backends")
+    ] = "vxlan,host-gw,udp,bgp",
     repeats: Annotated[int, typer.Option(min=1, help="Rounds; the median is reported")] = 3,
     seconds: Annotated[float, typer.Option(min=0.5, help="Length of each run")] = 2.0,
     out: Annotated[Path, typer.Option(help="JSON results")] = Path("bench-results/paths.json"),
@@ -72,8 +74,13 @@ def bench_services(
     out: Annotated[Path, typer.Option(help="JSON results (the PNG goes next to it)")] = Path(
         "bench-results/services.json"
     ),
+    lb_rounds: Annotated[
+        int, typer.Option(help="LoadBalancer takeovers per mode (L2, BGP); 0 skips that part")
+    ] = 3,
 ) -> None:
-    """Service proxy: full sync, one-endpoint change, rule count, first-packet latency."""
+    """Service proxy: full sync, one-endpoint change, rule count, first-packet latency;
+    LoadBalancer takeover (L2, BGP) and first packet with Local vs Cluster policy.
+    `--sizes ""` measures only the LoadBalancer part."""
     from labkit.bench.services import run
 
     run(
@@ -82,6 +89,7 @@ def bench_services(
         connections=connections,
         out=out,
         console=console,
+        lb_rounds=lb_rounds,
     )
 
 

@@ -137,7 +137,8 @@ def _print_lab(lab: Any) -> None:
 
 
 def _print_services(document: dict[str, Any]) -> None:
-    """Services: VIP, ports (node ports), endpoints, and why one has none."""
+    """Services: VIP (and LoadBalancer, external addresses), ports (node ports),
+    endpoints, and why one has none."""
     proxy = document.get("service_proxy") or {}
     title = f"services (proxy mode {proxy.get('mode')}, DNS {proxy.get('dns') or 'off'})"
     table = Table(title=title, title_justify="left")
@@ -151,7 +152,13 @@ def _print_services(document: dict[str, Any]) -> None:
         )
         endpoints = ", ".join(f"{e['pod']} {e['ip']}" for e in service["endpoints"])
         notes = "; ".join(service["notes"])
-        table.add_row(service["name"], service["vip"], ports, endpoints or f"[yellow]none: {notes}[/yellow]")
+        addresses = [str(service["vip"] or "None")]
+        if service.get("load_balancer_ip"):
+            addresses.append(f"LB {service['load_balancer_ip']}")
+        addresses += [f"ext {ip}" for ip in service.get("external_ips", [])]
+        table.add_row(
+            service["name"], "\n".join(addresses), ports, endpoints or f"[yellow]none: {notes}[/yellow]"
+        )
     console.print(table)
 
 

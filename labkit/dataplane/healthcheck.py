@@ -61,3 +61,30 @@ def health_responses(plan: ProxyPlan, proxy_healthy: bool = True) -> dict[int, H
         port: HealthResponse(ns, name, len(local[(ns, name)]), proxy_healthy)
         for port, (ns, name) in sorted(ports.items())
     }
+
+
+# -- the node's health server (`agents/health_server.py`) ---------------------------
+
+SERVER_PROGRAM = "/usr/local/lib/labkit/health_server.py"
+SERVER_CONFIG = "/etc/labkit/health.json"
+SERVER_PID = "/run/labkit/health-server.pid"
+
+
+def server_config(plan: ProxyPlan, proxy_healthy: bool = True) -> str:
+    """What the node's health server answers on each port, as JSON."""
+    document = {
+        str(port): {"status": r.status, "headers": r.headers, "body": r.body}
+        for port, r in health_responses(plan, proxy_healthy).items()
+    }
+    return json.dumps(document, indent=1, sort_keys=True)
+
+
+def server_start() -> str:
+    """Start the health server unless it runs (it re-reads its configuration by itself)."""
+    # By its command line: the pid file outlives a node restart, its number may be reused.
+    running = f"[ -f {SERVER_PID} ] && grep -qs {SERVER_PROGRAM} /proc/$(cat {SERVER_PID})/cmdline"
+    start = (
+        f"nohup python3 {SERVER_PROGRAM} {SERVER_CONFIG} > /var/log/labkit/health-server.log "
+        f"2>&1 < /dev/null & echo $! > {SERVER_PID}"
+    )
+    return f"mkdir -p /run/labkit /var/log/labkit\nif ! {{ {running}; }}; then\n  {start}\nfi"

@@ -14,8 +14,10 @@ from labkit.layers.cluster_dns import ClusterDnsLayer
 from labkit.layers.convergence import Convergence
 from labkit.layers.egress import EgressLayer
 from labkit.layers.floating import FloatingLayer
+from labkit.layers.health_check import HealthCheckLayer
 from labkit.layers.impairments import ImpairmentsLayer
 from labkit.layers.ingress import IngressLayer
+from labkit.layers.load_balancer import LoadBalancerLayer
 from labkit.layers.policy import PolicyLayer
 from labkit.layers.services import ServicesLayer
 from labkit.layers.vrrp import VrrpLayer
@@ -26,6 +28,8 @@ LAYERS: tuple[Layer, ...] = (
     EgressLayer(),  # pod traffic leaving the cluster: masqueraded (ip-masq-agent)
     ServicesLayer(),  # service VIPs, node ports (the DNS ClusterIP too)
     ClusterDnsLayer(),  # after services: records from their endpoints; pods' resolv.conf
+    HealthCheckLayer(),  # after services: it answers from their per-node plans
+    LoadBalancerLayer(),  # after services: the rules must be there before the addresses
     IngressLayer(),  # after services: it reads their endpoints
     VrrpLayer(),  # after ingress: its health check curls the local proxy
     PolicyLayer(),  # late: its FORWARD hook must stay first

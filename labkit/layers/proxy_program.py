@@ -31,6 +31,7 @@ class NodeSync:
     seconds: float
     digest: str
     drifted: bool = False
+    stale: tuple[str, ...] = ()  # nftables: chains left flushed, to delete at the next sync
 
 
 @dataclass
@@ -46,6 +47,10 @@ class SyncReport:
     @property
     def digests(self) -> dict[str, str]:
         return {name: node.digest for name, node in self.nodes.items()}
+
+    @property
+    def stale(self) -> dict[str, list[str]]:
+        return {name: list(node.stale) for name, node in self.nodes.items()}
 
     def summary(self) -> dict[str, object]:
         return {
@@ -91,55 +96,95 @@ def _existing_chains(cluster: Cluster, node: str, mode: Mode) -> list[str]:
     return list(parse_sync_output(cluster.node(node).exec(mode.chains_command()).stdout).chains)
 
 
+Plans = ProxyPlan | Mapping[str, ProxyPlan]  # one plan for every node, or one per node
+
+
+def _per_node(plans: Plans | None, nodes: Sequence[str]) -> dict[str, ProxyPlan]:
+    if plans is None:
+        return {}
+    if isinstance(plans, ProxyPlan):
+        return dict.fromkeys(nodes, plans)
+    return {node: plans[node] for node in nodes if node in plans}
+
+
 def program(
     cluster: Cluster,
     nodes: Sequence[str],
     mode: Mode,
-    old: ProxyPlan | None,
-    new: ProxyPlan,
+    old: Plans | None,
+    new: Plans,
     digests: Mapping[str, str],
     *,
-    conntrack: Sequence[str] = (),
+    conntrack: Mapping[str, Sequence[str]] | Sequence[str] = (),
     before: Mapping[str, Sequence[str]] | None = None,
+    stale: Mapping[str, Sequence[str]] | None = None,
     fresh: bool = False,
     verify: bool = True,
 ) -> SyncReport:
-    """Bring `nodes` from `old` to `new`: partial where the node is as labkit left it.
+    """Bring each of `nodes` from its `old` plan to its `new` one: partial where the
+    node is as labkit left it (and has an old plan), full otherwise.
 
-    `fresh` says the nodes hold none of labkit's rules yet (a new cluster), so a full
-    sync needs no look at what is there first. `verify=False` skips the drift
-    check and the digest (the bench's kube-proxy-like write-only sync): a
-    partial sync then needs only an old plan.
+    Plans are per node (Local traffic policies, node port addresses); one plan
+    stands for every node. `stale`: per node, the chains the previous sync left
+    flushed (nftables deletes them now). `fresh` says the nodes hold none of
+    labkit's rules yet (a new cluster), so a full sync needs no look at what is
+    there first. `verify=False` skips the drift check and the digest (the
+    bench's kube-proxy-like write-only sync): a partial sync then needs only an
+    old plan.
     """
 
-    before = before or {}
+    before, stale = before or {}, stale or {}
+    olds, news = _per_node(old, nodes), _per_node(new, nodes)
     started = time.perf_counter()
-    partial = mode.render_partial(old, new) if old is not None else None
-    full_cache: dict[tuple[str, ...], str] = {}
+    # Renders shared by nodes with the very same plans (the bench: one plan everywhere).
+    partial_cache: dict[tuple[int, int, tuple[str, ...]], str] = {}
+    full_cache: dict[tuple[int, tuple[str, ...], tuple[str, ...]], str] = {}
 
-    def full_payload(existing: Sequence[str]) -> str:
-        key = tuple(sorted(existing))
+    def partial_payload(node: str) -> str | None:
+        if node not in olds:
+            return None
+        gone = tuple(sorted(stale.get(node, ())))
+        key = (id(olds[node]), id(news[node]), gone)
+        if key not in partial_cache:
+            partial_cache[key] = mode.render_partial(olds[node], news[node], gone)
+        return partial_cache[key]
+
+    def full_payload(node: str, existing: Sequence[str]) -> str:
+        key = (id(news[node]), tuple(sorted(existing)), tuple(sorted(stale.get(node, ()))))
         if key not in full_cache:
-            full_cache[key] = mode.render_full(new, existing)
+            full_cache[key] = mode.render_full(news[node], existing, key[2])
         return full_cache[key]
+
+    def flushes(node: str) -> Sequence[str]:
+        return conntrack.get(node, ()) if isinstance(conntrack, Mapping) else conntrack
 
     def on_node(node: str) -> NodeSync:
         node_started = time.perf_counter()
-        extra = list(before.get(node, ()))
-        if partial is not None and not verify:
-            _run(cluster, node, mode, partial, None, conntrack, extra, verify=False)
-            return NodeSync(node, "partial", time.perf_counter() - node_started, "")
-        if partial is not None and node in digests:
-            out = _run(cluster, node, mode, partial, digests[node], conntrack, extra)
-            if not out.drift:
-                return NodeSync(node, "partial", time.perf_counter() - node_started, out.digest)
-            existing: Sequence[str] = out.chains
-            drifted = True
+        extra, ct = list(before.get(node, ())), flushes(node)
+        partial = partial_payload(node)
+        if partial is not None:
+            left = tuple(sorted(mode.stale_after_partial(olds[node], news[node])))
+            if not verify:
+                _run(cluster, node, mode, partial, None, ct, extra, verify=False)
+                return NodeSync(node, "partial", time.perf_counter() - node_started, "", stale=left)
+            if node in digests:
+                out = _run(cluster, node, mode, partial, digests[node], ct, extra)
+                if not out.drift:
+                    took = time.perf_counter() - node_started
+                    return NodeSync(node, "partial", took, out.digest, stale=left)
+                existing: Sequence[str] = out.chains
+                drifted = True
+            else:
+                existing, drifted = _existing_chains(cluster, node, mode), False
         else:
             existing = () if fresh else _existing_chains(cluster, node, mode)
             drifted = False
-        out = _run(cluster, node, mode, full_payload(existing), None, conntrack, extra, verify=verify)
-        return NodeSync(node, "full", time.perf_counter() - node_started, out.digest, drifted)
+        payload = full_payload(node, existing)
+        out = _run(cluster, node, mode, payload, None, ct, extra, verify=verify)
+        # What the full sync flushed now; the stale chains of before it deleted.
+        left = tuple(sorted(mode.stale_after_full(news[node], existing) - set(stale.get(node, ()))))
+        took = time.perf_counter() - node_started
+        return NodeSync(node, "full", took, out.digest, drifted, stale=left)
 
     results = parallel(on_node, nodes)
     seconds = time.perf_counter() - started

@@ -11,17 +11,22 @@ from typing import Any
 
 from labkit.core.cluster import Cluster
 from labkit.dataplane import dns, kube_dns
-from labkit.dataplane.kubeproxy import ProxyPlan, conntrack_flushes, plan_from_json, plan_to_json
+from labkit.dataplane import kubeproxy_iptables as ipt
+from labkit.dataplane.conntrack_cleanup import cleanup_commands
+from labkit.dataplane.kubeproxy import ProxyPlan, plan_to_json
 from labkit.layers.base import BaseLayer
 from labkit.layers.proxy_program import SyncReport, program
 from labkit.layers.readiness import probe_ready
 from labkit.layers.service_state import (
-    current_plan,
+    current_plans,
     last_sync,
     layer_state,
+    lb_ips,
     node_ports,
     proxy_mode,
     ready_pods,
+    stored_plans,
+    terminating_pods,
     vips,
 )
 from labkit.runtime import features
@@ -48,6 +53,18 @@ def _route_lines(cluster: Cluster, node: str) -> list[str]:
     ]
 
 
+# labkit before kube-proxy's table name wrote this one; a lab from then has it still.
+_OLD_NFT_TABLE = "nft delete table ip labkit-proxy 2>/dev/null || true"
+
+
+def _node_setup(cluster: Cluster, plan: ProxyPlan) -> list[str]:
+    """What the mode needs on the node besides its rules: sysctls (iptables: 127.0.0.1
+    node ports as `cluster.localhost_node_ports` says)."""
+    if proxy_mode(cluster).name != "iptables":
+        return []
+    return [f"sysctl -qw {key}={value}" for key, value in ipt.node_sysctls(plan).items()]
+
+
 def _members(cluster: Cluster) -> list[str]:
     """Cluster nodes that are running: a stopped node gets everything when it returns."""
 
@@ -56,12 +73,19 @@ def _members(cluster: Cluster) -> list[str]:
 
 
 def _record(
-    cluster: Cluster, plan: ProxyPlan, ready: set[str], report: SyncReport, reason: str, started: float
+    cluster: Cluster,
+    plans: dict[str, ProxyPlan],
+    ready: set[str],
+    report: SyncReport,
+    reason: str,
+    started: float,
 ) -> None:
     """Remember what the nodes hold; the latency counts from the moment the change was seen."""
     state = layer_state(cluster)
     state["ready"] = sorted(ready)
-    state["plan"] = plan_to_json(plan)
+    state.pop("plan", None)  # the one plan of labkit before per-node plans
+    state["plans"] = {**state.get("plans", {}), **{n: plan_to_json(p) for n, p in plans.items()}}
+    state["stale"] = {**state.get("stale", {}), **report.stale}
     state["digests"] = {**state.get("digests", {}), **report.digests}
     state["mode"] = proxy_mode(cluster).name
     state["last_sync"] = {
@@ -76,16 +100,25 @@ def apply_services(cluster: Cluster) -> SyncReport:
     """A fresh cluster: routes, then a full sync everywhere."""
     started = time.perf_counter()
     ready = probe_ready(cluster)
-    plan = current_plan(cluster, ready)
     members = _members(cluster)
-    setup = {node: _route_lines(cluster, node) for node in members}
-    report = program(cluster, members, proxy_mode(cluster), None, plan, {}, before=setup, fresh=True)
-    _record(cluster, plan, ready, report, "lab up", started)
+    plans = current_plans(cluster, ready, members)
+    setup = {
+        node: [*_route_lines(cluster, node), *_node_setup(cluster, plans[node])]
+        for node in members
+    }
+    report = program(
+        cluster, members, proxy_mode(cluster), None, plans, {}, before=setup, fresh=True
+    )
+    _record(cluster, plans, ready, report, "lab up", started)
     return report
 
 
 def sync(
-    cluster: Cluster, changed_pods: Sequence[str] = (), *, reason: str = "", also: Sequence[str] = ()
+    cluster: Cluster,
+    changed_pods: Sequence[str] = (),
+    *,
+    reason: str = "",
+    also: Sequence[str] = (),
 ) -> SyncReport:
     """Re-read readiness where pods changed, re-program every node (partial where it can).
 
@@ -96,7 +129,8 @@ def sync(
     started = time.perf_counter()
     state = layer_state(cluster)
     topology = cluster.topology
-    old = plan_from_json(state["plan"]) if "plan" in state else None
+    olds = stored_plans(cluster)
+    upgrade = "plans" not in state  # a lab from labkit before per-node plans
     changed = [p for p in changed_pods if p in topology.pods]
     probe_nodes = {topology.pods[p].node for p in changed}
     ready = {
@@ -105,16 +139,24 @@ def sync(
         if p in topology.pods and topology.pods[p].node not in probe_nodes
     }
     ready |= probe_ready(cluster, probe_nodes)
-    plan = current_plan(cluster, ready)
     members = _members(cluster)
-    before = {node: list(also) for node in members}
-    conntrack = conntrack_flushes(old, plan) if old is not None else []
+    plans = current_plans(cluster, ready, members)
+    before = {
+        node: [
+            *([_OLD_NFT_TABLE, *_node_setup(cluster, plans[node])] if upgrade else []),
+            *also,
+        ]
+        for node in members
+    }
+    conntrack = {
+        node: cleanup_commands(olds[node], plans[node]) for node in members if node in olds
+    }
     report = program(
-        cluster, members, proxy_mode(cluster), old, plan, state.get("digests", {}),
-        conntrack=conntrack, before=before,
+        cluster, members, proxy_mode(cluster), olds, plans, state.get("digests", {}),
+        conntrack=conntrack, before=before, stale=state.get("stale", {}),
     )  # fmt: skip
     why = reason or (f"pods changed: {', '.join(changed_pods)}" if changed_pods else "check")
-    _record(cluster, plan, ready, report, why, started)
+    _record(cluster, plans, ready, report, why, started)
     return report
 
 
@@ -164,17 +206,23 @@ def _notes(cluster: Cluster, name: str, found: list[ServiceEndpoint]) -> list[st
 
 def describe(cluster: Cluster) -> dict[str, Any]:
     """What `labkit status` shows: each service, its endpoints, and the proxy's last sync."""
-    addresses, ports = vips(cluster), node_ports(cluster)
-    ready = ready_pods(cluster)
+    addresses, ports, balancers = vips(cluster), node_ports(cluster), lb_ips(cluster)
+    ready, leaving = ready_pods(cluster), terminating_pods(cluster)
     services = []
     for name, service in cluster.topology.services.items():
-        found = service_endpoints(service, cluster.topology.pods, cluster.addresses.pod_ips, ready)
+        found = service_endpoints(
+            service, cluster.topology.pods, cluster.addresses.pod_ips, ready, leaving & ready
+        )
         services.append(
             {
                 "name": name,
                 "namespace": service.namespace,
                 "type": service.type,
-                "vip": str(addresses.get(name, "None")),  # headless, ExternalName: none
+                "vip": str(addresses[name]) if name in addresses else None,
+                "load_balancer_ip": str(balancers[name]) if name in balancers else None,
+                "external_ips": [str(ip) for ip in service.external_ips],
+                "external_traffic_policy": service.external_traffic_policy,
+                "internal_traffic_policy": service.internal_traffic_policy,
                 "dns": dns.service_name(name, service.namespace),
                 "session_affinity": service.session_affinity,
                 "ports": [
@@ -190,7 +238,14 @@ def describe(cluster: Cluster) -> dict[str, Any]:
                     for port in service.ports
                 ],
                 "endpoints": [
-                    {"pod": e.pod, "ip": str(e.ip), "node": e.node, "ports": e.ports} for e in found
+                    {
+                        "pod": e.pod,
+                        "ip": str(e.ip),
+                        "node": e.node,
+                        "ports": e.ports,
+                        "terminating": e.terminating,
+                    }
+                    for e in found
                 ],
                 "notes": _notes(cluster, name, found),
             }

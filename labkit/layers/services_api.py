@@ -11,11 +11,14 @@ from labkit.dataplane import dns
 from labkit.errors import UsageError
 from labkit.layers import cluster_dns
 from labkit.layers import services as programming
+from labkit.layers.health_check import HealthCheckLayer
+from labkit.layers.load_balancer import LoadBalancerLayer
 from labkit.layers.proxy_program import SyncReport
 from labkit.layers.service_state import (
     endpoints,
     last_sync,
     layer_state,
+    lb_ips,
     node_ports,
     service_spec,
     service_vip,
@@ -25,6 +28,7 @@ from labkit.topology.model import Service, ServicePort
 from labkit.topology.services_alloc import (
     ServiceEndpoint,
     find_port,
+    health_check_key,
     node_port_key,
 )
 from labkit.topology.validate import check_services
@@ -65,6 +69,22 @@ class ServiceHandle:
         if key not in allocated:
             raise UsageError(f"service {self.name} is of type {self.spec.type}: no node port")
         return allocated[key]
+
+    @property
+    def lb_ip(self) -> IPv4Address:
+        """The LoadBalancer address assigned from the pool."""
+        found = lb_ips(self.cluster).get(self.name)
+        if found is None:
+            raise UsageError(f"service {self.name} is of type {self.spec.type}: no LB address")
+        return found
+
+    @property
+    def health_check_node_port(self) -> int:
+        """kube-proxy's health check node port (LoadBalancer, externalTrafficPolicy Local)."""
+        found = node_ports(self.cluster).get(health_check_key(self.name))
+        if found is None:
+            raise UsageError(f"service {self.name} has no health check node port")
+        return found
 
     def endpoints(self, fresh: bool = False) -> list[ServiceEndpoint]:
         return endpoints(self.cluster, self.name, fresh=fresh)
@@ -110,6 +130,20 @@ class Services:
     def resync(self) -> SyncReport:
         return programming.resync(self.cluster)
 
+    def set_terminating(self, pods: list[str], terminating: bool = True) -> SyncReport:
+        """Mark pods as being deleted (or not any more): alive, they keep serving, but
+        their endpoints take new connections only where a service has no ready one."""
+        unknown = sorted(set(pods) - set(self.cluster.topology.pods))
+        if unknown:
+            raise UsageError(f"no pod(s) {', '.join(unknown)}")
+        state = layer_state(self.cluster)
+        marked = set(state.get("terminating", []))
+        state["terminating"] = sorted(marked | set(pods) if terminating else marked - set(pods))
+        report = programming.sync(self.cluster, reason="terminating: " + ", ".join(pods))
+        _follow_edges(self.cluster)
+        self.cluster.save()
+        return report
+
     def last_sync(self) -> dict[str, Any] | None:
         return last_sync(self.cluster)
 
@@ -135,6 +169,7 @@ def delete_service(cluster: Cluster, name: str) -> None:
     del cluster.topology.services[name]
     state = layer_state(cluster)
     state.get("vips", {}).pop(name, None)
+    state.get("lb_ips", {}).pop(name, None)
     state["node_ports"] = {
         k: v for k, v in state.get("node_ports", {}).items() if not k.startswith(f"{name}/")
     }
@@ -147,4 +182,19 @@ def _services_changed(cluster: Cluster, first: bool) -> None:
     else:
         programming.sync(cluster, reason="services changed")
     cluster_dns.follow(cluster)  # the records too (also when a service went: its name must go)
+    _follow_edges(cluster)
     cluster.save()
+
+
+_EDGES = (HealthCheckLayer(), LoadBalancerLayer())
+
+
+def _follow_edges(cluster: Cluster) -> None:
+    """The layers that answer from the services' plans follow them (started on first need)."""
+    for layer in _EDGES:
+        if not layer.wanted(cluster):
+            continue
+        if "configs" in cluster.slice(layer.name):  # each keeps its state under its name
+            layer.sync(cluster, ())
+        else:
+            layer.apply(cluster)

@@ -45,6 +45,15 @@ PROBES: dict[str, tuple[str, str]] = {
     "ipip": ("ip link add lkip0 type ipip local 10.0.0.1 remote 10.0.0.2", "IPIP tunnels"),
     "gre": ("ip link add lkgre0 type gre local 10.0.0.1 remote 10.0.0.2", "GRE tunnels"),
     "wireguard": ("ip link add lkwg0 type wireguard", "WireGuard"),
+    "packet_socket": (
+        'python3 -c "import socket; socket.socket(socket.AF_PACKET, socket.SOCK_RAW)"',
+        "gratuitous ARP (LoadBalancer L2 mode)",
+    ),
+    # A socket of the protocol: the kernel has SCTP (a module a container cannot load).
+    "sctp": (
+        'python3 -c "import socket; socket.socket(socket.AF_INET, socket.SOCK_STREAM, 132)"',
+        "SCTP services",
+    ),
 }
 
 
