@@ -144,7 +144,8 @@ class Lab:
         step = time.perf_counter()
         progress(f"creating {len(topology.networks)} underlay network(s)")
         for network, subnet in self.addresses.underlay_subnets.items():
-            self.runtime.create_network(self.name, network, subnet, self.cluster.owner)
+            mtu = topology.networks[network].mtu
+            self.runtime.create_network(self.name, network, subnet, self.cluster.owner, mtu=mtu)
         progress(f"starting {len(topology.nodes)} node(s)")
         parallel(self._create_node, topology.nodes)
         self.timings["nodes"] = time.perf_counter() - step
