@@ -25,11 +25,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
+from tenacity import retry, retry_if_exception_type, stop_after_attempt
+
 from labkit import expect
 from labkit.core import probes
 from labkit.core.endpoint import Endpoint
 from labkit.dataplane import backends, vxlan
 from labkit.dataplane.script import q, script
+from labkit.errors import LabkitError
 from labkit.lab import Lab
 from labkit.runtime.base import ExecResult, Runtime
 
@@ -204,11 +207,7 @@ def measure_tcp(client: Endpoint, server: Endpoint, seconds: float, port: int) -
     """TCP with 1 and 4 streams, Gbit/s."""
     found = {}
     for streams in (1, 4):
-        # The last run's one-off server may still hold the port (4 streams close slowly).
-        expect.eventually(
-            lambda: _port_free(server, port), within=10, every=0.1, what="iperf3 gone"
-        )
-        run = probes.iperf(client, server, seconds=seconds, streams=streams, port=port)
+        run = _iperf_once_more(client, server, seconds, streams, port)
         found[f"tcp{streams}_gbit_s"] = run.gbit_per_s
         found[f"tcp{streams}_gbit_per_cpu_s"] = per_cpu_second(run)
     return found
@@ -225,6 +224,16 @@ def per_cpu_second(run: probes.IperfResult) -> float:
     cpu = run.raw.get("end", {}).get("cpu_utilization_percent", {})
     used = (cpu.get("host_total", 0.0) + cpu.get("remote_total", 0.0)) / 100
     return run.gbit_per_s / used if used > 0 else 0.0
+
+
+@retry(retry=retry_if_exception_type(LabkitError), stop=stop_after_attempt(2), reraise=True)
+def _iperf_once_more(
+    client: Endpoint, server: Endpoint, seconds: float, streams: int, port: int
+) -> probes.IperfResult:
+    """One run; a run that a starved host broke (no JSON, killed) is tried once more."""
+    # The last run's one-off server may still hold the port (4 streams close slowly).
+    expect.eventually(lambda: _port_free(server, port), within=10, every=0.1, what="iperf3 gone")
+    return probes.iperf(client, server, seconds=seconds, streams=streams, port=port)
 
 
 def _port_free(server: Endpoint, port: int) -> None:

@@ -17,15 +17,12 @@ Per path: iperf3 TCP with 1 and with 4 streams, iperf3 UDP at the path's MTU
 figures are the median of `repeats` rounds, each also as a ratio of the
 baseline's.
 
-Each round also measures TCP on the references and partial paths of
-`bench.limits` (bare veth, bare kernel VXLAN, node to node over VXLAN, a pod
-without a bridge) and the cross-node path with each of its pieces changed;
-`bench.ladder` turns them into paired ratios: where the throughput goes.
+Each round also measures TCP on `bench.limits`' references (bare veth, bare
+kernel VXLAN, node to node over VXLAN, a pod without a bridge) and the cross-node
+path with each piece changed; `bench.ladder` pairs them: where throughput goes.
 
-Goals (issue 14), printed, not asserted: cross-node TCP (1 and 4 streams) at
->= 0.9 of bare kernel VXLAN for vxlan, >= 0.95 of node to node for host-gw and
-bgp, and udp well below vxlan. The measuring processes run at a raised
-priority (`limits.PRIORITY`) so that other work on a shared host skews less.
+Goals (issue 14), printed, not asserted: `ladder.GOALS`, and udp well below
+vxlan. iperf3/sockperf run at `limits.PRIORITY`: other work skews them less.
 """
 
 from __future__ import annotations
@@ -62,6 +59,8 @@ PATHS = {
 }
 SOCKPERF_PORT = 11111
 IPERF_PORT = 5301
+# The labs whose cross-node path is also measured with each piece changed (time).
+PIECES_IN = frozenset({"vxlan", "host-gw"})
 # udp is judged against vxlan; the other goals are `ladder.GOALS`.
 UDP_VS_VXLAN = 0.5  # "well below": at most half of vxlan's figure
 
@@ -155,7 +154,10 @@ def measure_path(client: Endpoint, server: Endpoint, mtu: int, seconds: float) -
     udp_gbit, loss = udp_goodput(iperf(udp=True, length=mtu - 28))
     # Ping-pong gathers tens of thousands of round trips a second: half the
     # run length is plenty for a p99, and keeps the whole bench near 5 minutes.
-    p50, p99 = rtt_percentiles(client, server, max(1.0, seconds / 2))
+    try:
+        p50, p99 = rtt_percentiles(client, server, max(1.0, seconds / 2))
+    except LabkitError:  # a starved run with no valid observation: once more, longer
+        p50, p99 = rtt_percentiles(client, server, max(2.0, seconds))
     return Figures(
         tcp1.gbit_per_s, tcp4.gbit_per_s, udp_gbit, loss, p50, p99,
         limits.per_cpu_second(tcp1), limits.per_cpu_second(tcp4),
@@ -215,7 +217,7 @@ def bench_backend(
     samples: dict[str, list[Figures]] = {path: [] for path in endpoints}
     tcp: dict[str, list[dict[str, float]]] = {}
     try:
-        references = limits.references(lab, base_backend(backend))
+        references = limits.references(lab, ladder.base_backend(backend))
         for round_ in range(1, repeats + 1):
             console.print(f"  {backend}: round {round_}/{repeats}", highlight=False)
             for path, (client, server, mtu) in endpoints.items():
@@ -226,7 +228,7 @@ def bench_backend(
                     limits.measure_tcp(client, server, seconds, IPERF_PORT)
                 )
             client, server, _ = endpoints["cross-node"]
-            for piece in limits.PIECES:
+            for piece in limits.PIECES if backend in PIECES_IN else ():
                 limits.change(lab, piece.apply)
                 try:
                     figures = limits.measure_tcp(client, server, seconds, IPERF_PORT)
@@ -238,9 +240,6 @@ def bench_backend(
     return {"pod_mtu": pod_mtu, "underlay_mtu": underlay_mtu, "up_s": up_s, "samples": samples,
             "tcp": tcp}  # fmt: skip
 
-
-def base_backend(name: str) -> str:
-    return ladder.base_backend(name)
 
 
 def summarize(measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -342,9 +341,13 @@ def run(
     measured: dict[str, dict[str, Any]] = {}
     for backend in backend_names:
         console.print(f"[bold]{backend}[/bold]: bringing up backend-{backend}")
-        measured[backend] = bench_backend(
-            backend, runtime, repeats=repeats, seconds=seconds, console=console,
-        )  # fmt: skip
+        try:
+            measured[backend] = bench_backend(
+                backend, runtime, repeats=repeats, seconds=seconds, console=console
+            )
+        except LabkitError as exc:  # one lab's failure costs that lab, not the run
+            console.print(f"[red]{backend}: failed[/red]: {exc}", highlight=False)
+            measured[backend] = {"skipped": f"failed: {str(exc)[:300]}"}
         loads.append(os.getloadavg()[0])
     if not any("samples" in m for m in measured.values()):
         raise LabkitError("no backend could run here: " + "; ".join(
