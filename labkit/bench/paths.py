@@ -59,8 +59,7 @@ PATHS = {
 }
 SOCKPERF_PORT = 11111
 IPERF_PORT = 5301
-# The labs whose cross-node path is also measured with each piece changed (time).
-PIECES_IN = frozenset({"vxlan", "host-gw"})
+PIECES_IN = frozenset({"vxlan", "host-gw"})  # labs also measured with each piece changed
 # udp is judged against vxlan; the other goals are `ladder.GOALS`.
 UDP_VS_VXLAN = 0.5  # "well below": at most half of vxlan's figure
 
