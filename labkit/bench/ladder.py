@@ -41,6 +41,11 @@ GOALS = {"vxlan": ("bare-vxlan", 0.9), "host-gw": ("baseline", 0.95), "bgp": ("b
 Samples = Mapping[str, Sequence[Mapping[str, float]]]
 
 
+def metrics_of(figures: object) -> dict[str, float]:
+    """The ladder's metrics of one run's figures (`paths.Figures`)."""
+    return {metric: getattr(figures, metric) for metric in METRICS}
+
+
 def paired_ratio(samples: Samples, path: str, reference: str, metric: str) -> float | None:
     """Median over rounds of path/reference in the same round; None if either is missing."""
     pairs = zip(samples.get(path, ()), samples.get(reference, ()), strict=False)

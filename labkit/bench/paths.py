@@ -27,6 +27,7 @@ vxlan. iperf3/sockperf run at `limits.PRIORITY`: other work skews them less.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -153,10 +154,11 @@ def measure_path(client: Endpoint, server: Endpoint, mtu: int, seconds: float) -
     udp_gbit, loss = udp_goodput(iperf(udp=True, length=mtu - 28))
     # Ping-pong gathers tens of thousands of round trips a second: half the
     # run length is plenty for a p99, and keeps the whole bench near 5 minutes.
-    try:
-        p50, p99 = rtt_percentiles(client, server, max(1.0, seconds / 2))
-    except LabkitError:  # a starved run with no valid observation: once more, longer
-        p50, p99 = rtt_percentiles(client, server, max(2.0, seconds))
+    p50 = p99 = 0.0  # sockperf found no valid observation twice (a starved host)
+    for length in (max(1.0, seconds / 2), max(2.0, seconds)):
+        with contextlib.suppress(LabkitError):
+            p50, p99 = rtt_percentiles(client, server, length)
+            break
     return Figures(
         tcp1.gbit_per_s, tcp4.gbit_per_s, udp_gbit, loss, p50, p99,
         limits.per_cpu_second(tcp1), limits.per_cpu_second(tcp4),
@@ -174,10 +176,6 @@ def backend_topology(name: str) -> Topology:
         return topology
     networks = {n: net.model_copy(update={"mtu": int(mtu)}) for n, net in topology.networks.items()}
     return topology.model_copy(update={"name": f"{topology.name}-{mtu}", "networks": networks})
-
-
-def tcp_of(figures: Figures) -> dict[str, float]:
-    return {metric: getattr(figures, metric) for metric in ladder.METRICS}
 
 
 def bench_backend(
@@ -221,7 +219,7 @@ def bench_backend(
             console.print(f"  {backend}: round {round_}/{repeats}", highlight=False)
             for path, (client, server, mtu) in endpoints.items():
                 samples[path].append(measure_path(client, server, mtu, seconds))
-                tcp.setdefault(path, []).append(tcp_of(samples[path][-1]))
+                tcp.setdefault(path, []).append(ladder.metrics_of(samples[path][-1]))
             for path, (client, server) in references.items():
                 tcp.setdefault(path, []).append(
                     limits.measure_tcp(client, server, seconds, IPERF_PORT)
@@ -258,7 +256,7 @@ def summarize(measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
             continue
         pod_paths = {path: median(found["samples"][path]) for path in ("same-node", "cross-node")}
         tcp = found.get("tcp") or {
-            path: [tcp_of(s) for s in found["samples"][path]] for path in found["samples"]
+            path: [ladder.metrics_of(s) for s in found["samples"][path]] for path in found["samples"]
         }
         result["backends"][backend] = {
             "pod_mtu": found["pod_mtu"],
