@@ -20,7 +20,7 @@ GOAL_METRICS = ("tcp1_gbit_s", "tcp4_gbit_s")
 
 
 def draw(results: dict[str, Any], png: Path) -> None:
-    from labkit.bench.paths import GOALS
+    from labkit.bench.ladder import GOALS, base_backend
 
     plt = charts.pyplot()
     ran = {b: r for b, r in results["backends"].items() if "paths" in r}
@@ -42,8 +42,10 @@ def draw(results: dict[str, Any], png: Path) -> None:
                 axis.scatter(xs, tops, marker="_", color="black", s=80, zorder=3)
             elif metric in GOAL_METRICS and path == "cross-node":
                 for x, backend, top in zip(xs, names, values, strict=True):
-                    if backend in GOALS:
-                        goal = GOALS[backend] * baseline[metric]
+                    reference, share = GOALS.get(base_backend(backend), ("", 0.0))
+                    level = ran[backend].get("tcp_medians", {}).get(reference)
+                    if level:
+                        goal = share * level[metric]
                         axis.hlines(goal, x - width / 2, x + width / 2, colors="black",
                                     linestyles="dashed", linewidth=1.2)  # fmt: skip
                         tops[names.index(backend)] = max(top, goal)

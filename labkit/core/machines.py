@@ -26,7 +26,8 @@ STOPPED_FLAG = "stopped"  # in the lab's state: stopped on purpose (`labkit stop
 
 def create_networks(cluster: Cluster) -> None:
     for network, subnet in cluster.addresses.underlay_subnets.items():
-        cluster.runtime.create_network(cluster.name, network, subnet, cluster.owner)
+        mtu = cluster.topology.networks[network].mtu  # None: the engine's default
+        cluster.runtime.create_network(cluster.name, network, subnet, cluster.owner, mtu=mtu)
 
 
 def create_node(cluster: Cluster, node: str) -> None:

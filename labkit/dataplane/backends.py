@@ -10,11 +10,13 @@ from ipaddress import IPv4Address
 
 from labkit.dataplane import bgp, hostgw, udp, vxlan
 from labkit.dataplane.script import script
+from labkit.errors import Problem, TopologyError
 from labkit.topology.addressing import Addresses
 from labkit.topology.model import Topology
 from labkit.topology.networks import networks_of
 
-UNDERLAY_MTU = 1500
+UNDERLAY_MTU = 1500  # a network's MTU unless the topology sets `networks.X.mtu`
+MIN_MTU = 68  # the least an IPv4 link may have (RFC 791)
 
 # Bytes each backend's encapsulation takes from the underlay MTU.
 OVERHEAD = {"none": 0, "vxlan": vxlan.OVERHEAD, "host-gw": 0, "udp": udp.OVERHEAD, "bgp": 0}
@@ -32,8 +34,42 @@ KERNEL_NEEDS: dict[str, tuple[str, ...]] = {
 UNENCAPSULATED = frozenset({"host-gw", "bgp"})
 
 
+def network_mtu(topology: Topology, network: str) -> int:
+    return topology.networks[network].mtu or UNDERLAY_MTU
+
+
+def pod_networks(topology: Topology) -> list[str]:
+    """The networks pod traffic may cross: those of the cluster nodes and the routers."""
+    carriers = [*topology.member_nodes(), *routers(topology)]
+    return [n for n in topology.networks if any(n in networks_of(topology, c) for c in carriers)]
+
+
+def underlay_mtu(topology: Topology) -> int:
+    """The smallest MTU pod traffic meets on the underlay: what the backend must fit in."""
+    return min((network_mtu(topology, n) for n in pod_networks(topology)), default=UNDERLAY_MTU)
+
+
+def mtu_problems(topology: Topology) -> list[Problem]:
+    """A network whose MTU leaves the pods less than an IPv4 link needs."""
+    overhead = OVERHEAD[topology.cluster.backend]
+    return [
+        Problem(
+            ("networks", network, "mtu"),
+            f"MTU {network_mtu(topology, network)} leaves pods "
+            f"{network_mtu(topology, network) - overhead} after the {topology.cluster.backend} "
+            f"backend's {overhead} bytes: at least {MIN_MTU + overhead} is needed",
+        )
+        for network in pod_networks(topology)
+        if network_mtu(topology, network) - overhead < MIN_MTU
+    ]
+
+
 def pod_mtu(topology: Topology) -> int:
-    return UNDERLAY_MTU - OVERHEAD[topology.cluster.backend]
+    """The underlay MTU less the backend's encapsulation, as flannel derives it."""
+    problems = mtu_problems(topology)
+    if problems:
+        raise TopologyError(problems)
+    return underlay_mtu(topology) - OVERHEAD[topology.cluster.backend]
 
 
 def routers(topology: Topology) -> list[str]:
@@ -55,7 +91,7 @@ def _vxlan_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
             if peer != node
         }
         scripts[node] = vxlan.vxlan_script(
-            addresses.node_ip(node), addresses.pod_subnets[node], peers, UNDERLAY_MTU
+            addresses.node_ip(node), addresses.pod_subnets[node], peers, underlay_mtu(topology)
         )
     return scripts
 
@@ -105,7 +141,9 @@ def udp_peers(topology: Topology, addresses: Addresses, node: str) -> list[udp.U
 def _udp_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
     return {
         node: udp.udp_script(
-            addresses.pod_subnets[node], udp_peers(topology, addresses, node), UNDERLAY_MTU
+            addresses.pod_subnets[node],
+            udp_peers(topology, addresses, node),
+            underlay_mtu(topology),
         )
         for node in topology.member_nodes()
     }

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from labkit.concurrency import parallel
 from labkit.core.eventually import eventually
 from labkit.dataplane import backends, bgp, udp
+from labkit.errors import TopologyError
 from labkit.layers.base import BaseLayer
 from labkit.runtime import features
 from labkit.topology.model import Topology
@@ -157,7 +158,11 @@ def wait_udp_tunnels(cluster: Cluster, within: float = UDP_ATTACH_SECONDS) -> No
 
 
 def check_pod_network(topology: Topology) -> None:
-    """Fail before anything is created when the host lacks what the backend needs."""
+    """Fail before anything is created when the MTU leaves pods too little, or the host
+    lacks what the backend needs."""
+    problems = backends.mtu_problems(topology)
+    if problems:
+        raise TopologyError(problems, topology.name)
     for feature, what in backends.needed_features(topology):
         features.require(feature, what)
 

@@ -86,7 +86,12 @@ class Runtime(Protocol):
 
     # -- networks and nodes ---------------------------------------------------
     def create_network(
-        self, lab: str, network: str, subnet: IPv4Network, extra_labels: Mapping[str, str] | None = None
+        self,
+        lab: str,
+        network: str,
+        subnet: IPv4Network,
+        extra_labels: Mapping[str, str] | None = None,
+        mtu: int | None = None,
     ) -> str: ...
 
     def create_node(

@@ -154,7 +154,12 @@ class DockerRuntime:
     # -- networks and nodes ---------------------------------------------------
 
     def create_network(
-        self, lab: str, network: str, subnet: IPv4Network, extra_labels: Mapping[str, str] | None = None
+        self,
+        lab: str,
+        network: str,
+        subnet: IPv4Network,
+        extra_labels: Mapping[str, str] | None = None,
+        mtu: int | None = None,
     ) -> str:
         name = network_name(lab, network)
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))])
@@ -164,6 +169,8 @@ class DockerRuntime:
             internal=True,  # nothing a lab sends can leave the host
             ipam=ipam,
             labels={LAB_LABEL: lab, NETWORK_LABEL: network, **(extra_labels or {})},
+            # The MTU of every node's interface on it (jumbo frames); the engine's default otherwise.
+            options={"com.docker.network.driver.mtu": str(mtu)} if mtu else None,
             check_duplicate=True,
         )
         return name

@@ -92,13 +92,20 @@ class FakeRuntime:
 
     # -- networks and nodes -------------------------------------------------------
     def create_network(
-        self, lab: str, network: str, subnet: IPv4Network, extra_labels: Mapping[str, str] | None = None
+        self,
+        lab: str,
+        network: str,
+        subnet: IPv4Network,
+        extra_labels: Mapping[str, str] | None = None,
+        mtu: int | None = None,
     ) -> str:
         self._record("create_network", lab, network, str(subnet))
         name = network_name(lab, network)
         if name in self.networks:
             raise LabkitError(f"network {name} exists")
-        self.networks[name] = {"lab": lab, "subnet": subnet, "labels": dict(extra_labels or {})}
+        self.networks[name] = {
+            "lab": lab, "subnet": subnet, "labels": dict(extra_labels or {}), "mtu": mtu
+        }  # fmt: skip
         return name
 
     def create_node(

@@ -115,6 +115,10 @@ class Network(Strict):
     impair: Impairment | None = Field(
         default=None, description="Impair every node's link on this network (see Impairment)"
     )
+    mtu: int | None = Field(
+        default=None, ge=68, le=65535,
+        description="Underlay MTU (9000: jumbo frames); pods get it less the backend's overhead",
+    )  # fmt: skip
 
 
 class Node(Strict):

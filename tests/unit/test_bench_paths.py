@@ -7,7 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
-from labkit.bench import paths
+from labkit.bench import ladder, paths
 from labkit.bench.paths import Figures
 
 SOCKPERF = """\
@@ -77,10 +77,45 @@ def test_the_baseline_is_pooled_over_the_labs_and_ratios_use_it():
 
 def test_goals():
     goals = {g["goal"]: (g["met"], g["figure"]) for g in fake_run()["goals"]}
-    assert goals["vxlan cross-node TCP x1 >= 0.7x baseline"] == (True, "0.80x")
-    assert goals["host-gw cross-node TCP x1 >= 0.9x baseline"] == (False, "0.85x")
+    # vxlan's goal is against bare kernel VXLAN, which this fake run did not measure.
+    assert not any(g.startswith("vxlan") for g in goals)
+    assert goals["host-gw cross-node TCP x1 >= 0.95x baseline"] == (False, "0.77x")
     assert goals["udp cross-node TCP x1 well below vxlan (<= 0.5x)"] == (True, "0.06x vxlan")
     assert not any(g.startswith("bgp") for g in goals)
+
+
+def tcp(gbit: float, per_cpu: float) -> dict[str, float]:
+    return {"tcp1_gbit_s": gbit, "tcp4_gbit_s": 2 * gbit,
+            "tcp1_gbit_per_cpu_s": per_cpu, "tcp4_gbit_per_cpu_s": per_cpu}  # fmt: skip
+
+
+def test_ladder_ratios_are_medians_of_rounds_paired_with_their_reference():
+    samples = {
+        "cross-node": [tcp(9, 9), tcp(4, 9), tcp(1, 8)],
+        "bare-vxlan": [tcp(10, 10), tcp(5, 10), tcp(2, 10)],  # the load drifts between rounds
+        "cross-node, no conntrack": [tcp(9.9, 9.9), tcp(4.4, 9.9), tcp(1.1, 8.8)],
+    }
+    rungs = {(r["path"], r["reference"]): r["ratios"] for r in ladder.ladder(samples)}
+    # Paired: 0.9, 0.8, 0.5 -> 0.8 (a ratio of medians would say 4/5 too, but by luck).
+    assert rungs[("cross-node", "bare-vxlan")]["tcp1_gbit_s"] == pytest.approx(0.8)
+    assert rungs[("cross-node", "bare-vxlan")]["tcp1_gbit_per_cpu_s"] == pytest.approx(0.9)
+    assert rungs[("cross-node, no conntrack", "cross-node")]["tcp1_gbit_s"] == pytest.approx(1.1)
+    assert ("cross-node", "direct") not in rungs  # not measured: not shown
+
+
+def test_vxlan_is_held_against_bare_kernel_vxlan_also_on_jumbo_frames():
+    samples = {"cross-node": [tcp(9.5, 9)], "bare-vxlan": [tcp(10, 10)], "baseline": [tcp(20, 20)]}
+    result = {"vxlan@9000": {"ladder": ladder.ladder(samples)}}
+    goals = {goal: (met, figure) for goal, met, figure in ladder.goal_notes(result)}
+    assert goals["vxlan@9000 cross-node TCP x1 >= 0.9x bare-vxlan"] == (True, "0.95x")
+    assert goals["vxlan@9000 cross-node TCP x1 per CPU >= 0.9x bare-vxlan"] == (True, "0.90x")
+
+
+def test_a_backend_at_an_mtu_is_its_topology_with_every_network_at_that_mtu():
+    jumbo = paths.backend_topology("host-gw@9000")
+    assert jumbo.name == "backend-host-gw-9000"
+    assert {n.mtu for n in jumbo.networks.values()} == {9000}
+    assert paths.backend_topology("host-gw").networks["underlay"].mtu is None
 
 
 def test_table_and_chart(tmp_path):
