@@ -32,8 +32,9 @@ KERNEL_NEEDS: dict[str, tuple[str, ...]] = {
 UNENCAPSULATED = frozenset({"host-gw", "bgp"})
 
 
-def pod_mtu(topology: Topology) -> int:
-    return UNDERLAY_MTU - OVERHEAD[topology.cluster.backend]
+def pod_mtu(topology: Topology, underlay_mtu: int = UNDERLAY_MTU) -> int:
+    """The pod MTU: the underlay's (a multi-host overlay's is smaller) minus the backend's header."""
+    return underlay_mtu - OVERHEAD[topology.cluster.backend]
 
 
 def routers(topology: Topology) -> list[str]:
@@ -41,11 +42,11 @@ def routers(topology: Topology) -> list[str]:
     return [name for name, spec in topology.nodes.items() if "router" in spec.roles]
 
 
-def _none_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
+def _none_scripts(topology: Topology, addresses: Addresses, mtu: int = UNDERLAY_MTU) -> dict[str, str]:
     return {}
 
 
-def _vxlan_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
+def _vxlan_scripts(topology: Topology, addresses: Addresses, mtu: int = UNDERLAY_MTU) -> dict[str, str]:
     members = topology.member_nodes()
     scripts = {}
     for node in members:
@@ -55,7 +56,7 @@ def _vxlan_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
             if peer != node
         }
         scripts[node] = vxlan.vxlan_script(
-            addresses.node_ip(node), addresses.pod_subnets[node], peers, UNDERLAY_MTU
+            addresses.node_ip(node), addresses.pod_subnets[node], peers, mtu
         )
     return scripts
 
@@ -75,7 +76,7 @@ def dial(
     return addresses.node_ip(node), addresses.node_ip(peer)
 
 
-def _host_gw_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
+def _host_gw_scripts(topology: Topology, addresses: Addresses, mtu: int = UNDERLAY_MTU) -> dict[str, str]:
     members = topology.member_nodes()
     return {
         node: hostgw.host_gw_script(
@@ -102,10 +103,10 @@ def udp_peers(topology: Topology, addresses: Addresses, node: str) -> list[udp.U
     return peers
 
 
-def _udp_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
+def _udp_scripts(topology: Topology, addresses: Addresses, mtu: int = UNDERLAY_MTU) -> dict[str, str]:
     return {
         node: udp.udp_script(
-            addresses.pod_subnets[node], udp_peers(topology, addresses, node), UNDERLAY_MTU
+            addresses.pod_subnets[node], udp_peers(topology, addresses, node), mtu
         )
         for node in topology.member_nodes()
     }
@@ -151,14 +152,14 @@ def bgp_node(topology: Topology, addresses: Addresses, node: str) -> bgp.BgpNode
     )
 
 
-def _bgp_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
+def _bgp_scripts(topology: Topology, addresses: Addresses, mtu: int = UNDERLAY_MTU) -> dict[str, str]:
     return {
         node: bgp.start_script(bgp_node(topology, addresses, node))
         for node in bgp_speakers(topology)
     }
 
 
-BackendPlanner = Callable[[Topology, Addresses], dict[str, str]]
+BackendPlanner = Callable[[Topology, Addresses, int], dict[str, str]]
 
 PLANNERS: dict[str, BackendPlanner] = {
     "none": _none_scripts,
@@ -169,9 +170,11 @@ PLANNERS: dict[str, BackendPlanner] = {
 }
 
 
-def backend_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
+def backend_scripts(
+    topology: Topology, addresses: Addresses, underlay_mtu: int = UNDERLAY_MTU
+) -> dict[str, str]:
     """Per cluster node, the script that wires it into the pod network."""
-    return PLANNERS[topology.cluster.backend](topology, addresses)
+    return PLANNERS[topology.cluster.backend](topology, addresses, underlay_mtu)
 
 
 def needed_features(topology: Topology) -> list[tuple[str, str]]:

@@ -33,13 +33,16 @@ def pod_spec(topology: Topology, addresses: Addresses, name: str) -> pod_plan.Po
 
 
 def node_scripts(
-    topology: Topology, addresses: Addresses, only: Iterable[str] | None = None
+    topology: Topology,
+    addresses: Addresses,
+    only: Iterable[str] | None = None,
+    underlay_mtu: int = backends.UNDERLAY_MTU,
 ) -> dict[str, str]:
     """Per node, the whole script that builds it: knobs, routes, backend, pods."""
     wanted = set(only) if only is not None else set(topology.nodes)
-    backend = backends.backend_scripts(topology, addresses)
+    backend = backends.backend_scripts(topology, addresses, underlay_mtu)
     underlay = backends.underlay_scripts(topology, addresses)
-    mtu = backends.pod_mtu(topology)
+    mtu = backends.pod_mtu(topology, underlay_mtu)
     scripts: dict[str, str] = {}
     for node in topology.nodes:
         if node not in wanted:

@@ -55,6 +55,8 @@ NODE_SYSCTLS = {
 class DockerRuntime:
     """Networks, node containers, exec and files, on one Docker engine."""
 
+    underlay_mtu = 1500  # a bridge network's
+
     def __init__(self, client: docker.DockerClient | None = None) -> None:
         self._client = client
         self._mode: NodeMode | None = None
