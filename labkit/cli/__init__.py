@@ -1,6 +1,6 @@
 """The command line: one module per verb group, all on one Typer `app`."""
 
-from labkit.cli import bench, faults, host, lab, pods, poke  # noqa: F401  (they register the verbs)
+from labkit.cli import bench, faults, host, hosts, lab, pods, poke  # noqa: F401  (they register the verbs)
 from labkit.cli.common import app
 
 

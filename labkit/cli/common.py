@@ -15,6 +15,7 @@ from labkit.core import state
 from labkit.errors import LabkitError, UsageError
 from labkit.lab import Lab
 from labkit.runtime.docker import DockerRuntime
+from labkit.runtime.select import hosts_file, runtime_for
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -61,9 +62,17 @@ def only_lab(name: str | None, runtime: Any = None) -> str:
     raise UsageError(f"several labs are up, name one: {', '.join(running)}")
 
 
+def runtime_of(lab: str | None) -> Any:
+    """The runtime a lab runs on: the hosts it was brought up on (its saved state),
+    else $LABKIT_HOSTS, else this machine's engine."""
+    saved = state.load(lab) if lab else None
+    where = (saved[2].get("hosts") if saved else None) or {}
+    return runtime_for(where.get("file") or hosts_file(), placement=where.get("placement"))
+
+
 def attach_lab(name: str | None) -> Any:
-    runtime = DockerRuntime()  # one engine connection for the lookup and the lab
-    return Lab.attach(only_lab(name, runtime), runtime)
+    lab = name or only_lab(None, runtime_of(None))
+    return Lab.attach(lab, runtime_of(lab))
 
 
 def csv(text: str) -> list[str]:

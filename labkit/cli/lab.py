@@ -8,11 +8,20 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from labkit.cli.common import DEFAULT_TOPOLOGY, app, attach_lab, console, friendly, only_lab
+from labkit.cli.common import (
+    DEFAULT_TOPOLOGY,
+    app,
+    attach_lab,
+    console,
+    friendly,
+    only_lab,
+    runtime_of,
+)
+from labkit.cli.hosts import describe_with_hosts
 from labkit.core import state
 from labkit.core.owner import stale_reason
 from labkit.lab import Lab
-from labkit.runtime.docker import DockerRuntime
+from labkit.runtime.select import hosts_file, runtime_for
 from labkit.topology.loader import load_topology, resolve_topology_path
 
 
@@ -21,14 +30,16 @@ from labkit.topology.loader import load_topology, resolve_topology_path
 def up(
     topology: Annotated[str, typer.Argument(help="A name under topologies/ or a path")] = DEFAULT_TOPOLOGY,
     name: Annotated[str | None, typer.Option(help="Lab name (default: the topology's)")] = None,
+    hosts: Annotated[str | None, typer.Option(help="Hosts file: spread the lab over its Docker hosts (or $LABKIT_HOSTS)")] = None,
 ) -> None:
     """Bring a lab up and print its nodes, pods, addresses and entry points."""
 
     path = resolve_topology_path(topology)
     parsed = load_topology(path)
+    runtime = runtime_for(hosts_file(hosts), parsed, source=str(path))  # refused here: nothing made
     with console.status(f"bringing up {parsed.name}") as status:
         # By hand: kept on purpose, so a later run never reclaims it as stale.
-        lab = Lab.up(str(path), name=name, progress=lambda message: status.update(message), keep=True)
+        lab = Lab.up(str(path), name=name, progress=lambda message: status.update(message), keep=True, runtime=runtime)
     console.print(f"[green]lab {lab.name} is up[/green] in {lab.timings['up']:.1f} s")
     _print_lab(lab)
     console.print("\nnext:")
@@ -60,7 +71,7 @@ def down(
 ) -> None:
     """Remove a lab (idempotent); with --stale every lab left by a dead run; with --all everything."""
 
-    runtime = DockerRuntime()
+    runtime = runtime_of(None)
     if stale:
         names = {lab for lab in runtime.lab_names() if stale_reason(runtime.lab_labels(lab))}
     elif all_labs:
@@ -70,7 +81,8 @@ def down(
     else:
         names = {only_lab(None)}
     for lab in sorted(names):
-        removed = runtime.remove_lab(lab)
+        # On every host it was brought up on; a host that does not answer keeps the lab known.
+        removed = runtime_of(lab).remove_lab(lab) if state.load(lab) else runtime.remove_lab(lab)
         state.forget(lab)
         console.print(f"removed lab {lab} ({removed} objects)")
     if not names:
@@ -78,13 +90,15 @@ def down(
 
 
 def _print_lab(lab: Any) -> None:
-    document = lab.describe()
+    document = describe_with_hosts(lab)
     nodes = Table(title=f"lab {lab.name}: nodes", title_justify="left")
-    for column in ("node", "underlay IPs", "pod subnet", "roles"):
+    placed = "host" in document["nodes"][0]
+    for column in ("node", *(["host"] if placed else []), "underlay IPs", "pod subnet", "roles"):
         nodes.add_column(column)
     for node in document["nodes"]:
         ips = ", ".join(f"{ip} ({net})" for net, ip in node["ips"].items())
-        nodes.add_row(node["name"], ips, node["pod_subnet"] or "-", ",".join(node["roles"]) or "-")
+        host = [f"{node['host']}" + (" [red]LOST[/red]" if node["lost"] else "")] if placed else []
+        nodes.add_row(node["name"], *host, ips, node["pod_subnet"] or "-", ",".join(node["roles"]) or "-")
     console.print(nodes)
     if document["pods"]:
         pods = Table(title="pods", title_justify="left")
@@ -130,6 +144,6 @@ def status(
     """Nodes with their underlay IPs, pods with their node and IP."""
     lab = attach_lab(name)
     if as_json:
-        print(json.dumps(lab.describe(), indent=2))
+        print(json.dumps(describe_with_hosts(lab), indent=2))
     else:
         _print_lab(lab)

@@ -99,7 +99,7 @@ class Cluster:
                 "image": self.image,
                 "layers": self.state,
                 # Where it runs: a multi-host lab's hosts file, for the next process.
-                "hosts": getattr(self.runtime, "hosts_file", None),
+                "hosts": self.runtime.where() if hasattr(self.runtime, "where") else None,
             },
         )
 

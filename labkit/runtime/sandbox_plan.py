@@ -112,11 +112,13 @@ def plan_sandbox(name: str, count: int, subnet: IPv4Network) -> SandboxPlan:
 
 def inventory_text(plan: SandboxPlan) -> str:
     """The hosts file (see labkit.topology.inventory) naming the sandbox's engines."""
-    hosts = {host.name: {"url": host.url} for host in plan.hosts}
+    hosts = {host.name: {"url": host.url, "advertise": host.address} for host in plan.hosts}
     header = (
         f"# labkit sandbox {plan.name!r}: made by `labkit hosts sandbox up`, removed by `down`\n"
     )
-    return header + yaml.safe_dump({"hosts": hosts}, sort_keys=False)
+    # The sandbox bridge is one segment with nothing else on it: VRRP may use it.
+    document = {"hosts": hosts, "l2": {"parent": "eth0"}}
+    return header + yaml.safe_dump(document, sort_keys=False)
 
 
 def dockerd_argv(host: SandboxHost, config_file: str) -> list[str]:

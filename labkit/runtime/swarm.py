@@ -133,10 +133,14 @@ class SwarmRuntime:
         return problems
 
     def host_of(self, container: str) -> str:
-        """The host that runs `container` (remembered on create, else looked up everywhere)."""
+        """The host that runs `container` (remembered on create, else looked up everywhere).
+
+        Not found on the hosts that answer, but placed on one that does not:
+        that host (its nodes are lost, not missing).
+        """
         if container in self._where:
             return self._where[container]
-        found, _ = self._on_all(
+        found, failures = self._on_all(
             lambda _, runtime: bool(
                 runtime.client.api.containers(all=True, filters={"name": f"^/{container}$"})
             )
@@ -145,7 +149,14 @@ class SwarmRuntime:
             if present:
                 self._where[container] = name
                 return name
+        for node, host in self.placement.items():
+            if container.endswith(f"-{node}") and host in failures:
+                return host
         raise LabkitError(f"no container {container!r} on any host: is the lab up?")
+
+    def where(self) -> dict[str, Any]:
+        """What the next process needs to find this lab's hosts (saved with the lab)."""
+        return {"file": self.hosts_file, "placement": dict(self.placement)}
 
     def _routed(self, container: str, work: Callable[[DockerRuntime], T]) -> T:
         """Run `work` on the container's host; a host that stopped answering is HostLost."""
