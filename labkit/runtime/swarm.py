@@ -43,7 +43,9 @@ from labkit.topology.inventory import Inventory
 
 HOST_LABEL = "labkit.host"
 T = TypeVar("T")
-# A Swarm overlay is VXLAN between the hosts: 50 bytes of its own header.
+# A Swarm overlay is VXLAN between the hosts: its containers get 1500 - 50
+# (the engine's default; `com.docker.network.driver.mtu` would set the outer
+# MTU, and give containers 50 less again). tests/multihost measure it.
 OVERLAY_MTU = 1450
 
 
@@ -257,11 +259,16 @@ class SwarmRuntime:
     ) -> str:
         """An attachable, internal overlay, once, on a manager: every host sees the same one."""
         name = network_name(lab, network)
-        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))])
         labels = {LAB_LABEL: lab, NETWORK_LABEL: network, **(extra_labels or {})}
         if network in self.l2_networks:
-            self._create_macvlan(name, ipam, labels)
+            pool = docker.types.IPAMPool(subnet=str(subnet))
+            self._create_macvlan(name, docker.types.IPAMConfig(pool_configs=[pool]), labels)
             return name
+        # Swarm gives each host that attaches an address of its own (the network's
+        # load balancer): from the top of the subnet, away from the planned node IPs.
+        dynamic = list(subnet.subnets(new_prefix=min(subnet.prefixlen + 3, 30)))[-1]
+        pool = docker.types.IPAMPool(subnet=str(subnet), iprange=str(dynamic))
+        ipam = docker.types.IPAMConfig(pool_configs=[pool])
         self.hosts[self.manager()].client.networks.create(
             name,
             driver="overlay",
@@ -269,7 +276,6 @@ class SwarmRuntime:
             internal=True,  # nothing a lab sends leaves the overlay
             ipam=ipam,
             labels=labels,
-            options={"com.docker.network.driver.mtu": str(OVERLAY_MTU)},
             check_duplicate=True,
         )
         return name
