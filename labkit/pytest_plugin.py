@@ -19,6 +19,7 @@ from labkit.errors import LabkitError
 from labkit.faults import Faults
 from labkit.lab import Lab, lab_name_for
 from labkit.runtime.docker import DockerRuntime, engine_available
+from labkit.runtime.select import NeedsL2, hosts_file, runtime_for
 from labkit.topology.loader import load_topology, resolve_topology_path
 
 
@@ -26,6 +27,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("labkit")
     group.addoption("--lab-keep", action="store_true", help="leave the labs up after the run")
     group.addoption("--lab-reuse", action="store_true", help="attach to a running lab of the same name")
+    group.addoption("--lab-hosts", default=None, help="hosts file: spread each lab over its Docker hosts")
 
 
 POOL_KEY = pytest.StashKey["LabPool"]()
@@ -70,6 +72,7 @@ class LabPool:
     def __init__(self, config: pytest.Config) -> None:
         self.keep = bool(config.getoption("--lab-keep"))
         self.reuse = bool(config.getoption("--lab-reuse"))
+        self.hosts = hosts_file(config.getoption("--lab-hosts"))
         self.labs: dict[Path, Lab] = {}
         self.failures: dict[Path, BaseException] = {}
         self.remaining: dict[Path, int] = {}
@@ -95,9 +98,12 @@ class LabPool:
             return self.labs[path]
         if path in self.failures:
             pytest.fail(f"lab {path.name} failed to come up earlier: {self.failures[path]}", pytrace=False)
-        runtime = self.runtime
         topology = load_topology(path)
         name = lab_name_for(topology)
+        try:
+            runtime = runtime_for(self.hosts, topology, source=str(path), local=self.runtime)
+        except NeedsL2 as refused:  # the refusal is the behaviour: this lab cannot apply here
+            pytest.skip(f"needs true L2 across hosts: {refused}")
         try:
             if self.reuse and name in runtime.lab_names():
                 lab = Lab.attach(name, runtime)

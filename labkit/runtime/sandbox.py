@@ -15,8 +15,10 @@ after a crash, Ctrl-C or kill -9, and is idempotent.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import time
 from ipaddress import IPv4Network
@@ -50,6 +52,7 @@ from labkit.runtime.sandbox_plan import (  # noqa: F401  (the sandbox's public n
 from labkit.runtime.sandbox_plan import run as _run
 from labkit.runtime.sandbox_teardown import (  # noqa: F401
     HostStatus,
+    daemon_pids,
     leftovers,
     sandbox_down,
     sandbox_status,
@@ -197,3 +200,22 @@ def load_sandbox(name: str = "default") -> Sandbox:
     if data is None or data.get("phase") != "up":
         raise UsageError(f"no sandbox {name!r} is up: run `labkit hosts sandbox up 2`")
     return Sandbox(plan_from_state(data), inventory_path(name))
+
+
+def stop_host(name: str, host: str, grace: float = 10.0) -> None:
+    """Stop one host's engine (its containers die with it): a host lost mid-lab."""
+    item = load_sandbox(name).host(host)
+    pids = daemon_pids(item.netns)
+    for pid in pids:
+        os.kill(pid, signal.SIGTERM)  # its containers stop with it
+    deadline = time.monotonic() + grace
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with contextlib.suppress(FileNotFoundError):
+        Path(item.socket).unlink()  # so that clients fail at once instead of hanging
+
+
+def start_host(name: str, host: str) -> docker.DockerClient:
+    """Start a stopped host's engine again (its swarm membership is in its data-root)."""
+    item = load_sandbox(name).host(host)
+    return _wait_engine(item, _start_dockerd(item))

@@ -199,3 +199,8 @@ def sandbox_status(name: str) -> list[HostStatus]:
             HostStatus(host.name, host.url, running, swarm, role, round(_rss_mb(daemons), 1))
         )
     return result
+
+
+def daemon_pids(netns: str) -> list[int]:
+    """The dockerd processes in one host's namespace."""
+    return [pid for pid in _pids_in_netns(netns) if _comm(pid) == "dockerd"]

@@ -28,6 +28,10 @@ NO_L2 = (
 )
 
 
+class NeedsL2(TopologyError):
+    """A network carries an L2-only feature across hosts that offer no shared L2 (exit 2)."""
+
+
 def hosts_file(option: str | None = None) -> str | None:
     """The hosts file asked for: the option, else $LABKIT_HOSTS, else none (one host)."""
     return option or os.environ.get(HOSTS_ENV) or None
@@ -114,7 +118,7 @@ def runtime_for(
         placement = placement_for(topology, inventory, hosts, source)
         problems = l2_problems(topology, placement, inventory)
         if problems:
-            raise TopologyError(_located(problems, source), source or topology.name)
+            raise NeedsL2(_located(problems, source), source or topology.name)
         l2 = set(l2_needs(topology)) if inventory.l2 else set()
     if local is None and engine_available()[0]:
         local = DockerRuntime()  # the node image is built here, shipped to the hosts

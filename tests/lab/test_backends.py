@@ -13,7 +13,7 @@ import time
 import pytest
 
 from labkit import expect
-from labkit.dataplane import backends, udp, vxlan
+from labkit.dataplane import udp, vxlan
 from labkit.runtime import features
 
 HTTP_PORT = 8080
@@ -89,7 +89,7 @@ class BackendContract:
         expect.reachable(lab.pods(), lab.pods())
 
     def test_largest_unfragmented_packet_crosses_and_one_byte_more_is_refused(self, lab, measure):
-        mtu = measure("pod_mtu", backends.pod_mtu(lab.topology), "bytes")
+        mtu = measure("pod_mtu", lab.cluster.pod_mtu, "bytes")
         client, web = lab.pod("client-1"), lab.pod("web-2")
         assert f"mtu {mtu} " in client.exec("ip link show eth0").stdout
         largest = mtu - 28  # IPv4 20 + ICMP 8
