@@ -155,8 +155,9 @@ def test_a_host_lost_mid_lab_then_down_on_every_host(sandbox: Sandbox):
     lab.down()  # h3 answers again: its leftovers go too
     assert runtime.labelled(lab.name) == []
     for host in runtime.hosts.values():
-        assert host.client.api.containers(all=True, filters={"label": "labkit.lab"}) == []
-        assert host.client.api.networks(filters={"label": "labkit.lab"}) == []
+        mine = {"label": f"labkit.lab={lab.name}"}
+        assert host.client.api.containers(all=True, filters=mine) == []
+        assert host.client.api.networks(filters=mine) == []
 
 
 def test_unknown_pin_is_located(sandbox: Sandbox, tmp_path: Path):
