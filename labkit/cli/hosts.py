@@ -8,12 +8,14 @@ labkit hosts init FILE          # form a swarm of the file's hosts
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from labkit.cli.common import app, console, friendly
+from labkit.cli.bench import bench_app
+from labkit.cli.common import app, console, csv, friendly
 from labkit.core.describe import describe_cluster
 from labkit.errors import LabkitError, UsageError
 from labkit.runtime import sandbox as sandboxes
@@ -208,3 +210,26 @@ def check(
         console.print(f"shared L2: {mark}  {l2['detail']}", highlight=False)
     if report["unreachable"] or report["swarm problems"]:
         raise typer.Exit(2)
+
+
+@bench_app.command("hosts")
+@friendly
+def bench_hosts(
+    hosts: Annotated[str, typer.Option(help="Comma-separated host counts")] = "1,2,3",
+    backends: Annotated[
+        str, typer.Option(help="Comma-separated backends")
+    ] = "vxlan,host-gw,udp,bgp",
+    big_nodes: Annotated[int, typer.Option(help="Nodes of the big topology")] = 20,
+    seconds: Annotated[float, typer.Option(min=0.5, help="Length of each run")] = 2.0,
+    repeats: Annotated[int, typer.Option(min=1, help="Rounds; the median is reported")] = 1,
+    out: Annotated[Path, typer.Option(help="JSON results")] = Path("bench-results/hosts.json"),
+    png: Annotated[Path, typer.Option(help="Chart")] = Path("bench-results/hosts.png"),
+) -> None:
+    """One lab over 1, 2, 3 sandbox hosts: up/down, pod paths within and across hosts."""
+    from labkit.bench.hosts import run
+
+    counts = [int(count) for count in csv(hosts)]
+    run(
+        host_counts=counts, backends=csv(backends), big_nodes=big_nodes, seconds=seconds,
+        repeats=repeats, out=out, png=png, console=console,
+    )  # fmt: skip
