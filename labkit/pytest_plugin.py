@@ -19,7 +19,7 @@ from labkit.errors import LabkitError
 from labkit.faults import Faults
 from labkit.lab import Lab, lab_name_for
 from labkit.runtime.docker import DockerRuntime, engine_available
-from labkit.runtime.select import NeedsL2, hosts_file, runtime_for
+from labkit.runtime.select import HOSTS_ENV, NeedsL2, hosts_file, runtime_for
 from labkit.topology.loader import load_topology, resolve_topology_path
 
 
@@ -73,6 +73,8 @@ class LabPool:
         self.keep = bool(config.getoption("--lab-keep"))
         self.reuse = bool(config.getoption("--lab-reuse"))
         self.hosts = hosts_file(config.getoption("--lab-hosts"))
+        if self.hosts:  # what the CLI (under test too) reads: its labs go there as well
+            os.environ[HOSTS_ENV] = self.hosts
         self.labs: dict[Path, Lab] = {}
         self.failures: dict[Path, BaseException] = {}
         self.remaining: dict[Path, int] = {}
