@@ -127,7 +127,8 @@ def runtime_for(
         l2_parent=inventory.l2.parent if inventory.l2 else None,
         hosts_file=str(Path(hosts).resolve()),
     )  # fmt: skip
-    not_one_swarm = runtime.swarm_problems()
+    # Only before `up`: a running lab with a lost host must still attach and go down.
+    not_one_swarm = runtime.swarm_problems() if topology is not None else []
     if not_one_swarm:
         listed = "\n  ".join(not_one_swarm)
         raise UsageError(
