@@ -137,7 +137,7 @@ class TestVxlan(BackendContract):
 
     def test_vxlan_device(self, lab):
         details = lab.node("node-1").exec(f"ip -d link show {vxlan.DEVICE}").stdout
-        assert f"mtu {1500 - vxlan.OVERHEAD} " in details
+        assert f"mtu {lab.cluster.underlay_mtu - vxlan.OVERHEAD} " in details
         assert f"vxlan id {vxlan.VNI} " in details and f"dstport {vxlan.PORT} " in details
 
 
