@@ -116,8 +116,8 @@ def inventory_text(plan: SandboxPlan) -> str:
     header = (
         f"# labkit sandbox {plan.name!r}: made by `labkit hosts sandbox up`, removed by `down`\n"
     )
-    # The sandbox bridge is one segment with nothing else on it: VRRP may use it.
-    document = {"hosts": hosts, "l2": {"parent": "eth0"}}
+    # The sandbox bridge is one segment with nothing else on it (and carries VLAN tags).
+    document = {"hosts": hosts, "l2": {"parent": "eth0", "vlans": True}}
     return header + yaml.safe_dump(document, sort_keys=False)
 
 

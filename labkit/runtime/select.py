@@ -125,6 +125,7 @@ def runtime_for(
     runtime = SwarmRuntime.from_inventory(
         inventory, placement, image_source=local, l2_networks=sorted(l2),
         l2_parent=inventory.l2.parent if inventory.l2 else None,
+        l2_vlans=bool(inventory.l2 and inventory.l2.vlans),
         hosts_file=str(Path(hosts).resolve()),
     )  # fmt: skip
     # Only before `up`: a running lab with a lost host must still attach and go down.

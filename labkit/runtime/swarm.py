@@ -49,6 +49,11 @@ T = TypeVar("T")
 OVERLAY_MTU = 1450
 
 
+def vlan_for(subnet: IPv4Network) -> int:
+    """An 802.1Q VLAN id per lab subnet (labs' subnets never overlap, so neither do these)."""
+    return 2 + (int(subnet.network_address) >> 8) % 4000
+
+
 class SwarmRuntime:
     """The Runtime protocol over several engines (host name -> DockerRuntime) in one swarm.
 
@@ -66,6 +71,7 @@ class SwarmRuntime:
         image_source: DockerRuntime | None = None,
         l2_networks: Sequence[str] = (),
         l2_parent: str | None = None,
+        l2_vlans: bool = False,
         hosts_file: str | None = None,
     ) -> None:
         if not hosts:
@@ -76,7 +82,7 @@ class SwarmRuntime:
         self._where: dict[str, str] = {}  # container -> host
         self._lock = threading.Lock()
         self._manager: str | None = None
-        self.l2_networks, self.l2_parent = set(l2_networks), l2_parent
+        self.l2_networks, self.l2_parent, self.l2_vlans = set(l2_networks), l2_parent, l2_vlans
         self.hosts_file = hosts_file  # remembered in the lab's state for the next process
 
     @classmethod
@@ -262,7 +268,8 @@ class SwarmRuntime:
         labels = {LAB_LABEL: lab, NETWORK_LABEL: network, **(extra_labels or {})}
         if network in self.l2_networks:
             pool = docker.types.IPAMPool(subnet=str(subnet))
-            self._create_macvlan(name, docker.types.IPAMConfig(pool_configs=[pool]), labels)
+            ipam = docker.types.IPAMConfig(pool_configs=[pool])
+            self._create_macvlan(name, self._l2_parent_for(subnet), ipam, labels)
             return name
         # Swarm gives each host that attaches an address of its own (the network's
         # load balancer): from the top of the subnet, away from the planned node IPs.
@@ -280,13 +287,19 @@ class SwarmRuntime:
         )
         return name
 
-    def _create_macvlan(self, name: str, ipam: Any, labels: dict[str, str]) -> None:
+    def _l2_parent_for(self, subnet: IPv4Network) -> str:
+        """The shared interface, or (l2 vlans) an 802.1Q VLAN of it per network: the
+        engine allows one macvlan network per parent, and labs come several at a time."""
+        parent = self.l2_parent or "eth0"
+        return f"{parent}.{vlan_for(subnet)}" if self.l2_vlans else parent
+
+    def _create_macvlan(self, name: str, parent: str, ipam: Any, labels: dict[str, str]) -> None:
         """One macvlan network per host on the shared interface (static IPs: no IPAM clash).
 
         Not `internal`: an internal macvlan has no parent, so it would not cross
         hosts; it is opt-in (the hosts file's `l2:`) for that reason.
         """
-        options = {"parent": self.l2_parent or "eth0"}
+        options = {"parent": parent}
 
         def create(_: str, runtime: DockerRuntime) -> None:
             runtime.client.networks.create(
@@ -296,7 +309,13 @@ class SwarmRuntime:
 
         _, failures = self._on_all(create)
         if failures:
-            raise HostUnreachable(unreachable_text(failures))
+            listed = "; ".join(f"{host}: {why}" for host, why in failures.items())
+            hint = (
+                " (set `l2: {vlans: true}` for several labs at once)"
+                if "already using" in listed
+                else ""
+            )
+            raise LabkitError(f"cannot make the L2 network {name} on {parent}: {listed}{hint}")
 
     def create_node(
         self,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import docker
 import docker.errors
@@ -50,7 +51,7 @@ def clean_lab(hosts: Mapping[str, DockerRuntime], manager: Callable[[], str], la
             if item.get("Scope", "local") not in scopes:
                 continue
             try:
-                api.remove_network(item["Id"])
+                remove_network(api, item["Id"])
                 gone += 1
             except docker.errors.NotFound:
                 pass
@@ -71,6 +72,20 @@ def clean_lab(hosts: Mapping[str, DockerRuntime], manager: Callable[[], str], la
     if not left and not unreachable:
         await_networks_gone(hosts, lab)
     return Cleanup(removed, unreachable, left)
+
+
+def remove_network(api: Any, network: str, patience: float = 10.0) -> None:
+    """Remove a network; a swarm frees a removed container's attachment (its task)
+    a moment later, so "in use by task" is waited out, briefly."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            api.remove_network(network)
+            return
+        except docker.errors.APIError as error:
+            if "in use by task" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
 
 
 def await_networks_gone(

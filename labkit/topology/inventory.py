@@ -100,6 +100,11 @@ class SharedL2(Strict):
     become a macvlan network on it (not `internal`: a macvlan cannot be, and cross hosts)."""
 
     parent: str = Field(description="The hosts' interface on the shared segment, e.g. eth0")
+    vlans: bool = Field(
+        default=False,
+        description="Each L2 network on an 802.1Q VLAN of parent (several labs at once; "
+        "the segment must carry tags)",
+    )
 
 
 class Inventory(Strict):
