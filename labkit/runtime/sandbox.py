@@ -33,6 +33,7 @@ from labkit.runtime.docker import host_routes
 from labkit.runtime.sandbox_plan import (  # noqa: F401  (the sandbox's public names)
     BRIDGE,
     DATA_ROOT,
+    L2_LEGS,
     NS_PREFIX,
     START_TIMEOUT,
     Sandbox,
@@ -104,6 +105,25 @@ def _make_network(plan: SandboxPlan) -> None:
         _ip(host.netns, "addr", "add", f"{host.address}/{plan.prefix_len}", "dev", "eth0")
         _ip(host.netns, "link", "set", "eth0", "up")
         _ip(host.netns, "link", "set", "lo", "up")
+        # More legs on the same bridge: one macvlan network per leg (the engine allows
+        # one per parent), so that several labs at once can have true L2.
+        for leg in L2_LEGS:
+            outer = f"{host.name}-{leg}"
+            _ip(
+                switch,
+                "link",
+                "add",
+                outer,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                leg,
+                "netns",
+                host.netns,
+            )
+            _ip(switch, "link", "set", outer, "master", BRIDGE, "up")
+            _ip(host.netns, "link", "set", leg, "up")
 
 
 def _start_dockerd(host: SandboxHost) -> subprocess.Popen[bytes]:

@@ -30,6 +30,7 @@ NS_PREFIX = "lksb"
 # 192.168/16), labkit's underlay pool (172.20/14) and Swarm's default 10.0/8 start.
 SUBNET_POOL = IPv4Network("10.250.0.0/16")
 BRIDGE = "br0"
+L2_LEGS = ("l2a", "l2b", "l2c", "l2d")  # per host, more interfaces on the bridge (for macvlan)
 START_TIMEOUT = 60.0  # seconds for one dockerd to answer
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,7}$"  # short: it goes into namespace names
 
@@ -116,8 +117,8 @@ def inventory_text(plan: SandboxPlan) -> str:
     header = (
         f"# labkit sandbox {plan.name!r}: made by `labkit hosts sandbox up`, removed by `down`\n"
     )
-    # The sandbox bridge is one segment with nothing else on it (and carries VLAN tags).
-    document = {"hosts": hosts, "l2": {"parent": "eth0", "vlans": True}}
+    # The sandbox bridge is one segment with nothing else on it; its legs serve macvlan.
+    document = {"hosts": hosts, "l2": {"parent": L2_LEGS[0], "parents": list(L2_LEGS[1:])}}
     return header + yaml.safe_dump(document, sort_keys=False)
 
 

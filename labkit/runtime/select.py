@@ -124,8 +124,7 @@ def runtime_for(
         local = DockerRuntime()  # the node image is built here, shipped to the hosts
     runtime = SwarmRuntime.from_inventory(
         inventory, placement, image_source=local, l2_networks=sorted(l2),
-        l2_parent=inventory.l2.parent if inventory.l2 else None,
-        l2_vlans=bool(inventory.l2 and inventory.l2.vlans),
+        l2_parents=inventory.l2.interfaces if inventory.l2 else (),
         hosts_file=str(Path(hosts).resolve()),
     )  # fmt: skip
     # Only before `up`: a running lab with a lost host must still attach and go down.

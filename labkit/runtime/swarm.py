@@ -49,15 +49,10 @@ T = TypeVar("T")
 OVERLAY_MTU = 1450
 
 
-def vlan_for(subnet: IPv4Network) -> int:
-    """An 802.1Q VLAN id per lab subnet (labs' subnets never overlap, so neither do these)."""
-    return 2 + (int(subnet.network_address) >> 8) % 4000
-
-
 class SwarmRuntime:
     """The Runtime protocol over several engines (host name -> DockerRuntime) in one swarm.
 
-    `l2_networks` (with `l2_parent`, the hosts' shared interface) are made a
+    `l2_networks` (on a free one of `l2_parents`, the hosts' shared interfaces) are made a
     macvlan network on each host instead of an overlay: true L2 for VRRP.
     """
 
@@ -70,8 +65,7 @@ class SwarmRuntime:
         *,
         image_source: DockerRuntime | None = None,
         l2_networks: Sequence[str] = (),
-        l2_parent: str | None = None,
-        l2_vlans: bool = False,
+        l2_parents: Sequence[str] = (),
         hosts_file: str | None = None,
     ) -> None:
         if not hosts:
@@ -82,7 +76,7 @@ class SwarmRuntime:
         self._where: dict[str, str] = {}  # container -> host
         self._lock = threading.Lock()
         self._manager: str | None = None
-        self.l2_networks, self.l2_parent, self.l2_vlans = set(l2_networks), l2_parent, l2_vlans
+        self.l2_networks, self.l2_parents = set(l2_networks), list(l2_parents)
         self.hosts_file = hosts_file  # remembered in the lab's state for the next process
 
     @classmethod
@@ -269,7 +263,7 @@ class SwarmRuntime:
         if network in self.l2_networks:
             pool = docker.types.IPAMPool(subnet=str(subnet))
             ipam = docker.types.IPAMConfig(pool_configs=[pool])
-            self._create_macvlan(name, self._l2_parent_for(subnet), ipam, labels)
+            self._create_macvlan(name, self._l2_parent(), ipam, labels)
             return name
         # Swarm gives each host that attaches an address of its own (the network's
         # load balancer): from the top of the subnet, away from the planned node IPs.
@@ -287,11 +281,21 @@ class SwarmRuntime:
         )
         return name
 
-    def _l2_parent_for(self, subnet: IPv4Network) -> str:
-        """The shared interface, or (l2 vlans) an 802.1Q VLAN of it per network: the
-        engine allows one macvlan network per parent, and labs come several at a time."""
-        parent = self.l2_parent or "eth0"
-        return f"{parent}.{vlan_for(subnet)}" if self.l2_vlans else parent
+    def _l2_parent(self) -> str:
+        """A shared interface no other macvlan network uses (the engine allows one per parent)."""
+        manager = self.hosts[self.manager()].client.api
+        used = {
+            (item.get("Options") or {}).get("parent")
+            for item in manager.networks(filters={"driver": "macvlan"})
+        }
+        free = [parent for parent in self.l2_parents if parent not in used]
+        if not free:
+            listed = ", ".join(self.l2_parents) or "none"
+            raise LabkitError(
+                f"every shared L2 interface of the hosts file is taken by another lab ({listed}): "
+                "take one down, or list more under `l2: {parents: [...]}`"
+            )
+        return free[0]
 
     def _create_macvlan(self, name: str, parent: str, ipam: Any, labels: dict[str, str]) -> None:
         """One macvlan network per host on the shared interface (static IPs: no IPAM clash).

@@ -100,11 +100,15 @@ class SharedL2(Strict):
     become a macvlan network on it (not `internal`: a macvlan cannot be, and cross hosts)."""
 
     parent: str = Field(description="The hosts' interface on the shared segment, e.g. eth0")
-    vlans: bool = Field(
-        default=False,
-        description="Each L2 network on an 802.1Q VLAN of parent (several labs at once; "
-        "the segment must carry tags)",
+    parents: list[str] = Field(
+        default_factory=list,
+        description="More interfaces on the same segment: the engine allows one macvlan "
+        "network per interface, so each lab's L2 network takes a free one",
     )
+
+    @property
+    def interfaces(self) -> list[str]:
+        return [self.parent, *self.parents]
 
 
 class Inventory(Strict):
