@@ -189,7 +189,8 @@ class SwarmRuntime:
     # -- engine ---------------------------------------------------------------
 
     def taken_subnets(self) -> list[IPv4Network]:
-        found, failures = self._on_all(lambda _, runtime: runtime.taken_subnets())
+        """Every host's engine networks; not this machine's routes (they are not the hosts')."""
+        found, failures = self._on_all(lambda _, runtime: runtime.engine_subnets())
         if failures:
             raise HostUnreachable(unreachable_text(failures))
         return sorted({subnet for subnets in found.values() for subnet in subnets})
