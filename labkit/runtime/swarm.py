@@ -4,9 +4,8 @@ Underlay networks are Swarm `attachable` `overlay` networks, `internal`,
 created once on a manager with the planned subnet. Node containers stay plain
 containers (privileged or the capability fallback, as on one host), created
 on the host that placement gives them and attached to the overlays with
-static IPs. Everything else (exec, files, start/stop) is routed to the node's
-host; inventory and cleanup run on every host in parallel, and a host that
-does not answer is reported without stopping the cleanup of the others.
+static IPs. Exec, files, start/stop go to the node's host; inventory and
+cleanup run on every host in parallel, an unreachable host is reported.
 """
 
 from __future__ import annotations
