@@ -214,7 +214,9 @@ class Faults:
         # Routes through the interface went with it: the node's static ones come back.
         parts = [backends.underlay_scripts(cluster.topology, cluster.addresses).get(node, "")]
         if cluster.topology.cluster.backend in REWIRED_BACKENDS:
-            parts.append(backends.backend_scripts(cluster.topology, cluster.addresses).get(node, ""))
+            parts.append(
+                backends.backend_scripts(cluster.topology, cluster.addresses, cluster.underlay_mtu).get(node, "")
+            )
         if any(parts):
             cluster.node(node).exec("\n".join(part for part in parts if part))
         cluster.node_rebuilt(node)

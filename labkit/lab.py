@@ -151,7 +151,7 @@ class Lab:
         self.timings["nodes"] = time.perf_counter() - step
         step = time.perf_counter()
         progress(f"wiring the pod network ({topology.cluster.backend}) and {len(topology.pods)} pod(s)")
-        scripts = node_plan.node_scripts(topology, self.addresses)  # all at once: peers are shared
+        scripts = node_plan.node_scripts(topology, self.addresses, engine_mtu=cluster.underlay_mtu)
         built = parallel(lambda node: cluster.node(node).exec(scripts[node]), scripts)
         self.timings["pods"] = time.perf_counter() - step
         self.steps["pods"] = node_plan.parse_times("".join(result.stdout for result in built))

@@ -29,6 +29,7 @@ from labkit.errors import LabkitError
 from labkit.faults import Faults
 from labkit.lab import Lab, lab_name_for
 from labkit.runtime.docker import DockerRuntime, engine_available
+from labkit.runtime.select import HOSTS_ENV, NeedsL2, hosts_file, runtime_for
 from labkit.topology.kube.manifests import add_manifests
 from labkit.topology.loader import load_topology, resolve_topology_path
 
@@ -42,6 +43,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--lab-pcap-dir", default="test-results/pcap", help="where the `capture` fixture keeps failed tests' pcaps"
     )
+    group.addoption("--lab-hosts", default=None, help="hosts file: spread each lab over its Docker hosts")
 
 
 POOL_KEY = pytest.StashKey["LabPool"]()
@@ -108,6 +110,9 @@ class LabPool:
     def __init__(self, config: pytest.Config) -> None:
         self.keep = bool(config.getoption("--lab-keep"))
         self.reuse = bool(config.getoption("--lab-reuse"))
+        self.hosts = hosts_file(config.getoption("--lab-hosts"))
+        if self.hosts:  # what the CLI (under test too) reads: its labs go there as well
+            os.environ[HOSTS_ENV] = self.hosts
         self.labs: dict[LabKey, Lab] = {}
         self.failures: dict[LabKey, BaseException] = {}
         self.remaining: dict[LabKey, int] = {}
@@ -134,7 +139,6 @@ class LabPool:
         path, manifests = key
         if key in self.failures:
             pytest.fail(f"lab {path.name} failed to come up earlier: {self.failures[key]}", pytrace=False)
-        runtime = self.runtime
         try:
             topology = load_topology(path)
             name = lab_name_for(topology)
@@ -142,6 +146,10 @@ class LabPool:
             if manifests:  # a lab per set of manifests: its name says which
                 given = add_manifests(topology, list(manifests)).topology
                 name += "-" + hashlib.sha256(repr(manifests).encode()).hexdigest()[:6]
+            try:
+                runtime = runtime_for(self.hosts, topology, source=str(path), local=self.runtime)
+            except NeedsL2 as refused:  # the refusal is the behaviour: this lab cannot apply here
+                pytest.skip(f"needs true L2 across hosts: {refused}")
             if self.reuse and name in runtime.lab_names():
                 lab = Lab.attach(name, runtime)
             else:

@@ -20,6 +20,7 @@ from labkit.errors import LabkitError, UsageError
 
 if TYPE_CHECKING:
     from labkit.lab import Lab
+    from labkit.runtime.base import Runtime
     from labkit.runtime.docker import DockerRuntime
 
 app = typer.Typer(
@@ -77,7 +78,7 @@ def engine() -> DockerRuntime:
     return DockerRuntime()
 
 
-def only_lab(name: str | None, runtime: DockerRuntime | None = None) -> str:
+def only_lab(name: str | None, runtime: Runtime | None = None) -> str:
     """The lab named, or the only one up."""
     from labkit.core import state
 
@@ -91,11 +92,22 @@ def only_lab(name: str | None, runtime: DockerRuntime | None = None) -> str:
     raise UsageError(f"several labs are up, name one: {', '.join(running)}")
 
 
+def runtime_of(lab: str | None) -> Runtime:
+    """The runtime a lab runs on: the hosts it was brought up on (its saved state),
+    else $LABKIT_HOSTS, else this machine's engine."""
+    from labkit.core import state
+    from labkit.runtime.select import hosts_file, runtime_for
+
+    saved = state.load(lab) if lab else None
+    where = (saved[2].get("hosts") if saved else None) or {}
+    return runtime_for(where.get("file") or hosts_file(), placement=where.get("placement"))
+
+
 def attach_lab(name: str | None) -> Lab:
     from labkit.lab import Lab
 
-    runtime = engine()  # one engine connection for the lookup and the lab
-    return Lab.attach(only_lab(name, runtime), runtime)
+    lab = name or only_lab(None, runtime_of(None))
+    return Lab.attach(lab, runtime_of(lab))
 
 
 def csv(text: str) -> list[str]:

@@ -16,11 +16,12 @@ from labkit.cli.common import (
     app,
     attach_lab,
     console,
-    engine,
     friendly,
     only_lab,
     print_notes,
+    runtime_of,
 )
+from labkit.cli.hosts import describe_with_hosts
 
 if TYPE_CHECKING:
     from labkit.runtime.base import Runtime
@@ -34,25 +35,28 @@ def up(
     profile: Annotated[bool, typer.Option("--profile", help="Print where the time went")] = False,
     files: Annotated[list[str] | None, typer.Option("-f", "--filename", help="Kubernetes manifests: file, directory or - (repeatable)")] = None,
     kube_version: Annotated[str | None, typer.Option(help="Kubernetes version the manifests are checked against")] = None,
+    hosts: Annotated[str | None, typer.Option(help="Hosts file: spread the lab over its Docker hosts (or $LABKIT_HOSTS)")] = None,
 ) -> None:
     """Bring a lab up and print its nodes, pods, addresses and entry points."""
     from labkit.lab import Lab
     from labkit.runtime.profiled import ProfiledRuntime
+    from labkit.runtime.select import hosts_file, runtime_for
     from labkit.topology.kube.manifests import add_manifests
     from labkit.topology.loader import load_topology, resolve_topology_path
 
-    profiled = ProfiledRuntime(engine()) if profile else None
     path = resolve_topology_path(topology)
     parsed = load_topology(path)
     given: Any = str(path)
     if files or kube_version:  # checked before anything is created
         given = add_manifests(parsed, files or [], kube_version, stdin=sys.stdin).topology
     print_notes(given.manifest_notes if files or kube_version else parsed.manifest_notes)
+    runtime = runtime_for(hosts_file(hosts), parsed, source=str(path))  # refused here: nothing made
+    profiled = ProfiledRuntime(runtime) if profile else None
     with console.status(f"bringing up {parsed.name}") as status:
         # By hand: kept on purpose, so a later run never reclaims it as stale.
         lab = Lab.up(
             given, name=name, progress=lambda message: status.update(message), keep=True,
-            runtime=cast("Runtime", profiled),  # it passes every call on, timed
+            runtime=cast("Runtime", profiled) if profiled else runtime,  # timed: every call passed on
         )  # fmt: skip
     console.print(f"[green]lab {lab.name} is up[/green] in {lab.timings['up']:.1f} s")
     _print_lab(lab)
@@ -91,7 +95,7 @@ def down(
     from labkit.core import state
     from labkit.core.owner import stale_reason
 
-    runtime = engine()
+    runtime = runtime_of(None)
     if stale:
         names = {lab for lab in runtime.lab_names() if stale_reason(runtime.lab_labels(lab))}
     elif all_labs:
@@ -104,7 +108,8 @@ def down(
         with state.lock(lab):  # after an `up` of that name that is creating it now
             if stale and not stale_reason(runtime.lab_labels(lab)):
                 continue  # reclaimed and brought up again meanwhile
-            removed = runtime.remove_lab(lab)
+            # On every host it was brought up on; a host that does not answer keeps the lab known.
+            removed = runtime_of(lab).remove_lab(lab) if state.load(lab) else runtime.remove_lab(lab)
             state.forget(lab)
         console.print(f"removed lab {lab} ({removed} objects)")
     if not names:
@@ -112,13 +117,15 @@ def down(
 
 
 def _print_lab(lab: Any) -> None:
-    document = lab.describe()
+    document = describe_with_hosts(lab)
     nodes = Table(title=f"lab {lab.name}: nodes", title_justify="left")
-    for column in ("node", "underlay IPs", "pod subnet", "roles"):
+    placed = "host" in document["nodes"][0]
+    for column in ("node", *(["host"] if placed else []), "underlay IPs", "pod subnet", "roles"):
         nodes.add_column(column)
     for node in document["nodes"]:
         ips = ", ".join(f"{ip} ({net})" for net, ip in node["ips"].items())
-        nodes.add_row(node["name"], ips, node["pod_subnet"] or "-", ",".join(node["roles"]) or "-")
+        host = [f"{node['host']}" + (" [red]LOST[/red]" if node["lost"] else "")] if placed else []
+        nodes.add_row(node["name"], *host, ips, node["pod_subnet"] or "-", ",".join(node["roles"]) or "-")
     console.print(nodes)
     if document["pods"]:
         pods = Table(title="pods", title_justify="left")
@@ -171,7 +178,7 @@ def status(
     """Nodes with their underlay IPs, pods with their node and IP."""
     lab = attach_lab(name)
     if as_json:
-        print(json.dumps(lab.describe(), indent=2))
+        print(json.dumps(describe_with_hosts(lab), indent=2))
     else:
         _print_lab(lab)
 

@@ -15,6 +15,7 @@ from typing import Any
 from labkit.core import state as state_store
 from labkit.core.handles import NodeHandle, PodHandle
 from labkit.dataplane import nodes as node_plan
+from labkit.dataplane.backends import pod_mtu
 from labkit.dataplane.pods import PodSpec
 from labkit.errors import LabNotFound, Problem, TopologyError, UsageError
 from labkit.runtime.base import Runtime, container_name
@@ -101,7 +102,13 @@ class Cluster:
             self.name,
             self.topology,
             self.addresses,
-            {"source": self.source, "image": self.image, "layers": self.state},
+            {
+                "source": self.source,
+                "image": self.image,
+                "layers": self.state,
+                # Where it runs: a multi-host lab's hosts file, for the next process.
+                "hosts": self.runtime.where() if hasattr(self.runtime, "where") else None,
+            },
         )
 
     def stopped_nodes(self) -> set[str]:
@@ -176,5 +183,16 @@ class Cluster:
     def pod_spec(self, name: str) -> PodSpec:
         return node_plan.pod_spec(self.topology, self.addresses, name)
 
+    @property
+    def underlay_mtu(self) -> int:
+        return self.runtime.underlay_mtu
+
+    @property
+    def pod_mtu(self) -> int:
+        """The pods' MTU on this runtime (a multi-host overlay's own header taken off)."""
+        return pod_mtu(self.topology, self.underlay_mtu)
+
     def node_script(self, node: str) -> str:
-        return node_plan.node_scripts(self.topology, self.addresses, only=[node])[node]
+        return node_plan.node_scripts(
+            self.topology, self.addresses, only=[node], engine_mtu=self.underlay_mtu
+        )[node]

@@ -44,9 +44,11 @@ def pod_networks(topology: Topology) -> list[str]:
     return [n for n in topology.networks if any(n in networks_of(topology, c) for c in carriers)]
 
 
-def underlay_mtu(topology: Topology) -> int:
-    """The smallest MTU pod traffic meets on the underlay: what the backend must fit in."""
-    return min((network_mtu(topology, n) for n in pod_networks(topology)), default=UNDERLAY_MTU)
+def underlay_mtu(topology: Topology, engine_mtu: int | None = None) -> int:
+    """The smallest MTU pod traffic meets on the underlay: what the backend must fit in
+    (`engine_mtu`: what the runtime's networks give containers; a Swarm overlay's is smaller)."""
+    found = min((network_mtu(topology, n) for n in pod_networks(topology)), default=UNDERLAY_MTU)
+    return min(found, engine_mtu) if engine_mtu else found
 
 
 def mtu_problems(topology: Topology) -> list[Problem]:
@@ -64,12 +66,12 @@ def mtu_problems(topology: Topology) -> list[Problem]:
     ]
 
 
-def pod_mtu(topology: Topology) -> int:
+def pod_mtu(topology: Topology, engine_mtu: int | None = None) -> int:
     """The underlay MTU less the backend's encapsulation, as flannel derives it."""
     problems = mtu_problems(topology)
     if problems:
         raise TopologyError(problems)
-    return underlay_mtu(topology) - OVERHEAD[topology.cluster.backend]
+    return underlay_mtu(topology, engine_mtu) - OVERHEAD[topology.cluster.backend]
 
 
 def routers(topology: Topology) -> list[str]:
@@ -77,11 +79,11 @@ def routers(topology: Topology) -> list[str]:
     return [name for name, spec in topology.nodes.items() if "router" in spec.roles]
 
 
-def _none_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
+def _none_scripts(topology: Topology, addresses: Addresses, mtu: int = UNDERLAY_MTU) -> dict[str, str]:
     return {}
 
 
-def _vxlan_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
+def _vxlan_scripts(topology: Topology, addresses: Addresses, mtu: int = UNDERLAY_MTU) -> dict[str, str]:
     members = topology.member_nodes()
     scripts = {}
     for node in members:
@@ -91,7 +93,7 @@ def _vxlan_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
             if peer != node
         }
         scripts[node] = vxlan.vxlan_script(
-            addresses.node_ip(node), addresses.pod_subnets[node], peers, underlay_mtu(topology)
+            addresses.node_ip(node), addresses.pod_subnets[node], peers, mtu
         )
     return scripts
 
@@ -111,7 +113,7 @@ def dial(
     return addresses.node_ip(node), addresses.node_ip(peer)
 
 
-def _host_gw_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
+def _host_gw_scripts(topology: Topology, addresses: Addresses, mtu: int = UNDERLAY_MTU) -> dict[str, str]:
     members = topology.member_nodes()
     return {
         node: hostgw.host_gw_script(
@@ -138,12 +140,10 @@ def udp_peers(topology: Topology, addresses: Addresses, node: str) -> list[udp.U
     return peers
 
 
-def _udp_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
+def _udp_scripts(topology: Topology, addresses: Addresses, mtu: int = UNDERLAY_MTU) -> dict[str, str]:
     return {
         node: udp.udp_script(
-            addresses.pod_subnets[node],
-            udp_peers(topology, addresses, node),
-            underlay_mtu(topology),
+            addresses.pod_subnets[node], udp_peers(topology, addresses, node), mtu
         )
         for node in topology.member_nodes()
     }
@@ -189,14 +189,14 @@ def bgp_node(topology: Topology, addresses: Addresses, node: str) -> bgp.BgpNode
     )
 
 
-def _bgp_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
+def _bgp_scripts(topology: Topology, addresses: Addresses, mtu: int = UNDERLAY_MTU) -> dict[str, str]:
     return {
         node: bgp.start_script(bgp_node(topology, addresses, node))
         for node in bgp_speakers(topology)
     }
 
 
-BackendPlanner = Callable[[Topology, Addresses], dict[str, str]]
+BackendPlanner = Callable[[Topology, Addresses, int], dict[str, str]]
 
 PLANNERS: dict[str, BackendPlanner] = {
     "none": _none_scripts,
@@ -207,9 +207,11 @@ PLANNERS: dict[str, BackendPlanner] = {
 }
 
 
-def backend_scripts(topology: Topology, addresses: Addresses) -> dict[str, str]:
+def backend_scripts(
+    topology: Topology, addresses: Addresses, underlay_mtu: int = UNDERLAY_MTU
+) -> dict[str, str]:
     """Per cluster node, the script that wires it into the pod network."""
-    return PLANNERS[topology.cluster.backend](topology, addresses)
+    return PLANNERS[topology.cluster.backend](topology, addresses, underlay_mtu)
 
 
 def needed_features(topology: Topology) -> list[tuple[str, str]]:

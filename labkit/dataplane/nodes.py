@@ -34,13 +34,17 @@ def pod_spec(topology: Topology, addresses: Addresses, name: str) -> pod_plan.Po
 
 
 def node_scripts(
-    topology: Topology, addresses: Addresses, only: Iterable[str] | None = None
+    topology: Topology,
+    addresses: Addresses,
+    only: Iterable[str] | None = None,
+    engine_mtu: int | None = None,
 ) -> dict[str, str]:
     """Per node, the whole script that builds it: knobs, routes, backend, pods."""
     wanted = set(only) if only is not None else set(topology.nodes)
-    backend = backends.backend_scripts(topology, addresses)
+    # The backend fits in the smallest MTU: the topology's networks', or the engine's.
+    backend = backends.backend_scripts(topology, addresses, backends.underlay_mtu(topology, engine_mtu))
     underlay = backends.underlay_scripts(topology, addresses)
-    mtu = backends.pod_mtu(topology)
+    mtu = backends.pod_mtu(topology, engine_mtu)
     scripts: dict[str, str] = {}
     for node in topology.nodes:
         if node not in wanted:

@@ -63,6 +63,9 @@ class NodeMode:
 class Runtime(Protocol):
     """Networks, node containers, exec and files, labels and images on an engine."""
 
+    # The MTU of the lab networks it creates (a multi-host overlay's is smaller).
+    underlay_mtu: int
+
     # -- engine ---------------------------------------------------------------
     def taken_subnets(self) -> list[IPv4Network]:
         """Subnets already in use (engine networks, host routes): not to reuse."""

@@ -57,6 +57,8 @@ NODE_SYSCTLS = {
 class DockerRuntime:
     """Networks, node containers, exec and files, on one Docker engine."""
 
+    underlay_mtu = 1500  # a bridge network's
+
     def __init__(self, client: docker.DockerClient | None = None) -> None:
         self._client = client
         self._mode: NodeMode | None = None
@@ -72,13 +74,17 @@ class DockerRuntime:
 
     def taken_subnets(self) -> list[IPv4Network]:
         """Subnets of every Docker network and every host route: not to reuse."""
+        return self.engine_subnets() + host_routes()
+
+    def engine_subnets(self) -> list[IPv4Network]:
+        """Subnets of the engine's own networks."""
         taken: list[IPv4Network] = []
         for network in self.client.networks.list():
             for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
                 subnet = config.get("Subnet", "")
                 if subnet and ":" not in subnet:
                     taken.append(IPv4Network(subnet, strict=False))
-        return taken + host_routes()
+        return taken
 
     def node_image(self) -> str:
         from labkit.runtime.images import node_image

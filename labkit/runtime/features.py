@@ -113,6 +113,18 @@ def kernel_features() -> dict[str, dict[str, Any]]:
     return result
 
 
+def kernel_features_on(runtime: Any, image: str) -> dict[str, dict[str, Any]]:
+    """The same probes on another engine (`labkit hosts check`), uncached."""
+    output = runtime.run_throwaway(image, _probe_script(), timeout=60)
+    result = {}
+    for line in output.splitlines():
+        name, _, rest = line.partition(" ")
+        if name in PROBES:
+            ok = rest.startswith("ok")
+            result[name] = {"ok": ok, "detail": "" if ok else rest[3:].strip(), "needed_by": PROBES[name][1]}
+    return result
+
+
 # Features of the engine's host rather than its kernel, probed with throwaway
 # containers once per process (a host's firewall changes, its kernel does not).
 ENGINE_PROBES: dict[str, str] = {"l2-underlay": "backends host-gw and bgp, routed underlays"}

@@ -4,27 +4,20 @@ Underlay networks are Swarm `attachable` `overlay` networks, `internal`,
 created once on a manager with the planned subnet. Node containers stay plain
 containers (privileged or the capability fallback, as on one host), created
 on the host that placement gives them and attached to the overlays with
-static IPs. Everything else (exec, files, start/stop) is routed to the node's
-host; inventory and cleanup run on every host in parallel, and a host that
-does not answer is reported without stopping the cleanup of the others.
+static IPs. Exec, files, start/stop go to the node's host; inventory and
+cleanup run on every host in parallel, an unreachable host is reported.
 """
 
 from __future__ import annotations
 
-import json
-import tempfile
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, ip_interface
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from ipaddress import IPv4Address, IPv4Network
 from typing import Any, TypeVar
 
 import docker
 import docker.errors
-import docker.tls
 
-from labkit.concurrency import parallel
 from labkit.errors import LabkitError, UsageError
 from labkit.runtime.base import (
     LAB_LABEL,
@@ -33,158 +26,36 @@ from labkit.runtime.base import (
     NodeMode,
     network_name,
 )
-from labkit.runtime.docker import UNCONFINED, DockerRuntime
-from labkit.topology.inventory import Host, Inventory
+from labkit.runtime.docker import DockerRuntime
+from labkit.runtime.fleet import (
+    Cleanup,
+    HostLost,
+    HostUnreachable,
+    on_all,
+    reason,
+    unreachable_text,
+)
+from labkit.runtime.l2 import shared_l2
+from labkit.runtime.swarm_cleanup import clean_lab
+from labkit.runtime.swarm_setup import connect_host, ship_image
+from labkit.topology.inventory import Inventory
 
 HOST_LABEL = "labkit.host"
 T = TypeVar("T")
-
-# Interfaces that are Docker's or a container's own, not a host's segment.
-NOT_A_SEGMENT = ("lo", "docker", "br-", "veth", "vx-", "vxlan", "ov-", "cni", "flannel")
-
-
-class HostUnreachable(LabkitError):
-    """One or more hosts did not answer; what could be done on the others was done."""
-
-
-class HostLost(LabkitError):
-    """The host of a node stopped answering mid-lab: its nodes are lost, the rest works."""
-
-
-@dataclass(frozen=True)
-class Cleanup:
-    removed: int
-    unreachable: dict[str, str] = field(default_factory=dict)  # host -> reason
-    left: dict[str, str] = field(default_factory=dict)  # network -> why it is still there
-
-
-def connect_host(host: Host, timeout: int = 120) -> docker.DockerClient:
-    """A client for one hosts-file entry (TLS for tcp://, the system ssh for ssh://)."""
-    if host.scheme == "tcp":
-        assert host.tls is not None  # the inventory refuses plain tcp://
-        tls = docker.tls.TLSConfig(
-            client_cert=(host.tls.cert, host.tls.key),
-            ca_cert=host.tls.ca,
-            verify=host.tls.verify,
-        )
-        return docker.DockerClient(base_url=host.url, tls=tls, timeout=timeout)
-    return docker.DockerClient(
-        base_url=host.url, timeout=timeout, use_ssh_client=host.scheme == "ssh"
-    )
-
-
-def _reason(error: BaseException) -> str:
-    text = getattr(error, "explanation", None) or str(error) or type(error).__name__
-    return str(text).splitlines()[0][:300]
-
-
-def form_swarm(
-    clients: Sequence[docker.DockerClient], addresses: Sequence[str], managers: int = 1
-) -> None:
-    """Init a swarm on the first engine, join the rest (the first `managers` as managers)."""
-    first = clients[0]
-    first.swarm.init(advertise_addr=addresses[0], listen_addr=f"{addresses[0]}:2377")
-    first.swarm.reload()
-    tokens = first.swarm.attrs["JoinTokens"]
-    remote = f"{addresses[0]}:2377"
-
-    def join(index: int) -> None:
-        token = tokens["Manager"] if index < managers else tokens["Worker"]
-        clients[index].swarm.join(
-            remote_addrs=[remote],
-            join_token=token,
-            advertise_addr=addresses[index],
-            listen_addr=f"{addresses[index]}:2377",
-        )
-
-    parallel(join, range(1, len(clients)))
-
-
-def _has(client: docker.DockerClient, tag: str) -> bool:
-    try:
-        client.images.get(tag)
-        return True
-    except docker.errors.ImageNotFound:
-        return False
-
-
-def ship_image(
-    source: docker.DockerClient, targets: Sequence[docker.DockerClient], tag: str
-) -> int:
-    """Copy image `tag` by save/load to each target that lacks it; how many got it.
-
-    One target: the save stream goes straight into load. Several: saved once to
-    a file, then loaded into all in parallel (one save instead of N).
-    """
-    missing = [target for target in targets if not _has(target, tag)]
-    if not missing:
-        return 0
-    if len(missing) == 1:
-        missing[0].api.load_image(source.api.get_image(tag, chunk_size=1 << 20), quiet=True)
-    else:
-        with tempfile.NamedTemporaryFile(dir="/var/tmp", prefix="labkit-image-") as archive:
-            for chunk in source.api.get_image(tag, chunk_size=1 << 20):
-                archive.write(chunk)
-            archive.flush()
-
-            def load(target: docker.DockerClient) -> None:
-                with open(archive.name, "rb") as own:  # an offset of its own per thread
-                    target.api.load_image(iter(lambda: own.read(1 << 20), b""), quiet=True)
-
-            parallel(load, missing)
-    for target in missing:
-        target.images.get(tag)  # raises if a load did not give the tag
-    return len(missing)
-
-
-def shared_segments(addresses: Mapping[str, Sequence[tuple[str, str]]]) -> list[IPv4Network]:
-    """Subnets on which every host has an interface (host -> [(interface, address/prefix)]).
-
-    Pure: a candidate for a shared L2 segment, which an ARP exchange then confirms.
-    Docker's and containers' own interfaces are left out (every host has the same
-    docker_gwbridge subnet, which is no shared segment).
-    """
-    per_host = []
-    for entries in addresses.values():
-        subnets = {
-            ip_interface(address).network
-            for interface, address in entries
-            if not interface.startswith(NOT_A_SEGMENT) and ":" not in address
-        }
-        per_host.append({s for s in subnets if isinstance(s, IPv4Network) and s.prefixlen < 32})
-    if not per_host:
-        return []
-    common = set.intersection(*per_host)
-    return sorted(common)
-
-
-ARP_PROBE = r"""
-import socket, struct, sys, time
-iface, source, target = sys.argv[1], sys.argv[2], sys.argv[3]
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
-s.bind((iface, 0)); s.settimeout(0.3)
-mac = s.getsockname()[4]
-frame = b"\xff" * 6 + mac + b"\x08\x06" + struct.pack(
-    "!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, socket.inet_aton(source), b"\0" * 6,
-    socket.inet_aton(target))
-deadline = time.time() + 2
-while time.time() < deadline:
-    s.send(frame)
-    try:
-        while True:
-            data = s.recv(64)
-            if data[20:22] == b"\0\x02" and data[28:32] == socket.inet_aton(target):
-                print(data[22:28].hex()); sys.exit(0)
-    except socket.timeout:
-        pass
-sys.exit(1)
-"""
-
-HOST_ADDRESSES = "ip -j -4 addr show up"
+# A Swarm overlay is VXLAN between the hosts: its containers get 1500 - 50
+# (the engine's default; `com.docker.network.driver.mtu` would set the outer
+# MTU, and give containers 50 less again). tests/multihost measure it.
+OVERLAY_MTU = 1450
 
 
 class SwarmRuntime:
-    """The Runtime protocol over several engines (host name -> DockerRuntime) in one swarm."""
+    """The Runtime protocol over several engines (host name -> DockerRuntime) in one swarm.
+
+    `l2_networks` (on a free one of `l2_parents`, the hosts' shared interfaces) are made a
+    macvlan network on each host instead of an overlay: true L2 for VRRP.
+    """
+
+    underlay_mtu = OVERLAY_MTU
 
     def __init__(
         self,
@@ -192,6 +63,9 @@ class SwarmRuntime:
         placement: Mapping[str, str] | None = None,
         *,
         image_source: DockerRuntime | None = None,
+        l2_networks: Sequence[str] = (),
+        l2_parents: Sequence[str] = (),
+        hosts_file: str | None = None,
     ) -> None:
         if not hosts:
             raise UsageError("a multi-host runtime needs at least one host")
@@ -201,6 +75,8 @@ class SwarmRuntime:
         self._where: dict[str, str] = {}  # container -> host
         self._lock = threading.Lock()
         self._manager: str | None = None
+        self.l2_networks, self.l2_parents = set(l2_networks), list(l2_parents)
+        self.hosts_file = hosts_file  # remembered in the lab's state for the next process
 
     @classmethod
     def from_inventory(
@@ -209,31 +85,12 @@ class SwarmRuntime:
         placement: Mapping[str, str] | None = None,
         *,
         image_source: DockerRuntime | None = None,
+        **options: Any,
     ) -> SwarmRuntime:
         hosts = {name: DockerRuntime(connect_host(host)) for name, host in inventory.hosts.items()}
-        return cls(hosts, placement or inventory.nodes, image_source=image_source)
+        return cls(hosts, placement or inventory.nodes, image_source=image_source, **options)
 
     # -- hosts --------------------------------------------------------------
-
-    def _on_all(
-        self, work: Callable[[str, DockerRuntime], T]
-    ) -> tuple[dict[str, T], dict[str, str]]:
-        """Run `work` on every host in parallel: (results, unreachable host -> reason)."""
-
-        def one(name: str) -> tuple[str, T | None, str]:
-            try:
-                return name, work(name, self.hosts[name]), ""
-            except (docker.errors.DockerException, LabkitError, OSError) as error:
-                return name, None, _reason(error)
-
-        results: dict[str, T] = {}
-        failures: dict[str, str] = {}
-        for name, value, reason in parallel(one, list(self.hosts)):
-            if reason:
-                failures[name] = reason
-            else:
-                results[name] = value  # type: ignore[assignment]
-        return results, failures
 
     def manager(self) -> str:
         """The first host (in file order) that is a reachable swarm manager."""
@@ -277,10 +134,14 @@ class SwarmRuntime:
         return problems
 
     def host_of(self, container: str) -> str:
-        """The host that runs `container` (remembered on create, else looked up everywhere)."""
+        """The host that runs `container` (remembered on create, else looked up everywhere).
+
+        Not found on the hosts that answer, but placed on one that does not:
+        that host (its nodes are lost, not missing).
+        """
         if container in self._where:
             return self._where[container]
-        found, _ = self._on_all(
+        found, failures = self._on_all(
             lambda _, runtime: bool(
                 runtime.client.api.containers(all=True, filters={"name": f"^/{container}$"})
             )
@@ -289,7 +150,14 @@ class SwarmRuntime:
             if present:
                 self._where[container] = name
                 return name
+        for node, host in self.placement.items():
+            if container.endswith(f"-{node}") and host in failures:
+                return host
         raise LabkitError(f"no container {container!r} on any host: is the lab up?")
+
+    def where(self) -> dict[str, Any]:
+        """What the next process needs to find this lab's hosts (saved with the lab)."""
+        return {"file": self.hosts_file, "placement": dict(self.placement)}
 
     def _routed(self, container: str, work: Callable[[DockerRuntime], T]) -> T:
         """Run `work` on the container's host; a host that stopped answering is HostLost."""
@@ -300,7 +168,7 @@ class SwarmRuntime:
             if isinstance(error, docker.errors.APIError):
                 raise
             raise HostLost(
-                f"{container} is lost: its host {host!r} does not answer ({_reason(error)})"
+                f"{container} is lost: its host {host!r} does not answer ({reason(error)})"
             ) from None
 
     def _host_for_node(self, node: str) -> str:
@@ -320,9 +188,10 @@ class SwarmRuntime:
     # -- engine ---------------------------------------------------------------
 
     def taken_subnets(self) -> list[IPv4Network]:
-        found, failures = self._on_all(lambda _, runtime: runtime.taken_subnets())
+        """Every host's engine networks; not this machine's routes (they are not the hosts')."""
+        found, failures = self._on_all(lambda _, runtime: runtime.engine_subnets())
         if failures:
-            raise HostUnreachable(_unreachable_text(failures))
+            raise HostUnreachable(unreachable_text(failures))
         return sorted({subnet for subnets in found.values() for subnet in subnets})
 
     def node_image(self) -> str:
@@ -345,7 +214,7 @@ class SwarmRuntime:
         """Ship `tag` by save/load to every host that lacks it; the hosts it was shipped to."""
         have, failures = self._on_all(lambda _, runtime: runtime.has_image(tag))
         if failures:
-            raise HostUnreachable(_unreachable_text(failures))
+            raise HostUnreachable(unreachable_text(failures))
         missing = [name for name, present in have.items() if not present]
         if not missing:
             return []
@@ -366,7 +235,7 @@ class SwarmRuntime:
     def node_mode(self, image: str) -> NodeMode:
         modes, failures = self._on_all(lambda _, runtime: runtime.node_mode(image))
         if failures:
-            raise HostUnreachable(_unreachable_text(failures))
+            raise HostUnreachable(unreachable_text(failures))
         privileged = all(mode.privileged for mode in modes.values())
         reason = "; ".join(f"{name}: {mode.reason}" for name, mode in modes.items())
         return NodeMode(privileged, reason)
@@ -381,20 +250,80 @@ class SwarmRuntime:
 
     # -- networks and nodes ---------------------------------------------------
 
-    def create_network(self, lab: str, network: str, subnet: IPv4Network) -> str:
-        """An attachable, internal overlay, once, on a manager: every host sees the same one."""
+    def create_network(
+        self,
+        lab: str,
+        network: str,
+        subnet: IPv4Network,
+        extra_labels: Mapping[str, str] | None = None,
+        mtu: int | None = None,
+    ) -> str:
+        """An attachable, internal overlay, once, on a manager: every host sees the same one.
+
+        `mtu` is not passed on: an overlay gives containers its own (1450), and the
+        driver's option would take another 50 from them; the pod MTU follows `underlay_mtu`."""
         name = network_name(lab, network)
-        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))])
+        labels = {LAB_LABEL: lab, NETWORK_LABEL: network, **(extra_labels or {})}
+        if network in self.l2_networks:
+            pool = docker.types.IPAMPool(subnet=str(subnet))
+            ipam = docker.types.IPAMConfig(pool_configs=[pool])
+            self._create_macvlan(name, self._l2_parent(), ipam, labels)
+            return name
+        # Swarm gives each host that attaches an address of its own (the network's
+        # load balancer): from the top of the subnet, away from the planned node IPs.
+        dynamic = list(subnet.subnets(new_prefix=min(subnet.prefixlen + 3, 30)))[-1]
+        pool = docker.types.IPAMPool(subnet=str(subnet), iprange=str(dynamic))
+        ipam = docker.types.IPAMConfig(pool_configs=[pool])
         self.hosts[self.manager()].client.networks.create(
             name,
             driver="overlay",
             attachable=True,
             internal=True,  # nothing a lab sends leaves the overlay
             ipam=ipam,
-            labels={LAB_LABEL: lab, NETWORK_LABEL: network},
+            labels=labels,
             check_duplicate=True,
         )
         return name
+
+    def _l2_parent(self) -> str:
+        """A shared interface no other macvlan network uses (the engine allows one per parent)."""
+        manager = self.hosts[self.manager()].client.api
+        used = {
+            (item.get("Options") or {}).get("parent")
+            for item in manager.networks(filters={"driver": "macvlan"})
+        }
+        free = [parent for parent in self.l2_parents if parent not in used]
+        if not free:
+            listed = ", ".join(self.l2_parents) or "none"
+            raise LabkitError(
+                f"every shared L2 interface of the hosts file is taken by another lab ({listed}): "
+                "take one down, or list more under `l2: {parents: [...]}`"
+            )
+        return free[0]
+
+    def _create_macvlan(self, name: str, parent: str, ipam: Any, labels: dict[str, str]) -> None:
+        """One macvlan network per host on the shared interface (static IPs: no IPAM clash).
+
+        Not `internal`: an internal macvlan has no parent, so it would not cross
+        hosts; it is opt-in (the hosts file's `l2:`) for that reason.
+        """
+        options = {"parent": parent}
+
+        def create(_: str, runtime: DockerRuntime) -> None:
+            runtime.client.networks.create(
+                name, driver="macvlan", options=options, ipam=ipam, labels=labels,
+                check_duplicate=True,
+            )  # fmt: skip
+
+        _, failures = self._on_all(create)
+        if failures:
+            listed = "; ".join(f"{host}: {why}" for host, why in failures.items())
+            hint = (
+                " (set `l2: {vlans: true}` for several labs at once)"
+                if "already using" in listed
+                else ""
+            )
+            raise LabkitError(f"cannot make the L2 network {name} on {parent}: {listed}{hint}")
 
     def create_node(
         self,
@@ -435,6 +364,9 @@ class SwarmRuntime:
             lambda runtime: runtime.exec(container, command, check=check, env=env, timeout=timeout),
         )
 
+    def exec_stream(self, container: str, command: str | list[str]) -> Iterator[tuple[bytes, bytes]]:
+        return self._routed(container, lambda runtime: runtime.exec_stream(container, command))
+
     def put_file(self, container: str, path: str, content: str | bytes, mode: int = 0o644) -> None:
         self._routed(container, lambda runtime: runtime.put_file(container, path, content, mode))
 
@@ -448,6 +380,10 @@ class SwarmRuntime:
         found, _ = self._on_all(lambda _, runtime: runtime.lab_running(lab))
         return any(found.values())
 
+    def lab_labels(self, lab: str) -> dict[str, str]:
+        found, _ = self._on_all(lambda _, runtime: runtime.lab_labels(lab))
+        return next((labels for labels in found.values() if labels), {})
+
     def labelled(self, lab: str) -> list[str]:
         found, _ = self._on_all(lambda _, runtime: runtime.labelled(lab))
         return sorted({name for names in found.values() for name in names})
@@ -455,72 +391,26 @@ class SwarmRuntime:
     def labelled_by_host(self, lab: str) -> tuple[dict[str, list[str]], dict[str, str]]:
         return self._on_all(lambda _, runtime: runtime.labelled(lab))
 
-    def cleanup(self, lab: str) -> Cleanup:
-        """Remove the lab from every reachable host; report the others (never raises for them).
+    def shared_l2(self, image: str | None = None) -> tuple[bool, str]:
+        """Whether all hosts share an L2 segment (see runtime/l2.py)."""
+        return shared_l2(self.hosts, image or self.node_image())
 
-        Containers first (on their hosts), then the overlays on a manager: a
-        swarm network can only be removed there, once nothing is attached.
-        """
-
-        def containers(_: str, runtime: DockerRuntime) -> int:
-            api = runtime.client.api
-            ids = [
-                c["Id"] for c in api.containers(all=True, filters={"label": f"{LAB_LABEL}={lab}"})
-            ]
-
-            def remove(container_id: str) -> int:
-                try:
-                    api.remove_container(container_id, force=True, v=True)
-                    return 1
-                except docker.errors.NotFound:
-                    return 0
-
-            return sum(parallel(remove, ids))
-
-        counts, unreachable = self._on_all(containers)
-        removed = sum(counts.values())
-        self._where = {k: v for k, v in self._where.items() if not k.startswith(f"{lab}-")}
-
-        left: dict[str, str] = {}  # network -> why it could not be removed
-
-        def networks(runtime: DockerRuntime, scopes: tuple[str, ...]) -> int:
-            api = runtime.client.api
-            gone = 0
-            for item in api.networks(filters={"label": f"{LAB_LABEL}={lab}"}):
-                if item.get("Scope", "local") not in scopes:
-                    continue
-                try:
-                    api.remove_network(item["Id"])
-                    gone += 1
-                except docker.errors.NotFound:
-                    pass
-                except docker.errors.APIError as error:  # e.g. still attached on a lost host
-                    left[item["Name"]] = _reason(error)
-            return gone
-
+    def host_answers(self, host: str) -> bool:
         try:
-            # Swarm networks on a manager only (a worker's copy goes with them).
-            removed += networks(self.hosts[self.manager()], ("swarm",))
-        except (HostUnreachable, docker.errors.DockerException, OSError) as error:
-            unreachable.setdefault("manager", _reason(error))
-        # Local networks (e.g. a macvlan per host) live on each host.
-        local, failures = self._on_all(lambda _, runtime: networks(runtime, ("local",)))
-        removed += sum(local.values())
-        for name, why in failures.items():
-            unreachable.setdefault(name, why)
-        if not left and not unreachable:
-            self._await_networks_gone(lab)
-        return Cleanup(removed, unreachable, left)
+            self.hosts[host].client.ping()
+            return True
+        except (docker.errors.DockerException, OSError):
+            return False
 
-    def _await_networks_gone(self, lab: str, timeout: float = 15.0) -> None:
-        """A removed swarm network lingers a moment in each engine's list; wait it out."""
-        selector = {"label": f"{LAB_LABEL}={lab}"}
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            left, _ = self._on_all(lambda _, runtime: runtime.client.api.networks(filters=selector))
-            if not any(left.values()):
-                return
-            time.sleep(0.2)
+    def _on_all(
+        self, work: Callable[[str, DockerRuntime], T]
+    ) -> tuple[dict[str, T], dict[str, str]]:
+        return on_all(self.hosts, work)
+
+    def cleanup(self, lab: str) -> Cleanup:
+        """Remove the lab from every reachable host; report the others (never raises for them)."""
+        self._where = {k: v for k, v in self._where.items() if not k.startswith(f"{lab}-")}
+        return clean_lab(self.hosts, self.manager, lab)
 
     def remove_lab(self, lab: str) -> int:
         """Remove the lab everywhere; raise HostUnreachable (after cleaning the rest) if a host is down."""
@@ -531,75 +421,7 @@ class SwarmRuntime:
         if result.unreachable:
             raise HostUnreachable(
                 f"removed {result.removed} object(s) of lab {lab!r}, but "
-                + _unreachable_text(result.unreachable)
+                + unreachable_text(result.unreachable)
                 + ": run `down` again once it answers"
             )
         return result.removed
-
-    # -- the hosts' own network ---------------------------------------------
-
-    def _host_addresses(self, image: str) -> dict[str, list[tuple[str, str]]]:
-        def addresses(_: str, runtime: DockerRuntime) -> list[tuple[str, str]]:
-            raw = _host_network_run(runtime, image, HOST_ADDRESSES, timeout=20)
-            return [
-                (link["ifname"], f"{entry['local']}/{entry['prefixlen']}")
-                for link in json.loads(raw or "[]")
-                for entry in link.get("addr_info", [])
-            ]
-
-        found, failures = self._on_all(addresses)
-        if failures:
-            raise HostUnreachable(_unreachable_text(failures))
-        return found
-
-    def shared_l2(self, image: str | None = None) -> tuple[bool, str]:
-        """Whether all hosts share an L2 segment: a common subnet, confirmed by ARP replies.
-
-        Each host's own network is read from a short-lived host-network container;
-        the first host then ARPs for every other host's address on that subnet.
-        """
-        image = image or self.node_image()
-        addresses = self._host_addresses(image)
-        for subnet in shared_segments(addresses):
-            on_subnet = {
-                host: next(
-                    (iface, str(ip_interface(a).ip))
-                    for iface, a in entries
-                    if ip_interface(a).network == subnet and not iface.startswith(NOT_A_SEGMENT)
-                )
-                for host, entries in addresses.items()
-            }
-            first, *others = list(on_subnet)
-            iface, source = on_subnet[first]
-            replies = {
-                other: _host_network_run(
-                    self.hosts[first], image,
-                    ["python3", "-c", ARP_PROBE, iface, source, on_subnet[other][1]], timeout=10,
-                ).strip()
-                for other in others
-            }  # fmt: skip
-            if all(replies.values()):
-                where = ", ".join(f"{h} {i} {a}" for h, (i, a) in on_subnet.items())
-                return True, f"hosts share {subnet} at L2 (ARP answered): {where}"
-        return False, "no subnet that every host is on answers ARP from the others"
-
-
-def _host_network_run(
-    runtime: DockerRuntime, image: str, command: str | list[str], *, timeout: float
-) -> str:
-    """Run a command in a short-lived container in the host's own network namespace."""
-    argv = ["sh", "-c", command] if isinstance(command, str) else command
-    container = runtime.client.containers.run(
-        image, ["timeout", str(int(timeout)), *argv], detach=True, network_mode="host",
-        cap_add=["NET_RAW", "NET_ADMIN"], security_opt=UNCONFINED, labels={LAB_LABEL: "probe"},
-    )  # fmt: skip
-    try:
-        container.wait(timeout=timeout + 5)
-        return bytes(container.logs(stdout=True, stderr=False)).decode(errors="replace")
-    finally:
-        container.remove(force=True)
-
-
-def _unreachable_text(failures: Mapping[str, str]) -> str:
-    listed = "; ".join(f"{name} ({why})" for name, why in failures.items())
-    return f"host(s) not answering: {listed}"

@@ -8,6 +8,7 @@
       h3: {url: "ssh://admin@10.1.2.4"}
     nodes:          # optional placement: node -> host
       node-1: h2
+    l2: {parent: eth0}   # optional: the hosts share a segment on eth0 (macvlan for VRRP)
 
 Hosts keep their file order: unpinned nodes are spread over them in that
 order. Errors name file:line:col like the topology loader's.
@@ -60,6 +61,10 @@ class TlsSettings(Strict):
 class Host(Strict):
     url: str = Field(description="Docker Engine URL: unix://, tcp:// (with tls) or ssh://")
     tls: TlsSettings | None = None
+    advertise: str | None = Field(
+        default=None,
+        description="Address the other hosts reach this one at (swarm); default: the URL's host",
+    )
 
     @field_validator("url")
     @classmethod
@@ -84,12 +89,34 @@ class Host(Strict):
     def scheme(self) -> str:
         return urlparse(self.url).scheme
 
+    @property
+    def address(self) -> str | None:
+        """Where the swarm reaches this host: `advertise`, else the URL's host name."""
+        return self.advertise or urlparse(self.url).hostname
+
+
+class SharedL2(Strict):
+    """Opt-in: the hosts share an L2 segment on `parent`; networks that carry VRRP
+    become a macvlan network on it (not `internal`: a macvlan cannot be, and cross hosts)."""
+
+    parent: str = Field(description="The hosts' interface on the shared segment, e.g. eth0")
+    parents: list[str] = Field(
+        default_factory=list,
+        description="More interfaces on the same segment: the engine allows one macvlan "
+        "network per interface, so each lab's L2 network takes a free one",
+    )
+
+    @property
+    def interfaces(self) -> list[str]:
+        return [self.parent, *self.parents]
+
 
 class Inventory(Strict):
     hosts: dict[str, Host] = Field(min_length=1)
     nodes: dict[str, str] = Field(
         default_factory=dict, description="Placement: node name -> host name"
     )
+    l2: SharedL2 | None = None
 
     @field_validator("hosts")
     @classmethod

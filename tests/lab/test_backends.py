@@ -13,7 +13,7 @@ import time
 import pytest
 
 from labkit import expect
-from labkit.dataplane import backends, udp, vxlan
+from labkit.dataplane import udp, vxlan
 from labkit.runtime import features
 
 HTTP_PORT = 8080
@@ -89,7 +89,7 @@ class BackendContract:
         expect.reachable(lab.pods(), lab.pods())
 
     def test_largest_unfragmented_packet_crosses_and_one_byte_more_is_refused(self, lab, measure):
-        mtu = measure("pod_mtu", backends.pod_mtu(lab.topology), "bytes")
+        mtu = measure("pod_mtu", lab.cluster.pod_mtu, "bytes")
         client, web = lab.pod("client-1"), lab.pod("web-2")
         assert f"mtu {mtu} " in client.exec("ip link show eth0").stdout
         largest = mtu - 28  # IPv4 20 + ICMP 8
@@ -137,7 +137,7 @@ class TestVxlan(BackendContract):
 
     def test_vxlan_device(self, lab):
         details = lab.node("node-1").exec(f"ip -d link show {vxlan.DEVICE}").stdout
-        assert f"mtu {1500 - vxlan.OVERHEAD} " in details
+        assert f"mtu {lab.cluster.underlay_mtu - vxlan.OVERHEAD} " in details
         assert f"vxlan id {vxlan.VNI} " in details and f"dstport {vxlan.PORT} " in details
 
 

@@ -68,7 +68,7 @@ def test_two_labs_up_at_once_do_not_collide(runtime):
 
 
 def test_a_failure_halfway_through_up_removes_what_it_made(runtime, monkeypatch):
-    def broken(topology, addresses):
+    def broken(topology, addresses, underlay_mtu):
         return {"node-2": "echo 'simulated failure' >&2; exit 3"}
 
     monkeypatch.setitem(backends.PLANNERS, "vxlan", broken)

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from labkit import expect
-from labkit.dataplane import backends
 from labkit.errors import TopologyError
 from labkit.lab import Lab
 from labkit.runtime import features
@@ -40,7 +39,7 @@ def _host_can_route(lab_pool):
 def assert_flat_pod_network(lab: Lab) -> None:
     """Every pod reaches every other across the router, at the full pod MTU."""
     expect.reachable(lab.pods(), lab.pods())
-    largest = backends.pod_mtu(lab.topology) - 28
+    largest = lab.cluster.pod_mtu - 28
     for source, target in (("client-a1", "web-b1"), ("web-b1", "web-a2")):
         fits = lab.pod(source).ping(lab.pod(target), size=largest, dont_fragment=True, count=2)
         assert fits.loss == 0, f"{source} -> {target}, {largest} bytes with DF: {fits}"

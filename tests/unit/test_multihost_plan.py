@@ -10,8 +10,9 @@ import yaml
 
 from labkit.errors import UsageError
 from labkit.runtime.docker import DockerRuntime
+from labkit.runtime.l2 import shared_segments
 from labkit.runtime.sandbox import dockerd_argv, inventory_text, pick_subnet, plan_sandbox
-from labkit.runtime.swarm import HostUnreachable, SwarmRuntime, shared_segments
+from labkit.runtime.swarm import HostUnreachable, SwarmRuntime
 from labkit.topology.inventory import parse_inventory
 
 
