@@ -94,10 +94,13 @@ def down(
     """Remove a lab (idempotent); with --stale every lab left by a dead run; with --all everything."""
     from labkit.core import state
     from labkit.core.owner import stale_reason
+    from labkit.runtime.docker import DockerRuntime
 
     runtime = runtime_of(None)
     if stale:
         names = {lab for lab in runtime.lab_names() if stale_reason(runtime.lab_labels(lab))}
+        if isinstance(runtime, DockerRuntime):
+            runtime.remove_dead_probes()
     elif all_labs:
         names = runtime.lab_names() | set(state.known_labs())
     elif name:

@@ -6,6 +6,7 @@ Networks are always created `internal`; every object carries the label
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -14,6 +15,7 @@ import socket
 import struct
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict
 from ipaddress import IPv4Address, IPv4Network
@@ -138,7 +140,21 @@ class DockerRuntime:
                     cached.write_text(json.dumps(asdict(self._mode)))
             return self._mode
 
+    def remove_dead_probes(self, older_than: float = 120.0) -> int:
+        """Probe containers a killed process left (never started, or exited): removed.
+        Young ones may belong to a probe running now in another process."""
+        found = self.client.api.containers(all=True, filters={"label": f"{LAB_LABEL}=probe"})
+        dead = [
+            item["Id"] for item in found
+            if item.get("State") != "running" and time.time() - item.get("Created", 0) > older_than
+        ]  # fmt: skip
+        for container_id in dead:
+            with contextlib.suppress(docker.errors.NotFound):
+                self.client.api.remove_container(container_id, force=True)
+        return len(dead)
+
     def _probe_mode(self, image: str) -> NodeMode:
+        self.remove_dead_probes()
         # Created, then started: a refused start leaves the container, which
         # is removed here (only this one: other processes may be probing too).
         probe = self.client.containers.create(
