@@ -10,9 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from labkit import HttpResult, IngressConfigError, expect
+from labkit import HttpResult, IngressConfigError, Lab, expect
 from labkit.dataplane.ingress_routes import DEFAULT_404_BODY
-from labkit.lab import Lab
 from labkit.load import ContinuousClient
 
 pytestmark = pytest.mark.parametrize(

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from shlex import quote as q
 
 import pytest
 import yaml
 from test_policy import NAMESPACES, check_truth_table, label, ns
 
-from labkit import expect
-from labkit.dataplane.script import q
-from labkit.lab import Lab
+from labkit import Lab, expect
 from labkit.topology.model import key_name
 
 DATA = Path(__file__).parent.parent / "data"

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit import expect
+from labkit import Lab, expect
 from labkit.errors import TopologyError
-from labkit.lab import Lab
 from labkit.runtime import features
 from labkit.topology import parse_topology
 

@@ -13,10 +13,9 @@ import time
 
 import pytest
 
-from labkit import expect
+from labkit import Lab, expect
 from labkit.dataplane.lb_announce import l2_owner
 from labkit.dataplane.lb_bgp import next_hops, routes_command
-from labkit.lab import Lab
 from labkit.load import ContinuousClient
 from labkit.runtime import features
 

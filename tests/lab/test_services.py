@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator
+from shlex import quote as q
 
 import pytest
 from typer.testing import CliRunner
 
-from labkit import Endpoint, PodHandle, expect
-from labkit.dataplane.script import q
+from labkit import Endpoint, Lab, PodHandle, expect
 from labkit.errors import FeatureMissing
-from labkit.lab import Lab
 from labkit.runtime import features
 from labkit.topology.loader import load_topology
 

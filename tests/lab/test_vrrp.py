@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from labkit import Faults, expect
+from labkit import Faults, Lab, expect
 from labkit.dataplane import keepalived
-from labkit.lab import Lab
 from labkit.load import ContinuousClient, LoadResult
 
 pytestmark = pytest.mark.topology("ingress")  # one test also runs on ingress-haproxy

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labkit import expect
+from labkit import Lab, expect
 from labkit.errors import LabkitError
-from labkit.lab import Lab, lab_name_for
+from labkit.lab import lab_name_for
 from labkit.runtime.fleet import HostLost, HostUnreachable
 from labkit.runtime.sandbox import Sandbox, start_host, stop_host
 from labkit.runtime.select import NeedsL2, runtime_for
