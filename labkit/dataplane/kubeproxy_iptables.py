@@ -25,6 +25,9 @@ rewrites the top-level chains and only the chains of the service ports that
 changed. The jumps from the built-in chains are not in the payload (the
 built-in chains are shared with Docker and the CNI portmap plugin): `HOOKS`
 lists them for the node script to ensure.
+
+The fixed chains and the hooks live in `labkit.dataplane.kubeproxy_iptables_fixed`
+and are re-exported here.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from labkit.dataplane.kubeproxy import (
-    MASQ_MARK,
     EndpointPlan,
     ProxyPlan,
     ServicePortPlan,
@@ -41,61 +43,58 @@ from labkit.dataplane.kubeproxy import (
     changed_services,
     proto_hash,
 )
+from labkit.dataplane.kubeproxy_iptables_fixed import (
+    DEFAULT_FEATURES,
+    FILTER_CHAINS,
+    HOOKS,
+    LOCALHOST,
+    LOCALHOST_NODE_PORT_SYSCTL,
+    NAT_CHAINS,
+    Features,
+    comment,
+    forward_rules,
+    localhost_firewall_rules,
+    masquerade_rules,
+    node_ports_jump,
+    node_sysctls,
+)
 
-# (table, built-in chain, rule spec): the jumps into labkit's chains, as kube-proxy
-# (and, for KUBE-FIREWALL, the kubelet) installs them.
-HOOKS: tuple[tuple[str, str, str], ...] = (
-    ("nat", "PREROUTING", '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES'),
-    ("nat", "OUTPUT", '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES'),
-    ("nat", "POSTROUTING", '-m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING'),
-    ("filter", "INPUT", "-m conntrack --ctstate NEW -m comment --comment "
-     '"kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL'),
-    ("filter", "INPUT", '-m comment --comment "kubernetes health check service ports" -j KUBE-NODEPORTS'),
-    ("filter", "INPUT", "-m conntrack --ctstate NEW -m comment --comment "
-     '"kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES'),
-    ("filter", "INPUT", "-j KUBE-FIREWALL"),
-    ("filter", "FORWARD", "-m conntrack --ctstate NEW -m comment --comment "
-     '"kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL'),
-    ("filter", "FORWARD", '-m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD'),
-    ("filter", "FORWARD", "-m conntrack --ctstate NEW -m comment --comment "
-     '"kubernetes service portals" -j KUBE-SERVICES'),
-    ("filter", "FORWARD", "-m conntrack --ctstate NEW -m comment --comment "
-     '"kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES'),
-    ("filter", "OUTPUT", "-m conntrack --ctstate NEW -m comment --comment "
-     '"kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL'),
-    ("filter", "OUTPUT", "-m conntrack --ctstate NEW -m comment --comment "
-     '"kubernetes service portals" -j KUBE-SERVICES'),
-    ("filter", "OUTPUT", "-j KUBE-FIREWALL"),
-)  # fmt: skip
+# Re-exported: callers reach the whole iptables mode through this module.
+__all__ = [
+    "DEFAULT_FEATURES",
+    "FILTER_CHAINS",
+    "HOOKS",
+    "LOCALHOST",
+    "LOCALHOST_NODE_PORT_SYSCTL",
+    "NAT_CHAINS",
+    "SERVICE_CHAIN_PREFIXES",
+    "Features",
+    "ServiceRules",
+    "comment",
+    "ext_chain",
+    "filter_section",
+    "forward_rules",
+    "fw_chain",
+    "localhost_firewall_rules",
+    "masquerade_rules",
+    "nat_section",
+    "node_ports_jump",
+    "node_sysctls",
+    "probability",
+    "render_full",
+    "render_partial",
+    "rule_count",
+    "sep_chain",
+    "service_chains",
+    "service_rules",
+    "svc_chain",
+    "svl_chain",
+    "wanted_chains",
+]
 
-# KUBE-FIREWALL is always declared (the hooks jump to it); it has its rule only
-# with localhost node ports, as kube-proxy writes it.
-FILTER_CHAINS = (
-    "KUBE-NODEPORTS", "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FIREWALL",
-    "KUBE-FORWARD", "KUBE-PROXY-FIREWALL",
-)  # fmt: skip
-NAT_CHAINS = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ")
 # Chains per service port / endpoint (kube-proxy's isServiceChainName): the ones
 # found on a node and not wanted are stale.
 SERVICE_CHAIN_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-")
-LOCALHOST = "127.0.0.0/8"
-# route_localnet lets 127.0.0.1:<node port> be DNATed off the host; KUBE-FIREWALL
-# drops the martians that would otherwise come in (kube-proxy's default).
-LOCALHOST_NODE_PORT_SYSCTL = "net.ipv4.conf.all.route_localnet"
-
-
-@dataclass(frozen=True)
-class Features:
-    """What kube-proxy probes on the host and writes accordingly (its fake has the
-    opposite of a modern node: no --random-fully, nfacct counters)."""
-
-    random_fully: bool = True
-    nfacct: bool = False
-
-
-def node_sysctls(plan: ProxyPlan) -> dict[str, str]:
-    """The sysctls the node needs for the plan's rules (iptables mode)."""
-    return {LOCALHOST_NODE_PORT_SYSCTL: "1" if plan.localhost_node_ports else "0"}
 
 
 def _hash(service: ServicePortPlan) -> str:
@@ -122,11 +121,6 @@ def sep_chain(service: ServicePortPlan, endpoint: EndpointPlan) -> str:
     return "KUBE-SEP-" + proto_hash(service.name, service.proto, endpoint.address)
 
 
-def comment(text: str) -> str:
-    """`-m comment`, quoted the way iptables-save quotes (only when it has spaces)."""
-    return f'-m comment --comment "{text}"' if " " in text else f"-m comment --comment {text}"
-
-
 def probability(index: int, count: int) -> str:
     """kube-proxy's `%0.10f` of 1/(n-i): each rule takes an equal share of what is left."""
     return f"{1.0 / (count - index):0.10f}"
@@ -149,7 +143,7 @@ class ServiceRules:
 
 
 def service_rules(
-    service: ServicePortPlan, plan: ProxyPlan, features: Features = Features()
+    service: ServicePortPlan, plan: ProxyPlan, features: Features = DEFAULT_FEATURES
 ) -> ServiceRules:
     """kube-proxy's syncProxyRules loop body for one service port, on `plan.node`."""
     out = ServiceRules()
@@ -318,44 +312,8 @@ def wanted_chains(plan: ProxyPlan) -> set[str]:
 # -- tables ------------------------------------------------------------------------
 
 
-def forward_rules(features: Features = Features()) -> list[str]:
-    """KUBE-FORWARD (drop invalid, accept marked and established), then COMMIT."""
-    counter = "-m nfacct --nfacct-name ct_state_invalid_dropped_pkts " if features.nfacct else ""
-    return [
-        f"-A KUBE-FORWARD -m conntrack --ctstate INVALID {counter}-j DROP",
-        f"-A KUBE-FORWARD {comment('kubernetes forwarding rules')} "
-        f"-m mark --mark {MASQ_MARK}/{MASQ_MARK} -j ACCEPT",
-        f"-A KUBE-FORWARD {comment('kubernetes forwarding conntrack rule')} "
-        "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-        "COMMIT",
-    ]
-
-
-def masquerade_rules(features: Features = Features()) -> list[str]:
-    """KUBE-POSTROUTING masquerades what KUBE-MARK-MASQ marked (the IPVS mode's too)."""
-    fully = " --random-fully" if features.random_fully else ""
-    return [
-        f"-A KUBE-POSTROUTING -m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN",
-        f"-A KUBE-POSTROUTING -j MARK --xor-mark {MASQ_MARK}",
-        f"-A KUBE-POSTROUTING {comment('kubernetes service traffic requiring SNAT')} "
-        f"-j MASQUERADE{fully}",
-        f"-A KUBE-MARK-MASQ -j MARK --or-mark {MASQ_MARK}",
-    ]
-
-
-def localhost_firewall_rules(plan: ProxyPlan) -> list[str]:
-    """The martian drop that makes route_localnet safe (kube-proxy's and the kubelet's)."""
-    if not plan.localhost_node_ports:
-        return []
-    return [
-        f"-A KUBE-FIREWALL ! -s {LOCALHOST} -d {LOCALHOST} "
-        f"{comment('block incoming localnet connections')} "
-        "-m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
-    ]
-
-
 def filter_section(
-    plan: ProxyPlan, rules: Iterable[ServiceRules], features: Features = Features()
+    plan: ProxyPlan, rules: Iterable[ServiceRules], features: Features = DEFAULT_FEATURES
 ) -> list[str]:
     lines = ["*filter", *(f":{chain} - [0:0]" for chain in FILTER_CHAINS)]
     for service in rules:
@@ -364,18 +322,11 @@ def filter_section(
     return lines + forward_rules(features)
 
 
-def node_ports_jump(plan: ProxyPlan) -> str:
-    """KUBE-SERVICES' last rule: node ports on every local address (but 127/8 when off)."""
-    note = comment("kubernetes service nodeports; NOTE: this must be the last rule in this chain")
-    not_localhost = "" if plan.localhost_node_ports else f"! -d {LOCALHOST} "
-    return f"-A KUBE-SERVICES {not_localhost}{note} -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS"
-
-
 def nat_section(
     plan: ProxyPlan,
     services: Iterable[ServicePortPlan],
     stale: Iterable[str],
-    features: Features = Features(),
+    features: Features = DEFAULT_FEATURES,
 ) -> list[str]:
     """The nat table: top-level chains always, the chains of `services`, stale chains deleted."""
     written = {(s.name, s.proto) for s in services}
@@ -411,7 +362,7 @@ def _payload(
 
 
 def render_full(
-    plan: ProxyPlan, existing_chains: Iterable[str] = (), features: Features = Features()
+    plan: ProxyPlan, existing_chains: Iterable[str] = (), features: Features = DEFAULT_FEATURES
 ) -> str:
     """Every chain labkit owns, rewritten; `existing_chains` found on the node and unwanted go."""
     stale = set(existing_chains) - wanted_chains(plan)
@@ -419,7 +370,7 @@ def render_full(
     return _payload(plan, plan.services, stale, features)
 
 
-def render_partial(old: ProxyPlan, new: ProxyPlan, features: Features = Features()) -> str:
+def render_partial(old: ProxyPlan, new: ProxyPlan, features: Features = DEFAULT_FEATURES) -> str:
     """kube-proxy's partial sync: top-level chains plus the chains of changed service ports."""
     touched = changed_services(old, new)
     services = [s for s in new.services if (s.name, s.proto) in touched]

@@ -37,6 +37,7 @@ from labkit.runtime.fleet import (
 )
 from labkit.runtime.l2 import shared_l2
 from labkit.runtime.swarm_cleanup import clean_lab
+from labkit.runtime.swarm_networks import create_macvlan, create_overlay, free_l2_parent
 from labkit.runtime.swarm_setup import connect_host, ship_image
 from labkit.topology.inventory import Inventory
 
@@ -258,72 +259,20 @@ class SwarmRuntime:
         extra_labels: Mapping[str, str] | None = None,
         mtu: int | None = None,
     ) -> str:
-        """An attachable, internal overlay, once, on a manager: every host sees the same one.
+        """An attachable, internal overlay, once, on a manager: every host sees the same one
+        (a macvlan network on every host for `l2_networks`; see swarm_networks.py).
 
         `mtu` is not passed on: an overlay gives containers its own (1450), and the
         driver's option would take another 50 from them; the pod MTU follows `underlay_mtu`."""
         name = network_name(lab, network)
         labels = {LAB_LABEL: lab, NETWORK_LABEL: network, **(extra_labels or {})}
+        manager = self.hosts[self.manager()]
         if network in self.l2_networks:
-            pool = docker.types.IPAMPool(subnet=str(subnet))
-            ipam = docker.types.IPAMConfig(pool_configs=[pool])
-            self._create_macvlan(name, self._l2_parent(), ipam, labels)
-            return name
-        # Swarm gives each host that attaches an address of its own (the network's
-        # load balancer): from the top of the subnet, away from the planned node IPs.
-        dynamic = list(subnet.subnets(new_prefix=min(subnet.prefixlen + 3, 30)))[-1]
-        pool = docker.types.IPAMPool(subnet=str(subnet), iprange=str(dynamic))
-        ipam = docker.types.IPAMConfig(pool_configs=[pool])
-        self.hosts[self.manager()].client.networks.create(
-            name,
-            driver="overlay",
-            attachable=True,
-            internal=True,  # nothing a lab sends leaves the overlay
-            ipam=ipam,
-            labels=labels,
-            check_duplicate=True,
-        )
+            parent = free_l2_parent(manager, self.l2_parents)
+            create_macvlan(self.hosts, name, parent, subnet, labels)
+        else:
+            create_overlay(manager, name, subnet, labels)
         return name
-
-    def _l2_parent(self) -> str:
-        """A shared interface no other macvlan network uses (the engine allows one per parent)."""
-        manager = self.hosts[self.manager()].client.api
-        used = {
-            (item.get("Options") or {}).get("parent")
-            for item in manager.networks(filters={"driver": "macvlan"})
-        }
-        free = [parent for parent in self.l2_parents if parent not in used]
-        if not free:
-            listed = ", ".join(self.l2_parents) or "none"
-            raise LabkitError(
-                f"every shared L2 interface of the hosts file is taken by another lab ({listed}): "
-                "take one down, or list more under `l2: {parents: [...]}`"
-            )
-        return free[0]
-
-    def _create_macvlan(self, name: str, parent: str, ipam: Any, labels: dict[str, str]) -> None:
-        """One macvlan network per host on the shared interface (static IPs: no IPAM clash).
-
-        Not `internal`: an internal macvlan has no parent, so it would not cross
-        hosts; it is opt-in (the hosts file's `l2:`) for that reason.
-        """
-        options = {"parent": parent}
-
-        def create(_: str, runtime: DockerRuntime) -> None:
-            runtime.client.networks.create(
-                name, driver="macvlan", options=options, ipam=ipam, labels=labels,
-                check_duplicate=True,
-            )  # fmt: skip
-
-        _, failures = self._on_all(create)
-        if failures:
-            listed = "; ".join(f"{host}: {why}" for host, why in failures.items())
-            hint = (
-                " (set `l2: {vlans: true}` for several labs at once)"
-                if "already using" in listed
-                else ""
-            )
-            raise LabkitError(f"cannot make the L2 network {name} on {parent}: {listed}{hint}")
 
     def create_node(
         self,
