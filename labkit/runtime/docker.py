@@ -11,12 +11,10 @@ import io
 import json
 import os
 import shlex
-import socket
-import struct
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -37,6 +35,7 @@ from labkit.runtime.base import (
     container_name,
     network_name,
 )
+from labkit.runtime.host_routes import host_routes
 
 # What a node needs when --privileged is refused (a host whose capability
 # bounding set lacks one of "all caps", e.g. CAP_SYS_RESOURCE): the docker
@@ -410,27 +409,3 @@ def engine_available() -> tuple[bool, str]:
         return True, "a Docker engine answers"
     except EngineUnavailable as exc:
         return False, str(exc)
-
-
-def host_routes(route_file: str = "/proc/net/route") -> list[IPv4Network]:
-    """Destinations of the host's IPv4 routes (default route left out)."""
-    try:
-        lines = Path(route_file).read_text().splitlines()[1:]
-    except OSError:
-        return []
-    return parse_route_table(lines)
-
-
-def parse_route_table(lines: Iterable[str]) -> list[IPv4Network]:
-    routes = []
-    for line in lines:
-        fields = line.split()
-        if len(fields) < 8:
-            continue
-        destination = socket.inet_ntoa(struct.pack("<L", int(fields[1], 16)))
-        mask = socket.inet_ntoa(struct.pack("<L", int(fields[7], 16)))
-        if mask == "0.0.0.0":
-            continue
-        routes.append(IPv4Network(f"{destination}/{mask}", strict=False))
-    return routes
-

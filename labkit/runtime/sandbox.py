@@ -29,7 +29,7 @@ import docker
 import docker.errors
 
 from labkit.errors import LabkitError, UsageError
-from labkit.runtime.docker import host_routes
+from labkit.runtime.host_routes import host_routes
 from labkit.runtime.sandbox_plan import (  # noqa: F401  (the sandbox's public names)
     BRIDGE,
     DATA_ROOT,
