@@ -56,8 +56,10 @@ def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'labkit' has no attribute {name!r}")
-    value = importlib.import_module(module) if module == f"labkit.{name}" else getattr(
-        importlib.import_module(module), name
+    value = (
+        importlib.import_module(module)
+        if module == f"labkit.{name}"
+        else getattr(importlib.import_module(module), name)
     )
     globals()[name] = value
     return value

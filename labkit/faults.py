@@ -87,9 +87,7 @@ class Faults:
     # -- bookkeeping --------------------------------------------------------------
 
     def _state(self) -> dict[str, Any]:
-        state: dict[str, Any] = self.cluster.state.setdefault(
-            STATE_KEY, {"next": 1, "active": []}
-        )
+        state: dict[str, Any] = self.cluster.state.setdefault(STATE_KEY, {"next": 1, "active": []})
         return state
 
     @property
@@ -215,7 +213,9 @@ class Faults:
         parts = [backends.underlay_scripts(cluster.topology, cluster.addresses).get(node, "")]
         if cluster.topology.cluster.backend in REWIRED_BACKENDS:
             parts.append(
-                backends.backend_scripts(cluster.topology, cluster.addresses, cluster.underlay_mtu).get(node, "")
+                backends.backend_scripts(
+                    cluster.topology, cluster.addresses, cluster.underlay_mtu
+                ).get(node, "")
             )
         if any(parts):
             cluster.node(node).exec("\n".join(part for part in parts if part))
@@ -249,7 +249,9 @@ class Faults:
 
     def _macs(self, node: str) -> list[str]:
         """The node's MAC addresses on its underlay interfaces."""
-        devices = " ".join(underlay_device(ip) for ip in self.cluster.addresses.node_ips[node].values())
+        devices = " ".join(
+            underlay_device(ip) for ip in self.cluster.addresses.node_ips[node].values()
+        )
         output = (
             self.cluster.node(node)
             .exec(f"for dev in {devices}; do cat /sys/class/net/$dev/address; done")
@@ -316,7 +318,9 @@ class Faults:
         self._set_qdisc(node, network, qdisc)
         params = {k: v for k, v in change.items() if v is not None}
         shown = {"rate": params.get("rate")} if kind == "rate-limit" else {"spec": qdisc}
-        return self._record(kind, nodes=[node], params={**shown, "network": network, "qdisc": qdisc})
+        return self._record(
+            kind, nodes=[node], params={**shown, "network": network, "qdisc": qdisc}
+        )
 
     def rate_limit(self, node: str, rate: str, network: str | None = None) -> Fault:
         """Cap what a node sends on its underlay interface, e.g. rate="20mbit" (tbf; a

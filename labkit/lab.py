@@ -72,13 +72,15 @@ class Lab:
     ) -> Lab:
         """Bring a lab up. `keep`: a lab kept on purpose, never reclaimed as stale."""
         source = topology if isinstance(topology, str) else None
-        topology = with_cluster_dns(load_topology(topology) if isinstance(topology, str) else topology)
+        parsed = load_topology(topology) if isinstance(topology, str) else topology
+        topology = with_cluster_dns(parsed)
         runtime = runtime or DockerRuntime()
         lab_name = name or lab_name_for(topology)
         with state_store.lock(lab_name):  # a down or another up of this name waits its turn
             claim_name(runtime, lab_name)  # reclaims what a dead run left; refuses a lab in use
             addresses = plan_addresses(topology, runtime.taken_subnets())
-            cluster = Cluster(lab_name, topology, addresses, runtime, image=image or runtime.node_image(), source=source)
+            image = image or runtime.node_image()
+            cluster = Cluster(lab_name, topology, addresses, runtime, image=image, source=source)
             cluster.owner = owner_labels(keep=keep)
             kube.remember(cluster)  # the native part and the manifests' documents, for `apply`
             lab = cls(cluster)
@@ -96,8 +98,7 @@ class Lab:
         return lab
 
     @classmethod
-    def attach(cls, name: str, runtime: Runtime | None = None) -> Lab:
-        """A handle on a lab another process brought up."""
+    def attach(cls, name: str, runtime: Runtime | None = None) -> Lab:  # one another process made
         return cls(Cluster.load(name, runtime or DockerRuntime()))
 
     @classmethod
@@ -119,15 +120,13 @@ class Lab:
             if not keep:
                 lab.down()
 
-    def down(self) -> int:
-        """Remove every container and network of the lab. Idempotent."""
+    def down(self) -> int:  # every container and network of the lab; idempotent
         with state_store.lock(self.name):
             removed = self.runtime.remove_lab(self.name)
             state_store.forget(self.name)
         return removed
 
-    def stop(self) -> list[str]:
-        """Stop every node container on purpose; containers, addresses and state stay."""
+    def stop(self) -> list[str]:  # on purpose: containers, addresses and state stay
         return machines.stop_lab(self.cluster)
 
     def start(self) -> list[str]:
@@ -140,17 +139,18 @@ class Lab:
         return nodes
 
     def _create(self, progress: Progress) -> None:
-        cluster, topology = self.cluster, self.topology
+        cluster, topology, step = self.cluster, self.topology, time.perf_counter()
         cluster.state["building"] = True  # until the end: a run killed on the way is junk
         cluster.save()
-        step = time.perf_counter()
         progress(f"creating {len(topology.networks)} underlay network(s)")
         machines.create_networks(cluster)
         progress(f"starting {len(topology.nodes)} node(s)")
         parallel(lambda node: machines.create_node(cluster, node), topology.nodes)
         self.timings["nodes"] = time.perf_counter() - step
         step = time.perf_counter()
-        progress(f"wiring the pod network ({topology.cluster.backend}) and {len(topology.pods)} pod(s)")
+        progress(
+            f"wiring the pod network ({topology.cluster.backend}), {len(topology.pods)} pod(s)"
+        )
         scripts = node_plan.node_scripts(topology, self.addresses, engine_mtu=cluster.underlay_mtu)
         built = parallel(lambda node: cluster.node(node).exec(scripts[node]), scripts)
         self.timings["pods"] = time.perf_counter() - step
@@ -165,7 +165,7 @@ class Lab:
         """What `labkit status --json` prints: nodes, pods, and every layer's part."""
         return describe_cluster(self.cluster) | describe_layers(self.cluster)
 
-    def service(self, name: str) -> ServiceHandle:
+    def service(self, name: str) -> ServiceHandle:  # `NS/NAME`, or a bare name
         return self.services.get(name)
 
     def add_pod(self, name: str, pod: Pod | dict[str, Any]) -> PodHandle:
@@ -187,8 +187,8 @@ class Lab:
         """kubectl apply: files, dirs, `-`, or objects; an invalid one changes nothing."""
         return kube.apply(self.cluster, manifests, stdin)
 
-    def delete(self, manifests: kube.Given, stdin: Any = None) -> kube.ApplyResult:
-        return kube.delete(self.cluster, manifests, stdin)  # kubectl delete -f
+    def delete(self, manifests: kube.Given, stdin: Any = None) -> kube.ApplyResult:  # delete -f
+        return kube.delete(self.cluster, manifests, stdin)
 
     services = cached_property(lambda self: Services(self.cluster))
     ingress = cached_property(lambda self: IngressControl(self.cluster))

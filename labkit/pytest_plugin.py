@@ -39,11 +39,17 @@ LabKey = tuple[Path, tuple[Path, ...]]  # the topology file, and the manifests a
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("labkit")
     group.addoption("--lab-keep", action="store_true", help="leave the labs up after the run")
-    group.addoption("--lab-reuse", action="store_true", help="attach to a running lab of the same name")
     group.addoption(
-        "--lab-pcap-dir", default="test-results/pcap", help="where the `capture` fixture keeps failed tests' pcaps"
+        "--lab-reuse", action="store_true", help="attach to a running lab of the same name"
     )
-    group.addoption("--lab-hosts", default=None, help="hosts file: spread each lab over its Docker hosts")
+    group.addoption(
+        "--lab-pcap-dir",
+        default="test-results/pcap",
+        help="where the `capture` fixture keeps failed tests' pcaps",
+    )
+    group.addoption(
+        "--lab-hosts", default=None, help="hosts file: spread each lab over its Docker hosts"
+    )
 
 
 POOL_KEY = pytest.StashKey["LabPool"]()
@@ -138,7 +144,9 @@ class LabPool:
             return self.labs[key]
         path, manifests = key
         if key in self.failures:
-            pytest.fail(f"lab {path.name} failed to come up earlier: {self.failures[key]}", pytrace=False)
+            pytest.fail(
+                f"lab {path.name} failed to come up earlier: {self.failures[key]}", pytrace=False
+            )
         try:
             topology = load_topology(path)
             name = lab_name_for(topology)
@@ -225,7 +233,9 @@ def capture(request: pytest.FixtureRequest, lab: Lab, tmp_path: Path) -> Iterato
         started = []
         for name in names:
             path = tmp_path / f"{name}.pcap"
-            one = Capture(lab.endpoint(name), path.open("wb"), iface=iface, filter_words=filter.split())
+            one = Capture(
+                lab.endpoint(name), path.open("wb"), iface=iface, filter_words=filter.split()
+            )
             running.append((one, path))
             started.append(one.start())
         return started
@@ -238,7 +248,11 @@ def capture(request: pytest.FixtureRequest, lab: Lab, tmp_path: Path) -> Iterato
     if not running or not any(report.failed for report in reports.values()):
         return
     folder = Path(request.config.getoption("--lab-pcap-dir"))
-    folder = request.config.invocation_params.dir / folder / re.sub(r"[^\w.-]+", "_", request.node.nodeid)
+    folder = (
+        request.config.invocation_params.dir
+        / folder
+        / re.sub(r"[^\w.-]+", "_", request.node.nodeid)
+    )
     folder.mkdir(parents=True, exist_ok=True)
     for _, path in running:
         kept = folder / path.name

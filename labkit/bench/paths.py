@@ -238,10 +238,11 @@ def bench_backend(
             "tcp": tcp}  # fmt: skip
 
 
-
 def summarize(measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Medians and ratios from the labs' samples; the baseline pooled over labs."""
-    baseline_samples = [s for m in measured.values() for s in m.get("samples", {}).get("baseline", [])]
+    baseline_samples = [
+        s for m in measured.values() for s in m.get("samples", {}).get("baseline", [])
+    ]
     baseline = median(baseline_samples)
     result: dict[str, Any] = {
         "baseline": {
@@ -256,7 +257,8 @@ def summarize(measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
             continue
         pod_paths = {path: median(found["samples"][path]) for path in ("same-node", "cross-node")}
         tcp = found.get("tcp") or {
-            path: [ladder.metrics_of(s) for s in found["samples"][path]] for path in found["samples"]
+            path: [ladder.metrics_of(s) for s in found["samples"][path]]
+            for path in found["samples"]
         }
         result["backends"][backend] = {
             "pod_mtu": found["pod_mtu"],
@@ -270,9 +272,7 @@ def summarize(measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "tcp_samples": tcp,
             "paths": {path: asdict(figures) for path, figures in pod_paths.items()},
             "ratios": {path: ratios(figures, baseline) for path, figures in pod_paths.items()},
-            "samples": {
-                path: [asdict(s) for s in found["samples"][path]] for path in pod_paths
-            },
+            "samples": {path: [asdict(s) for s in found["samples"][path]] for path in pod_paths},
         }
     return result
 

@@ -30,7 +30,9 @@ def draw(results: dict[str, Any], png: Path) -> None:
     figure, axes = plt.subplots(2, 2, figsize=(12, 8.5))
     for axis, (metric, title) in zip(axes.flat, PANELS, strict=True):
         latency = metric == "rtt_p50_us"
-        axis.axhline(baseline[metric], color="#555555", linewidth=1.5, label="node to node (baseline)")
+        axis.axhline(
+            baseline[metric], color="#555555", linewidth=1.5, label="node to node (baseline)"
+        )
         for offset, path in enumerate(COLORS):
             xs = [i + (offset - 0.5) * width for i in range(len(names))]
             values = [ran[b]["paths"][path][metric] for b in names]

@@ -109,7 +109,9 @@ def measure(lab: Lab, rules: int, seconds: int, repeats: int) -> dict[str, Any]:
     policies = policies_with(rules, client.ip)
     apply_s = timed_set(lab, policies)
     loaded = chain_rules(lab, "node-2")
-    planned = lab.policy.rule_counts()["node-2"]  # N, plus the dispatch, default deny and stateful rules
+    planned = lab.policy.rule_counts()[
+        "node-2"
+    ]  # N, plus the dispatch, default deny and stateful rules
     if loaded != planned:
         raise LabkitError(f"node-2 holds {loaded} policy rules, {planned} were planned")
     change_s = None

@@ -58,7 +58,9 @@ def timed(argv: list[str]) -> float:
 def whole_processes(path: Path, nodes: int, repeats: int) -> dict[str, float]:
     """Medians of: `labkit --help`, `labkit up`/`down` of the topology, bare up/down."""
     lab, bare = lab_name("up-cli"), lab_name("up-bare")
-    samples: dict[str, list[float]] = {k: [] for k in ("help", "up", "down", "bare_up", "bare_down")}
+    samples: dict[str, list[float]] = {
+        k: [] for k in ("help", "up", "down", "bare_up", "bare_down")
+    }
     for _ in range(repeats):
         samples["help"].append(timed([*LABKIT, "--help"]))
         samples["bare_up"].append(timed([*BARE, "up", bare, str(nodes)]))
@@ -114,11 +116,18 @@ def rss_of(command: str) -> int:
     return total
 
 
-def run(topology_ref: str, *, hundred: bool, repeats: int, out: Path, console: Console) -> dict[str, Any]:
+def run(
+    topology_ref: str, *, hundred: bool, repeats: int, out: Path, console: Console
+) -> dict[str, Any]:
     runtime = DockerRuntime()
     path = resolve_topology_path(topology_ref)
     topology = load_topology(path)
-    for leftover in ("up-cli", "up-bare", *(f"up-n{n}" for n in (*SIZES, 100)), *(f"up-bare{n}" for n in (*SIZES, 100))):
+    for leftover in (
+        "up-cli",
+        "up-bare",
+        *(f"up-n{n}" for n in (*SIZES, 100)),
+        *(f"up-bare{n}" for n in (*SIZES, 100)),
+    ):
         runtime.remove_lab(lab_name(leftover))
     os.environ.setdefault("LABKIT_NAME_PREFIX", "")
     console.print(f"whole processes: labkit up/down {topology.name} vs bare, {repeats} runs...")
@@ -161,7 +170,12 @@ def show(results: dict[str, Any], console: Console) -> None:
                       f"<= {GOALS[key]:g}", "yes" if ratio <= GOALS[key] else "NO")  # fmt: skip
 
     nodes = results["nodes"]
-    row(f"up {results['topology']} ({nodes} nodes), whole process", processes["up_s"], processes["bare_up_s"], "up")
+    row(
+        f"up {results['topology']} ({nodes} nodes), whole process",
+        processes["up_s"],
+        processes["bare_up_s"],
+        "up",
+    )
     row("down, whole process", processes["down_s"], processes["bare_down_s"], "down")
     table.add_row("labkit --help", f"{processes['help_s']:.3f} s", "", "", f"<= {GOALS['help_s']} s",
                   "yes" if processes["help_s"] <= GOALS["help_s"] else "NO")  # fmt: skip
@@ -180,4 +194,6 @@ def show(results: dict[str, Any], console: Console) -> None:
         table.add_row("cost per node at 50 / at 10", "", "", f"{found['linear']:.2f}", f"<= {GOALS['linear']:g}",
                       "yes" if found["linear"] <= GOALS["linear"] else "NO")  # fmt: skip
     console.print(table)
-    console.print("The engine, the labs and the references share this machine's CPUs: ratios count.")
+    console.print(
+        "The engine, the labs and the references share this machine's CPUs: ratios count."
+    )

@@ -18,7 +18,9 @@ app.add_typer(bench_app, name="bench")
 @friendly
 def bench_up(
     topology: str = DEFAULT_TOPOLOGY,
-    hundred: Annotated[bool, typer.Option(help="Also 100 nodes x 2 pods, with memory per node")] = False,
+    hundred: Annotated[
+        bool, typer.Option(help="Also 100 nodes x 2 pods, with memory per node")
+    ] = False,
     repeats: Annotated[int, typer.Option(help="Runs of the whole-process measures")] = 3,
     out: Annotated[Path, typer.Option(help="JSON results")] = Path("bench-results/up.json"),
 ) -> None:

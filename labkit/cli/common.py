@@ -66,7 +66,9 @@ def friendly(function: F) -> F:
         except Exception as exc:
             if not type(exc).__module__.startswith("docker."):  # the SDK's errors, unimported
                 raise
-            err.print(f"[red]error from the Docker engine:[/red] {escape(str(exc))}", highlight=False)
+            err.print(
+                f"[red]error from the Docker engine:[/red] {escape(str(exc))}", highlight=False
+            )
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -15,12 +15,16 @@ app.add_typer(images_app, name="images")
 
 @images_app.command("build")
 @friendly
-def images_build(force: Annotated[bool, typer.Option(help="Rebuild even if up to date")] = False) -> None:
+def images_build(
+    force: Annotated[bool, typer.Option(help="Rebuild even if up to date")] = False,
+) -> None:
     """Build the node image (and a local Debian base when none can be pulled)."""
     from labkit.runtime.docker import connect
     from labkit.runtime.images import build_image
 
-    tag = build_image(connect(), "node", force=force, progress=lambda line: console.print(line, highlight=False))
+    tag = build_image(
+        connect(), "node", force=force, progress=lambda line: console.print(line, highlight=False)
+    )
     console.print(f"node image: {tag}")
 
 
@@ -39,7 +43,9 @@ def doctor(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             console.print(f"[bold]{key}[/bold]")
             for feature, detail in value.items():
                 mark = "[green]yes[/green]" if detail.get("ok") else "[red]no[/red]"
-                console.print(f"  {feature:<14} {mark}  {detail.get('detail', '')}", highlight=False)
+                console.print(
+                    f"  {feature:<14} {mark}  {detail.get('detail', '')}", highlight=False
+                )
         else:
             console.print(f"[bold]{key}[/bold]: {value}", highlight=False)
 
@@ -54,7 +60,9 @@ def schema() -> None:
 
 @app.command()
 @friendly
-def validate(topology: Annotated[str, typer.Argument(help="A name under topologies/ or a path")]) -> None:
+def validate(
+    topology: Annotated[str, typer.Argument(help="A name under topologies/ or a path")],
+) -> None:
     """Check a topology file without creating anything."""
     from labkit.topology.loader import load_topology
 

@@ -30,12 +30,24 @@ if TYPE_CHECKING:
 @app.command()
 @friendly
 def up(
-    topology: Annotated[str, typer.Argument(help="A name under topologies/ or a path")] = DEFAULT_TOPOLOGY,
+    topology: Annotated[
+        str, typer.Argument(help="A name under topologies/ or a path")
+    ] = DEFAULT_TOPOLOGY,
     name: Annotated[str | None, typer.Option(help="Lab name (default: the topology's)")] = None,
     profile: Annotated[bool, typer.Option("--profile", help="Print where the time went")] = False,
-    files: Annotated[list[str] | None, typer.Option("-f", "--filename", help="Kubernetes manifests: file, directory or - (repeatable)")] = None,
-    kube_version: Annotated[str | None, typer.Option(help="Kubernetes version the manifests are checked against")] = None,
-    hosts: Annotated[str | None, typer.Option(help="Hosts file: spread the lab over its Docker hosts (or $LABKIT_HOSTS)")] = None,
+    files: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-f", "--filename", help="Kubernetes manifests: file, directory or - (repeatable)"
+        ),
+    ] = None,
+    kube_version: Annotated[
+        str | None, typer.Option(help="Kubernetes version the manifests are checked against")
+    ] = None,
+    hosts: Annotated[
+        str | None,
+        typer.Option(help="Hosts file: spread the lab over its Docker hosts (or $LABKIT_HOSTS)"),
+    ] = None,
 ) -> None:
     """Bring a lab up and print its nodes, pods, addresses and entry points."""
     from labkit.lab import Lab
@@ -77,10 +89,18 @@ def next_steps(lab: Any) -> list[str]:
         client = next((p for p in pods if not p.spec.run), pods[0])
         server = next((p for p in pods if p.spec.run and p.node.name != client.node.name), None)
         if server is not None:
-            steps.append(f"labkit exec {client.name} -- curl -s {server.ip}:8080/   # {server.name} on {server.node.name}")
+            steps.append(
+                f"labkit exec {client.name} -- curl -s {server.ip}:8080/   # {server.name} on {server.node.name}"
+            )
         for name in list(lab.topology.services)[:1]:
-            steps.append(f"labkit exec {client.name} -- curl -s {name}:{lab.topology.services[name].ports[0].port}/")
-    steps += [f"labkit check {lab.name}", f"labkit shell {lab.node(next(iter(lab.topology.nodes))).name}", f"labkit down {lab.name}"]
+            steps.append(
+                f"labkit exec {client.name} -- curl -s {name}:{lab.topology.services[name].ports[0].port}/"
+            )
+    steps += [
+        f"labkit check {lab.name}",
+        f"labkit shell {lab.node(next(iter(lab.topology.nodes))).name}",
+        f"labkit down {lab.name}",
+    ]
     return steps
 
 
@@ -88,8 +108,12 @@ def next_steps(lab: Any) -> list[str]:
 @friendly
 def down(
     name: Annotated[str | None, typer.Argument(help="Lab name")] = None,
-    all_labs: Annotated[bool, typer.Option("--all", help="Remove every labkit object on this engine")] = False,
-    stale: Annotated[bool, typer.Option("--stale", help="Remove every lab whose owner process is gone")] = False,
+    all_labs: Annotated[
+        bool, typer.Option("--all", help="Remove every labkit object on this engine")
+    ] = False,
+    stale: Annotated[
+        bool, typer.Option("--stale", help="Remove every lab whose owner process is gone")
+    ] = False,
 ) -> None:
     """Remove a lab (idempotent); with --stale every lab left by a dead run; with --all everything."""
     from labkit.core import state
@@ -112,7 +136,9 @@ def down(
             if stale and not stale_reason(runtime.lab_labels(lab)):
                 continue  # reclaimed and brought up again meanwhile
             # On every host it was brought up on; a host that does not answer keeps the lab known.
-            removed = runtime_of(lab).remove_lab(lab) if state.load(lab) else runtime.remove_lab(lab)
+            removed = (
+                runtime_of(lab).remove_lab(lab) if state.load(lab) else runtime.remove_lab(lab)
+            )
             state.forget(lab)
         console.print(f"removed lab {lab} ({removed} objects)")
     if not names:
@@ -128,7 +154,9 @@ def _print_lab(lab: Any) -> None:
     for node in document["nodes"]:
         ips = ", ".join(f"{ip} ({net})" for net, ip in node["ips"].items())
         host = [f"{node['host']}" + (" [red]LOST[/red]" if node["lost"] else "")] if placed else []
-        nodes.add_row(node["name"], *host, ips, node["pod_subnet"] or "-", ",".join(node["roles"]) or "-")
+        nodes.add_row(
+            node["name"], *host, ips, node["pod_subnet"] or "-", ",".join(node["roles"]) or "-"
+        )
     console.print(nodes)
     if document["pods"]:
         pods = Table(title="pods", title_justify="left")
@@ -141,7 +169,16 @@ def _print_lab(lab: Any) -> None:
     if document.get("services"):
         _print_services(document)
     for key, value in document.items():
-        if key in ("name", "source", "backend", "networks", "nodes", "pods", "services", "service_proxy"):
+        if key in (
+            "name",
+            "source",
+            "backend",
+            "networks",
+            "nodes",
+            "pods",
+            "services",
+            "service_proxy",
+        ):
             continue
         console.print(f"[bold]{key}[/bold]: {json.dumps(value, indent=1)}")
 
@@ -167,7 +204,10 @@ def _print_services(document: dict[str, Any]) -> None:
             addresses.append(f"LB {service['load_balancer_ip']}")
         addresses += [f"ext {ip}" for ip in service.get("external_ips", [])]
         table.add_row(
-            service["name"], "\n".join(addresses), ports, endpoints or f"[yellow]none: {notes}[/yellow]"
+            service["name"],
+            "\n".join(addresses),
+            ports,
+            endpoints or f"[yellow]none: {notes}[/yellow]",
         )
     console.print(table)
 
@@ -192,7 +232,9 @@ def stop(name: Annotated[str | None, typer.Argument(help="Lab name")] = None) ->
     """Stop a lab on purpose: its containers stop, its addresses and state stay."""
     lab = attach_lab(name)
     nodes = lab.stop()
-    console.print(f"lab {lab.name} stopped ({len(nodes)} node(s)); bring it back: labkit start {lab.name}")
+    console.print(
+        f"lab {lab.name} stopped ({len(nodes)} node(s)); bring it back: labkit start {lab.name}"
+    )
 
 
 @app.command()

@@ -25,7 +25,9 @@ def pod_add(
     """Add a pod to a running lab; services follow."""
     lab = attach_lab(lab_name)
     labels = dict(item.split("=", 1) for item in label or [])
-    pod = lab.add_pod(name, {"node": node, "labels": labels, "run": run or [], "namespace": namespace})
+    pod = lab.add_pod(
+        name, {"node": node, "labels": labels, "run": run or [], "namespace": namespace}
+    )
     console.print(f"pod {pod.name} on {node}: {pod.ip}")
     _print_service_sync(lab)
 

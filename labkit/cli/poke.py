@@ -12,7 +12,9 @@ import typer
 from labkit.cli.common import app, attach_lab, console, friendly, lab_of_endpoint
 
 
-@app.command(name="exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(
+    name="exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
 @friendly
 def exec_(
     target: Annotated[str, typer.Argument(help="A node or a pod")],

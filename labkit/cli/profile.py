@@ -31,8 +31,12 @@ def print_profile(lab: Lab, profile: Profile, process_seconds: float) -> None:
     console.print(phases)
     pods = list(lab.steps["pods"].values())
     if pods:
-        cni = _table("CNI per pod (inside each node's script)", "pods", "median s", "max s", "sum s")
-        cni.add_row(str(len(pods)), f"{statistics.median(pods):.3f}", f"{max(pods):.3f}", f"{sum(pods):.3f}")
+        cni = _table(
+            "CNI per pod (inside each node's script)", "pods", "median s", "max s", "sum s"
+        )
+        cni.add_row(
+            str(len(pods)), f"{statistics.median(pods):.3f}", f"{max(pods):.3f}", f"{sum(pods):.3f}"
+        )
         console.print(cni)
     calls = _table("engine calls and execs (threads overlap: sums exceed wall time)",
                    "what", "count", "sum s", "slowest s")  # fmt: skip

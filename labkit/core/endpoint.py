@@ -17,7 +17,9 @@ class Endpoint(Protocol):
     @property
     def ip(self) -> IPv4Address: ...
 
-    def exec(self, command: str, *, check: bool = True, timeout: float | None = None) -> ExecResult: ...
+    def exec(
+        self, command: str, *, check: bool = True, timeout: float | None = None
+    ) -> ExecResult: ...
 
 
 Target = Endpoint | IPv4Address | str

@@ -10,10 +10,14 @@ from tenacity import RetryError, Retrying, stop_after_delay, wait_fixed
 T = TypeVar("T")
 
 
-def eventually(check: Callable[[], T], *, within: float = 10.0, every: float = 0.2, what: str = "condition") -> T:
+def eventually(
+    check: Callable[[], T], *, within: float = 10.0, every: float = 0.2, what: str = "condition"
+) -> T:
     """Retry `check` until it returns without raising; bounded, with the last error shown."""
     try:
-        for attempt in Retrying(stop=stop_after_delay(within), wait=wait_fixed(every), reraise=False):
+        for attempt in Retrying(
+            stop=stop_after_delay(within), wait=wait_fixed(every), reraise=False
+        ):
             with attempt:
                 return check()
     except RetryError as exc:

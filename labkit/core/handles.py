@@ -147,9 +147,7 @@ class PodHandle(Probing):
     def labels(self) -> dict[str, str]:
         return dict(self.spec.labels)
 
-    def exec(
-        self, command: str, *, check: bool = True, timeout: float | None = None
-    ) -> ExecResult:
+    def exec(self, command: str, *, check: bool = True, timeout: float | None = None) -> ExecResult:
         """Run a shell command inside the pod's network namespace (a hostNetwork pod's: the node's)."""
         if self.spec.host_network:
             return self.node.exec(command, check=check, timeout=timeout)

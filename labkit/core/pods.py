@@ -39,7 +39,11 @@ def choose_pod_ip(
     others = [ip for pod_name, ip in released.items() if pod_name != name]
     used = [ip for pod_name, ip in cluster.addresses.pod_ips.items() if pod_name != name]
     return plan_pod_ip(
-        cluster.addresses.pod_subnets[node], used, pinned=pinned, sticky=released.get(name), reserved=others
+        cluster.addresses.pod_subnets[node],
+        used,
+        pinned=pinned,
+        sticky=released.get(name),
+        reserved=others,
     )
 
 
@@ -59,10 +63,11 @@ def add_pod(
     subnet = addresses.pod_subnets[spec.node]
     if spec.ip is not None and (spec.ip not in subnet or spec.ip in addresses.pod_ips.values()):
         raise UsageError(f"pod IP {spec.ip} is outside {subnet} of node {spec.node} or taken")
-    if spec.host_network:
-        ip = addresses.node_ip(spec.node)
-    else:
-        ip = choose_pod_ip(cluster, name, spec.node, spec.ip)
+    ip = (
+        addresses.node_ip(spec.node)
+        if spec.host_network
+        else choose_pod_ip(cluster, name, spec.node, spec.ip)
+    )
     cluster.topology.pods[name] = spec
     addresses.pod_ips[name] = ip
     try:
@@ -92,9 +97,7 @@ def delete_pod(cluster: Cluster, name: str, *, notify: bool = True) -> None:
         cluster.pods_changed([name])
 
 
-def set_labels(
-    cluster: Cluster, name: str, labels: dict[str, str], *, notify: bool = True
-) -> None:
+def set_labels(cluster: Cluster, name: str, labels: dict[str, str], *, notify: bool = True) -> None:
     name = cluster.pod(name).name
     cluster.topology.pods[name].labels = dict(labels)
     if notify:

@@ -79,18 +79,20 @@ def routers(topology: Topology) -> list[str]:
     return [name for name, spec in topology.nodes.items() if "router" in spec.roles]
 
 
-def _none_scripts(topology: Topology, addresses: Addresses, mtu: int = UNDERLAY_MTU) -> dict[str, str]:
+def _none_scripts(
+    topology: Topology, addresses: Addresses, mtu: int = UNDERLAY_MTU
+) -> dict[str, str]:
     return {}
 
 
-def _vxlan_scripts(topology: Topology, addresses: Addresses, mtu: int = UNDERLAY_MTU) -> dict[str, str]:
+def _vxlan_scripts(
+    topology: Topology, addresses: Addresses, mtu: int = UNDERLAY_MTU
+) -> dict[str, str]:
     members = topology.member_nodes()
     scripts = {}
     for node in members:
         peers = {
-            addresses.pod_subnets[peer]: addresses.node_ip(peer)
-            for peer in members
-            if peer != node
+            addresses.pod_subnets[peer]: addresses.node_ip(peer) for peer in members if peer != node
         }
         scripts[node] = vxlan.vxlan_script(
             addresses.node_ip(node), addresses.pod_subnets[node], peers, mtu
@@ -113,7 +115,9 @@ def dial(
     return addresses.node_ip(node), addresses.node_ip(peer)
 
 
-def _host_gw_scripts(topology: Topology, addresses: Addresses, mtu: int = UNDERLAY_MTU) -> dict[str, str]:
+def _host_gw_scripts(
+    topology: Topology, addresses: Addresses, mtu: int = UNDERLAY_MTU
+) -> dict[str, str]:
     members = topology.member_nodes()
     return {
         node: hostgw.host_gw_script(
@@ -140,11 +144,11 @@ def udp_peers(topology: Topology, addresses: Addresses, node: str) -> list[udp.U
     return peers
 
 
-def _udp_scripts(topology: Topology, addresses: Addresses, mtu: int = UNDERLAY_MTU) -> dict[str, str]:
+def _udp_scripts(
+    topology: Topology, addresses: Addresses, mtu: int = UNDERLAY_MTU
+) -> dict[str, str]:
     return {
-        node: udp.udp_script(
-            addresses.pod_subnets[node], udp_peers(topology, addresses, node), mtu
-        )
+        node: udp.udp_script(addresses.pod_subnets[node], udp_peers(topology, addresses, node), mtu)
         for node in topology.member_nodes()
     }
 
@@ -189,7 +193,9 @@ def bgp_node(topology: Topology, addresses: Addresses, node: str) -> bgp.BgpNode
     )
 
 
-def _bgp_scripts(topology: Topology, addresses: Addresses, mtu: int = UNDERLAY_MTU) -> dict[str, str]:
+def _bgp_scripts(
+    topology: Topology, addresses: Addresses, mtu: int = UNDERLAY_MTU
+) -> dict[str, str]:
     return {
         node: bgp.start_script(bgp_node(topology, addresses, node))
         for node in bgp_speakers(topology)

@@ -186,7 +186,9 @@ def parse_protocols(output: str) -> dict[str, ProtocolState]:
         match = _PROTOCOL_LINE.match(line)
         if match:
             name = match["name"]
-            result[name] = ProtocolState(name, match["proto"], match["state"], match["info"].strip())
+            result[name] = ProtocolState(
+                name, match["proto"], match["state"], match["info"].strip()
+            )
     return result
 
 

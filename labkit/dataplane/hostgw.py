@@ -13,4 +13,6 @@ from labkit.dataplane.script import q, script
 
 def host_gw_script(peers: dict[IPv4Network, IPv4Address]) -> str:
     """Routes: each peer's pod subnet via its underlay address (the next hop)."""
-    return script(f"ip route replace {q(subnet)} via {gateway}" for subnet, gateway in peers.items())
+    return script(
+        f"ip route replace {q(subnet)} via {gateway}" for subnet, gateway in peers.items()
+    )

@@ -102,7 +102,9 @@ def _upstreams(table: RoutingTable) -> list[str]:
 def render(table: RoutingTable) -> str:
     l4 = list(table.l4)
     return config_text(
-        "\n".join([*ingress_l4.nginx_load_module(l4), HEADER.format(pid=PID_FILE, error_log=ERROR_LOG)]),
+        "\n".join(
+            [*ingress_l4.nginx_load_module(l4), HEADER.format(pid=PID_FILE, error_log=ERROR_LOG)]
+        ),
         _upstreams(table),
         _server(table, None),
         *(_server(table, host) for host in table.hosts()),

@@ -42,7 +42,9 @@ def node_scripts(
     """Per node, the whole script that builds it: knobs, routes, backend, pods."""
     wanted = set(only) if only is not None else set(topology.nodes)
     # The backend fits in the smallest MTU: the topology's networks', or the engine's.
-    backend = backends.backend_scripts(topology, addresses, backends.underlay_mtu(topology, engine_mtu))
+    backend = backends.backend_scripts(
+        topology, addresses, backends.underlay_mtu(topology, engine_mtu)
+    )
     underlay = backends.underlay_scripts(topology, addresses)
     mtu = backends.pod_mtu(topology, engine_mtu)
     scripts: dict[str, str] = {}
@@ -72,7 +74,7 @@ TIME_MARK = "labkit-time"
 
 def timed(what: str, text: str) -> str:
     """`text`, then a line saying how long it took (`labkit-time <what> <ns>`)."""
-    return f"_t=$(date +%s%N)\n{text.rstrip()}\necho \"{TIME_MARK} {what} $(( $(date +%s%N) - _t ))\""
+    return f'_t=$(date +%s%N)\n{text.rstrip()}\necho "{TIME_MARK} {what} $(( $(date +%s%N) - _t ))"'
 
 
 def parse_times(output: str) -> dict[str, float]:

@@ -18,7 +18,16 @@ from labkit.topology.units import (
     tc_time,
 )
 
-__all__ = ["ShapingError", "netem_qdisc", "parse_loss", "parse_rate", "parse_time", "tbf_qdisc", "tc_loss", "tc_time"]
+__all__ = [
+    "ShapingError",
+    "netem_qdisc",
+    "parse_loss",
+    "parse_rate",
+    "parse_time",
+    "tbf_qdisc",
+    "tc_loss",
+    "tc_time",
+]
 
 
 def tbf_qdisc(rate: str) -> str:

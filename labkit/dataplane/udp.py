@@ -86,7 +86,7 @@ def udp_script(own_subnet: IPv4Network, peers: list[UdpPeer], underlay_mtu: int 
 def attached_script(devices: list[str]) -> str:
     """Prints `<device> up|down`: up once socat holds the device (it has carrier)."""
     return "; ".join(
-        f"[ \"$(cat /sys/class/net/{d}/carrier 2>/dev/null)\" = 1 ] "
+        f'[ "$(cat /sys/class/net/{d}/carrier 2>/dev/null)" = 1 ] '
         f"&& echo '{d} up' || echo '{d} down'"
         for d in devices
     )

@@ -37,7 +37,6 @@ LAYERS: tuple[Layer, ...] = (
 )
 
 
-
 def active_layers(cluster: Cluster) -> list[Layer]:
     return [layer for layer in LAYERS if layer.wanted(cluster)]
 
@@ -72,4 +71,12 @@ def describe_layers(cluster: Cluster) -> dict[str, Any]:
     return document
 
 
-__all__ = ["LAYERS", "Layer", "active_layers", "apply_layers", "check_layers", "describe_layers", "sync_layers"]
+__all__ = [
+    "LAYERS",
+    "Layer",
+    "active_layers",
+    "apply_layers",
+    "check_layers",
+    "describe_layers",
+    "sync_layers",
+]

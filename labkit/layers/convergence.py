@@ -144,7 +144,9 @@ def udp_tunnels(node: NodeHandle) -> dict[str, bool]:
 def wait_udp_tunnels(cluster: Cluster, within: float = UDP_ATTACH_SECONDS) -> None:
 
     def attached() -> None:
-        states = parallel(lambda n: (n, udp_tunnels(cluster.node(n))), list(cluster.addresses.pod_subnets))
+        states = parallel(
+            lambda n: (n, udp_tunnels(cluster.node(n))), list(cluster.addresses.pod_subnets)
+        )
         down = [f"{n}: {d}" for n, tunnels in states for d, up in tunnels.items() if not up]
         if down:
             raise AssertionError(
@@ -199,8 +201,6 @@ class Convergence(BaseLayer):
         nodes = list(cluster.addresses.pod_subnets)
         tunnels = parallel(lambda n: udp_tunnels(cluster.node(n)), nodes)
         return {"udp_tunnels": dict(zip(nodes, tunnels, strict=True))}
-
-
 
 
 class Routing:

@@ -57,5 +57,3 @@ class FloatingLayer(BaseLayer):
                 for b in plan.bindings(cluster.topology, cluster.addresses.pod_ips)
             }
         }
-
-

@@ -219,7 +219,10 @@ class IngressLayer(BaseLayer):
             "port": ingress.port,
             "config": controller(cluster).config_path,
             "refused": dict(_state(cluster).get("errors", {})),
-            "l4": {f"{t.port}/{t.protocol}": f"{t.service}:{t.service_port}" for t in l4_targets(ingress)},
+            "l4": {
+                f"{t.port}/{t.protocol}": f"{t.service}:{t.service_port}"
+                for t in l4_targets(ingress)
+            },
         }
         if cluster.topology.vrrp is not None:
             document["url"] = f"http://{cluster.topology.vrrp.vip}:{ingress.port}/"

@@ -123,8 +123,6 @@ class PolicyLayer(BaseLayer):
         }
 
 
-
-
 class Policies:
     """Network policy of a running lab (`lab.policy`)."""
 

@@ -103,8 +103,7 @@ def apply_services(cluster: Cluster) -> SyncReport:
     members = _members(cluster)
     plans = current_plans(cluster, ready, members)
     setup = {
-        node: [*_route_lines(cluster, node), *_node_setup(cluster, plans[node])]
-        for node in members
+        node: [*_route_lines(cluster, node), *_node_setup(cluster, plans[node])] for node in members
     }
     report = program(
         cluster, members, proxy_mode(cluster), None, plans, {}, before=setup, fresh=True

@@ -54,7 +54,9 @@ def vrrp_config(cluster: Cluster, node: str, interface: str) -> str:
     )
     text = keepalived.render(spec, check)
     if ingress is not None and ingress.lvs is not None:  # LVS in front of the L4 entries
-        text += "\n".join([*keepalived_lvs.virtual_servers(vrrp.vip, l4_entries(cluster), ingress.lvs), ""])
+        text += "\n".join(
+            [*keepalived_lvs.virtual_servers(vrrp.vip, l4_entries(cluster), ingress.lvs), ""]
+        )
     return text
 
 
@@ -175,7 +177,9 @@ class VrrpLayer(BaseLayer):
         check_vip_subnet(cluster)
         ingress = cluster.topology.ingress
         if ingress is not None and ingress.lvs is not None:
-            features.require("ipvs", f"ingress.lvs (keepalived virtual_server, lb_kind {ingress.lvs.mode})")
+            features.require(
+                "ipvs", f"ingress.lvs (keepalived virtual_server, lb_kind {ingress.lvs.mode})"
+            )
 
     def apply(self, cluster: Cluster) -> None:
         install_all(cluster)
@@ -225,4 +229,6 @@ class VrrpControl:
 
     def master_down_interval(self, priority: int | None = None) -> float:
         vrrp = _vrrp(self.cluster)
-        return master_down_interval(vrrp, priority if priority is not None else max(vrrp.priorities.values()))
+        return master_down_interval(
+            vrrp, priority if priority is not None else max(vrrp.priorities.values())
+        )

@@ -35,9 +35,7 @@ def start_bare(runtime: DockerRuntime, name: str, count: int) -> None:
     subnet = free_subnet(runtime)
     runtime.create_network(name, "net", subnet)
     hosts = list(subnet.hosts())[1:]  # .1 is the network's gateway
-    parallel(
-        lambda i: runtime.create_node(name, f"n{i}", image, {"net": hosts[i]}), range(count)
-    )
+    parallel(lambda i: runtime.create_node(name, f"n{i}", image, {"net": hosts[i]}), range(count))
 
 
 def main(argv: list[str]) -> int:

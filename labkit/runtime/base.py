@@ -123,11 +123,15 @@ class Runtime(Protocol):
         timeout: float | None = None,
     ) -> ExecResult: ...
 
-    def exec_stream(self, container: str, command: str | list[str]) -> Iterator[tuple[bytes, bytes]]:
+    def exec_stream(
+        self, container: str, command: str | list[str]
+    ) -> Iterator[tuple[bytes, bytes]]:
         """Run a command; yield its (stdout, stderr) bytes as they come, until it exits."""
         ...
 
-    def put_file(self, container: str, path: str, content: str | bytes, mode: int = 0o644) -> None: ...
+    def put_file(
+        self, container: str, path: str, content: str | bytes, mode: int = 0o644
+    ) -> None: ...
 
     # -- inventory and cleanup ------------------------------------------------
     def lab_names(self) -> set[str]: ...

@@ -234,7 +234,9 @@ class DockerRuntime:
             networking_config=networking, detach=True,
         )  # fmt: skip
         for network, address in items[1:]:
-            api.connect_container_to_network(created["Id"], network_name(lab, network), ipv4_address=str(address))
+            api.connect_container_to_network(
+                created["Id"], network_name(lab, network), ipv4_address=str(address)
+            )
         api.start(created["Id"])
         return name
 
@@ -293,7 +295,9 @@ class DockerRuntime:
             raise ExecError(container, shown, result)
         return result
 
-    def exec_stream(self, container: str, command: str | list[str]) -> Iterator[tuple[bytes, bytes]]:
+    def exec_stream(
+        self, container: str, command: str | list[str]
+    ) -> Iterator[tuple[bytes, bytes]]:
         """Run a command; yield its (stdout, stderr) bytes as the engine sends them
         (the SDK's attached exec stream: no docker CLI, works on a remote engine)."""
         argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
@@ -318,7 +322,6 @@ class DockerRuntime:
         self.exec(container, ["mkdir", "-p", parent])
         self.client.api.put_archive(container, parent, buffer.getvalue())
 
-
     # -- inventory and cleanup ------------------------------------------------
 
     def lab_names(self) -> set[str]:
@@ -335,18 +338,24 @@ class DockerRuntime:
 
     def lab_running(self, lab: str) -> bool:
         """Whether any container of the lab is running."""
-        running = self.client.api.containers(filters={"label": f"{LAB_LABEL}={lab}", "status": "running"})
+        running = self.client.api.containers(
+            filters={"label": f"{LAB_LABEL}={lab}", "status": "running"}
+        )
         return bool(running)
 
     def lab_labels(self, lab: str) -> dict[str, str]:
         found = self.client.api.networks(filters={"label": f"{LAB_LABEL}={lab}"})
-        found = found or self.client.api.containers(all=True, filters={"label": f"{LAB_LABEL}={lab}"})
+        found = found or self.client.api.containers(
+            all=True, filters={"label": f"{LAB_LABEL}={lab}"}
+        )
         return dict(found[0].get("Labels") or {}) if found else {}
 
     def labelled(self, lab: str) -> list[str]:
         selector = {"label": f"{LAB_LABEL}={lab}"}
         api = self.client.api
-        names = [item["Names"][0].lstrip("/") for item in api.containers(all=True, filters=selector)]
+        names = [
+            item["Names"][0].lstrip("/") for item in api.containers(all=True, filters=selector)
+        ]
         return names + [item["Name"] for item in api.networks(filters=selector)]
 
     def memory_bytes(self, container: str) -> int:

@@ -52,7 +52,12 @@ class FakeRuntime:
 
     # -- steering the fake ------------------------------------------------------
     def fail_exec(
-        self, pattern: str, *, on: str | None = None, error: BaseException | None = None, times: int = 1
+        self,
+        pattern: str,
+        *,
+        on: str | None = None,
+        error: BaseException | None = None,
+        times: int = 1,
     ) -> None:
         """Make the next `times` execs whose command contains `pattern` (on container
         `on`) fail: exit 1, or raise `error` (e.g. KeyboardInterrupt) instead."""
@@ -167,7 +172,9 @@ class FakeRuntime:
         stdout = next((out for pattern, out in self.responses.items() if pattern in text), "")
         return ExecResult(0, stdout, "")
 
-    def exec_stream(self, container: str, command: str | list[str]) -> Iterator[tuple[bytes, bytes]]:
+    def exec_stream(
+        self, container: str, command: str | list[str]
+    ) -> Iterator[tuple[bytes, bytes]]:
         """The exec's answer as one stdout chunk."""
         yield self.exec(container, command).stdout.encode(), b""
 
@@ -178,7 +185,9 @@ class FakeRuntime:
 
     # -- inventory and cleanup ----------------------------------------------------
     def lab_names(self) -> set[str]:
-        return {c["lab"] for c in self.containers.values()} | {n["lab"] for n in self.networks.values()}
+        return {c["lab"] for c in self.containers.values()} | {
+            n["lab"] for n in self.networks.values()
+        }
 
     def lab_running(self, lab: str) -> bool:
         return any(c["lab"] == lab and c["running"] for c in self.containers.values())

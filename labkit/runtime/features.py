@@ -24,7 +24,10 @@ PROBES: dict[str, tuple[str, str]] = {
     "iptables": ("iptables -t nat -L -n", "service proxy (iptables)"),
     "nftables": ("nft add table ip lkprobe && nft delete table ip lkprobe", "proxy mode nftables"),
     "conntrack": ("conntrack -L", "service proxy"),
-    "br_netfilter": ("test -e /proc/sys/net/bridge/bridge-nf-call-iptables", "services on bridged pods"),
+    "br_netfilter": (
+        "test -e /proc/sys/net/bridge/bridge-nf-call-iptables",
+        "services on bridged pods",
+    ),
     "statistic": (
         "iptables -t nat -N LKP && iptables -t nat -A LKP -m statistic --mode random "
         "--probability 0.5 -j RETURN && iptables -t nat -F LKP && iptables -t nat -X LKP",
@@ -36,9 +39,18 @@ PROBES: dict[str, tuple[str, str]] = {
         "session affinity",
     ),
     # qdiscs on a veth: the dummy link type is a module some hosts lack, unlike veth.
-    "tbf": ("ip link add lkq0 type veth peer name lkq1 && tc qdisc add dev lkq0 root tbf rate 1mbit burst 32k latency 50ms", "rate limits"),
-    "htb": ("ip link add lkq0 type veth peer name lkq1 && tc qdisc add dev lkq0 root handle 1: htb", "rate limits"),
-    "netem": ("ip link add lkq0 type veth peer name lkq1 && tc qdisc add dev lkq0 root netem delay 1ms", "delay/jitter/loss faults"),
+    "tbf": (
+        "ip link add lkq0 type veth peer name lkq1 && tc qdisc add dev lkq0 root tbf rate 1mbit burst 32k latency 50ms",
+        "rate limits",
+    ),
+    "htb": (
+        "ip link add lkq0 type veth peer name lkq1 && tc qdisc add dev lkq0 root handle 1: htb",
+        "rate limits",
+    ),
+    "netem": (
+        "ip link add lkq0 type veth peer name lkq1 && tc qdisc add dev lkq0 root netem delay 1ms",
+        "delay/jitter/loss faults",
+    ),
     # ipvsadm first: asking the kernel for IPVS loads the module where there is one.
     "ipvs": ("ipvsadm -L -n >/dev/null && test -e /proc/net/ip_vs", "proxy mode ipvs"),
     "dummy": ("ip link add lkdum0 type dummy", "proxy mode ipvs (the kube-ipvs0 device)"),
@@ -121,7 +133,11 @@ def kernel_features_on(runtime: Any, image: str) -> dict[str, dict[str, Any]]:
         name, _, rest = line.partition(" ")
         if name in PROBES:
             ok = rest.startswith("ok")
-            result[name] = {"ok": ok, "detail": "" if ok else rest[3:].strip(), "needed_by": PROBES[name][1]}
+            result[name] = {
+                "ok": ok,
+                "detail": "" if ok else rest[3:].strip(),
+                "needed_by": PROBES[name][1],
+            }
     return result
 
 

@@ -40,8 +40,12 @@ class Profile:
 
     def rows(self) -> list[tuple[str, int, float, float]]:
         """(what, count, total seconds, slowest seconds), the most expensive first."""
-        found = [(f"engine {name}", s.count, s.seconds, s.slowest) for name, s in self.calls.items()]
-        found += [(f"exec on {name}", s.count, s.seconds, s.slowest) for name, s in self.execs.items()]
+        found = [
+            (f"engine {name}", s.count, s.seconds, s.slowest) for name, s in self.calls.items()
+        ]
+        found += [
+            (f"exec on {name}", s.count, s.seconds, s.slowest) for name, s in self.execs.items()
+        ]
         return sorted(found, key=lambda row: row[2], reverse=True)
 
 

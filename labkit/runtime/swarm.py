@@ -313,7 +313,9 @@ class SwarmRuntime:
             lambda runtime: runtime.exec(container, command, check=check, env=env, timeout=timeout),
         )
 
-    def exec_stream(self, container: str, command: str | list[str]) -> Iterator[tuple[bytes, bytes]]:
+    def exec_stream(
+        self, container: str, command: str | list[str]
+    ) -> Iterator[tuple[bytes, bytes]]:
         return self._routed(container, lambda runtime: runtime.exec_stream(container, command))
 
     def put_file(self, container: str, path: str, content: str | bytes, mode: int = 0o644) -> None:

@@ -268,10 +268,11 @@ def to_mermaid(graph: Graph) -> str:
             lines.append(f"  {_mermaid_vertex(vertex)}")
     for edge in graph.edges:
         tail, head = _mermaid_id(edge.tail), _mermaid_id(edge.head)
-        if edge.kind == "endpoint":
-            arrow = "-.->" if edge.state == "down" else "-->"
-        else:
-            arrow = MERMAID_LINKS[edge.state]
+        arrow = (
+            ("-.->" if edge.state == "down" else "-->")
+            if edge.kind == "endpoint"
+            else MERMAID_LINKS[edge.state]
+        )
         label = f'|"{edge.label}"|' if edge.label else ""
         lines.append(f"  {tail} {arrow}{label} {head}")
     lines += [f"  classDef {name} {style}" for name, style in MERMAID_CLASSES.items()]

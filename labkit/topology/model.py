@@ -131,7 +131,9 @@ class Node(Strict):
         description="Impair this node's link on a network: network name -> Impairment. "
         "Its settings override the network's own `impair`, one by one",
     )
-    run: list[str] = Field(default_factory=list, description="Servers the node runs, as a pod's run")
+    run: list[str] = Field(
+        default_factory=list, description="Servers the node runs, as a pod's run"
+    )
 
     @property
     def is_member(self) -> bool:

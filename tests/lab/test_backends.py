@@ -41,9 +41,7 @@ def capture_one(node, interface: str, capture_filter: str, send) -> str:
         assert "listening on" in node.exec(f"cat {out}").stdout
 
     def captured() -> str:
-        lines = [
-            line for line in node.exec(f"cat {out}").stdout.splitlines() if " IP " in line
-        ]
+        lines = [line for line in node.exec(f"cat {out}").stdout.splitlines() if " IP " in line]
         assert lines, "no packet captured yet"
         return lines[0]
 
@@ -222,7 +220,11 @@ class TestBgp(BackendContract):
             lab.routing.freeze_bird(frozen)
             # The hold time, plus the time to notice (routes are polled).
             _wait_withdrawn(
-                lab, watcher, subnet, hold + 3, f"withdrawal of {subnet} after the hold time ({hold} s)"
+                lab,
+                watcher,
+                subnet,
+                hold + 3,
+                f"withdrawal of {subnet} after the hold time ({hold} s)",
             )
             measure("bgp_withdraw_after_hang_s", time.perf_counter() - start, "s")
             assert "Hold timer expired" in lab.routing.bird_protocols_text(watcher)

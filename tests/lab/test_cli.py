@@ -11,8 +11,6 @@ from cli_runner import labkit
 pytestmark = pytest.mark.topology("flannel-vxlan")
 
 
-
-
 def test_status_json_lists_nodes_and_pods(lab):
     result = labkit("status", lab.name, "--json")
     assert result.returncode == 0, result.stderr
@@ -30,7 +28,9 @@ def test_status_json_lists_nodes_and_pods(lab):
 
 
 def test_exec_runs_in_the_pods_namespace_and_passes_the_exit_code(lab):
-    result = labkit("exec", "--lab", lab.name, "web-2", "--", "ip", "-4", "-o", "addr", "show", "eth0")
+    result = labkit(
+        "exec", "--lab", lab.name, "web-2", "--", "ip", "-4", "-o", "addr", "show", "eth0"
+    )
     assert result.returncode == 0, result.stderr
     assert f"{lab.pod('web-2').ip}/24" in result.stdout
     failed = labkit("exec", "--lab", lab.name, "node-1", "--", "sh", "-c", "exit 7")

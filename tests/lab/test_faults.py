@@ -20,8 +20,6 @@ FLOATING = IPv4Address("192.0.2.20")
 TCP = expect.tcp(9000, timeout=1)
 
 
-
-
 def split(lab, node: str):
     """(pods on `node`, pods elsewhere)."""
     pods = lab.pods()

@@ -54,7 +54,10 @@ def test_two_labs_up_at_once_do_not_collide(runtime):
     try:
         second = Lab.up(parse_topology(TINY.format(name="lifecycle-c")), runtime=runtime)
         try:
-            assert first.addresses.underlay_subnets["underlay"] != second.addresses.underlay_subnets["underlay"]
+            assert (
+                first.addresses.underlay_subnets["underlay"]
+                != second.addresses.underlay_subnets["underlay"]
+            )
             # Same pod CIDR in both, each lab's pods reach their own peers only.
             assert first.pod("p-1").ip == second.pod("p-1").ip
             expect.reachable([first.pod("p-2")], [first.pod("p-1")])

@@ -11,7 +11,9 @@ pytestmark = pytest.mark.topology("flannel-vxlan")
 
 def test_two_processes_of_one_pod_talk_over_localhost(lab):
     sidecar = lab.pod("sidecar")
-    expect.eventually(lambda: sidecar.tcp("127.0.0.1", 8080).ok or _fail("not listening"), within=10)
+    expect.eventually(
+        lambda: sidecar.tcp("127.0.0.1", 8080).ok or _fail("not listening"), within=10
+    )
     reply = sidecar.http("127.0.0.1", 8080)
     assert reply.pod == "sidecar"
     assert reply.client_ip == "127.0.0.1"
@@ -115,7 +117,9 @@ def test_pod_output_is_retrievable(lab):
 
 def test_testinfra_host_per_node(lab):
     if lab.runtime.engine_info().get("hosts"):
-        pytest.skip("testinfra's docker:// backend reaches this machine's engine only, not a swarm's hosts")
+        pytest.skip(
+            "testinfra's docker:// backend reaches this machine's engine only, not a swarm's hosts"
+        )
     host = lab.node("node-1").host
     assert host.interface("cni0").exists
     assert str(lab.addresses.gateway("node-1")) in host.interface("cni0").addresses

@@ -42,7 +42,9 @@ def assert_flat_pod_network(lab: Lab) -> None:
     for source, target in (("client-a1", "web-b1"), ("web-b1", "web-a2")):
         fits = lab.pod(source).ping(lab.pod(target), size=largest, dont_fragment=True, count=2)
         assert fits.loss == 0, f"{source} -> {target}, {largest} bytes with DF: {fits}"
-        too_big = lab.pod(source).ping(lab.pod(target), size=largest + 1, dont_fragment=True, count=1)
+        too_big = lab.pod(source).ping(
+            lab.pod(target), size=largest + 1, dont_fragment=True, count=1
+        )
         assert not too_big.ok
 
 

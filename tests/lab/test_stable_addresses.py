@@ -17,8 +17,6 @@ FLOATING = IPv4Address("192.0.2.10")
 LOAD_SECONDS = 5.0  # the continuous clients' run, around a move (which takes under a second)
 
 
-
-
 def answers(source, target, port=8080, pod="web"):
     """A check for `expect.eventually`: `target` answers HTTP, from `pod`; the reply."""
 

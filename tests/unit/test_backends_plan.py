@@ -55,8 +55,6 @@ def plan(text: str, backend: str) -> tuple[Topology, dict[str, str]]:
     return topology, backends.backend_scripts(topology, addresses)
 
 
-
-
 # -- pod MTU per backend ----------------------------------------------------------
 
 
@@ -106,13 +104,16 @@ def test_udp_gives_each_peer_a_tun_device_and_a_socat():
 
 def test_udp_tunnel_command_keeps_the_pid():
     peer = udp.UdpPeer(
-        "lkudp-3", IPv4Network("10.244.3.0/24"), IPv4Address("172.31.0.5"), IPv4Address("172.31.0.2")
+        "lkudp-3",
+        IPv4Network("10.244.3.0/24"),
+        IPv4Address("172.31.0.5"),
+        IPv4Address("172.31.0.2"),
     )
     command = udp.tunnel_command(peer)
     assert command.startswith("setsid -f sh -c ")
     assert "echo $$ > /var/lib/labkit/udp/lkudp-3.pid; exec socat -d" in command
     assert udp.attached_script(["lkudp-3"]) == (
-        "[ \"$(cat /sys/class/net/lkudp-3/carrier 2>/dev/null)\" = 1 ] "
+        '[ "$(cat /sys/class/net/lkudp-3/carrier 2>/dev/null)" = 1 ] '
         "&& echo 'lkudp-3 up' || echo 'lkudp-3 down'"
     )
 
@@ -226,8 +227,7 @@ def test_parse_birdc_show_protocols():
 
 def test_parse_bird_routes_in_the_kernel():
     output = (
-        "blackhole 10.244.0.0/24 metric 32 \n"
-        "10.244.1.0/24 via 172.20.1.3 dev eth0 metric 32 \n"
+        "blackhole 10.244.0.0/24 metric 32 \n10.244.1.0/24 via 172.20.1.3 dev eth0 metric 32 \n"
     )
     assert bgp.parse_bird_routes(output) == {
         IPv4Network("10.244.0.0/24"),
@@ -284,7 +284,9 @@ def test_unencapsulated_backends_need_an_underlay_that_carries_pod_addresses(mon
 def test_a_routed_underlay_needs_it_whatever_the_backend(monkeypatch):
     fake_host(monkeypatch, tun=True, vxlan=True, l2_underlay=False)
     check_pod_network(parse_topology(TWO_NODES.replace("BACKEND", "vxlan")))
-    with pytest.raises(FeatureMissing, match=r"a routed underlay \(router nodes\) needs l2-underlay"):
+    with pytest.raises(
+        FeatureMissing, match=r"a routed underlay \(router nodes\) needs l2-underlay"
+    ):
         check_pod_network(parse_topology(TWO_RACKS.replace("BACKEND", "vxlan")))
 
 
@@ -299,7 +301,9 @@ def test_unknown_backend_names_its_line():
 
 def test_host_gw_across_a_router_says_which_nodes_are_not_adjacent():
     (message,) = problems(TWO_RACKS.replace("BACKEND", "host-gw"))
-    assert message.startswith("t.yaml:11:12: cluster.backend: host-gw routes each node's pod subnet")
+    assert message.startswith(
+        "t.yaml:11:12: cluster.backend: host-gw routes each node's pod subnet"
+    )
     assert "node-a1 (on rack-a) and node-b1 (on rack-b)" in message
     assert "node-a2 (on rack-a) and node-b1 (on rack-b)" in message
     assert "node-a1 (on rack-a) and node-a2" not in message
@@ -312,10 +316,14 @@ def test_the_other_backends_cross_the_router(backend):
 
 
 def test_a_router_that_is_not_on_both_networks():
-    text = TWO_RACKS.replace("BACKEND", "vxlan").replace(
-        "  rack-b: {subnet: 172.31.2.0/24}\n",
-        "  rack-b: {subnet: 172.31.2.0/24}\n  rack-c: {subnet: 172.31.3.0/24}\n",
-    ).replace("node-b1: {networks: [rack-b]}", "node-b1: {networks: [rack-c]}")
+    text = (
+        TWO_RACKS.replace("BACKEND", "vxlan")
+        .replace(
+            "  rack-b: {subnet: 172.31.2.0/24}\n",
+            "  rack-b: {subnet: 172.31.2.0/24}\n  rack-c: {subnet: 172.31.3.0/24}\n",
+        )
+        .replace("node-b1: {networks: [rack-b]}", "node-b1: {networks: [rack-c]}")
+    )
     (message,) = problems(text)
     assert message == (
         "t.yaml:10:23: nodes.node-b1.networks: node node-b1 (on rack-c) cannot reach "
@@ -325,11 +333,16 @@ def test_a_router_that_is_not_on_both_networks():
 
 
 def test_a_static_route_via_a_router_that_is_not_on_the_destination():
-    text = TWO_RACKS.replace("BACKEND", "vxlan").replace(
-        "  rack-b: {subnet: 172.31.2.0/24}\n",
-        "  rack-b: {subnet: 172.31.2.0/24}\n  rack-c: {subnet: 172.31.3.0/24}\n",
-    ).replace(
-        "node-a2: {networks: [rack-a]}", "node-a2: {networks: [rack-a], routes: {rack-c: router}}"
+    text = (
+        TWO_RACKS.replace("BACKEND", "vxlan")
+        .replace(
+            "  rack-b: {subnet: 172.31.2.0/24}\n",
+            "  rack-b: {subnet: 172.31.2.0/24}\n  rack-c: {subnet: 172.31.3.0/24}\n",
+        )
+        .replace(
+            "node-a2: {networks: [rack-a]}",
+            "node-a2: {networks: [rack-a], routes: {rack-c: router}}",
+        )
     )
     (message,) = problems(text)
     assert message.startswith("t.yaml:9:50: nodes.node-a2.routes.rack-c: router 'router' is not on")

@@ -61,9 +61,7 @@ def fake_run() -> dict:
         **paths.summarize(measured),
         "wall_s": 12.0,
     }
-    results["goals"] = [
-        {"goal": g, "met": m, "figure": f} for g, m, f in paths.goal_notes(results)
-    ]
+    results["goals"] = [{"goal": g, "met": m, "figure": f} for g, m, f in paths.goal_notes(results)]
     return results
 
 

@@ -290,8 +290,6 @@ vrrp:
 """
 
 
-
-
 def test_the_example_topology_is_valid():
     topology = parse_topology(TOPOLOGY)
     assert topology.ingress is not None and topology.vrrp is not None

@@ -90,7 +90,9 @@ def test_an_interrupted_up_removes_what_it_made(runtime, tmp_path):
         Lab.up(parse_topology(TOPOLOGY), runtime=runtime)
     assert ("remove_lab", "fake") in runtime.calls
     assert runtime.containers == {} and runtime.networks == {}
-    assert list(tmp_path.glob("*.json")) == []  # no state left for `attach` to trip over (locks/ stays)
+    assert (
+        list(tmp_path.glob("*.json")) == []
+    )  # no state left for `attach` to trip over (locks/ stays)
 
 
 def test_add_pod_runs_the_pod_script_on_its_node(lab, runtime):
@@ -127,7 +129,12 @@ def test_a_failed_move_puts_the_pod_back(lab, runtime):
     runtime.fail_exec("labkit-cni add a", on="fake-node-2")
     with pytest.raises(ExecError):
         lab.move_pod("a", "node-2")
-    assert [call[1] for call in runtime.calls] == ["fake-node-1", "fake-node-2", "fake-node-2", "fake-node-1"]
+    assert [call[1] for call in runtime.calls] == [
+        "fake-node-1",
+        "fake-node-2",
+        "fake-node-2",
+        "fake-node-1",
+    ]
     assert "labkit-cni add a" in runtime.execs[-1][1]  # recreated where it was
     assert lab.pod("a").node.name == "node-1" and lab.pod("a").ip == old_ip
 

@@ -51,7 +51,9 @@ def test_vxlan_script_programs_every_peer():
     assert "address 0e:6b:ac:14:00:02" in text
     assert "ip link set flannel.1 mtu 1450" in text
     assert "ip addr add 10.244.0.0/32 dev flannel.1" in text
-    assert "ip neigh replace 10.244.1.0 lladdr 0e:6b:ac:14:00:03 dev flannel.1 nud permanent" in text
+    assert (
+        "ip neigh replace 10.244.1.0 lladdr 0e:6b:ac:14:00:03 dev flannel.1 nud permanent" in text
+    )
     assert "bridge fdb append 0e:6b:ac:14:00:03 dev flannel.1 dst 172.20.0.3" in text
     assert "ip route replace 10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink" in text
 

@@ -217,8 +217,6 @@ def test_unknown_namespaces_are_allowed_and_reported():
 # -- the loader's checks ------------------------------------------------------------------
 
 
-
-
 def test_malformed_cidrs_and_ports_name_their_place():
     found = problems(
         BASE + "policies:\n"

@@ -27,8 +27,6 @@ pods:
 """
 
 
-
-
 def test_a_good_topology_parses():
     topology = parse_topology(GOOD)
     assert topology.member_nodes() == ["node-1", "node-2"]
@@ -42,7 +40,9 @@ def test_unknown_node_names_the_line():
 
 
 def test_unknown_network():
-    (message,) = problems(GOOD.replace("node-2: {networks: [underlay]}", "node-2: {networks: [rack]}"))
+    (message,) = problems(
+        GOOD.replace("node-2: {networks: [underlay]}", "node-2: {networks: [rack]}")
+    )
     assert "nodes.node-2.networks.0" in message and "unknown network 'rack'" in message
 
 
@@ -69,13 +69,17 @@ def test_too_small_underlay():
 
 def test_pod_cidr_that_cannot_give_every_node_a_subnet():
     text = GOOD.replace("pod_cidr: 10.244.0.0/16", "pod_cidr: 10.244.0.0/24\n  node_prefix: 24")
-    text = text.replace("  node-2: {networks: [underlay]}", "  node-2: {networks: [underlay]}\n  node-3: {}")
+    text = text.replace(
+        "  node-2: {networks: [underlay]}", "  node-2: {networks: [underlay]}\n  node-3: {}"
+    )
     (message,) = problems(text)
     assert "gives only 1 node subnets" in message and "3 nodes" in message
 
 
 def test_unknown_backend_and_unknown_field():
-    found = problems(GOOD.replace("pod_cidr:", "backend: quantum\n  pod_cidr:").replace("a: {node", "a: {nod"))
+    found = problems(
+        GOOD.replace("pod_cidr:", "backend: quantum\n  pod_cidr:").replace("a: {node", "a: {nod")
+    )
     assert any("cluster.backend" in m and "quantum" in m for m in found)
     assert any("pods.a.nod" in m and "unknown field" in m for m in found)
 
@@ -130,7 +134,9 @@ def test_underlay_avoids_the_host_routes_and_the_cluster_ranges():
 
 
 def test_pod_ips_are_sticky_and_pinned_ones_win():
-    topology = parse_topology(GOOD.replace("c: {node: node-1}", "c: {node: node-1, ip: 10.244.0.2}"))
+    topology = parse_topology(
+        GOOD.replace("c: {node: node-1}", "c: {node: node-1, ip: 10.244.0.2}")
+    )
     subnets = {"node-1": IPv4Network("10.244.0.0/24"), "node-2": IPv4Network("10.244.1.0/24")}
     ips = allocate_pod_ips(topology, subnets, existing={"a": IPv4Address("10.244.0.9")})
     assert ips["c"] == IPv4Address("10.244.0.2")
@@ -155,5 +161,7 @@ pods:
 
 def test_a_pinned_underlay_subnet_in_use_on_the_host_is_refused():
     topology = parse_topology(GOOD.replace("underlay: {}", "underlay: {subnet: 192.168.50.0/24}"))
-    with pytest.raises(TopologyError, match=r"networks\.underlay\.subnet: 192\.168\.50\.0/24 is already used"):
+    with pytest.raises(
+        TopologyError, match=r"networks\.underlay\.subnet: 192\.168\.50\.0/24 is already used"
+    ):
         pick_underlay_subnets(topology, taken=[IPv4Network("192.168.50.0/25")])
