@@ -49,16 +49,38 @@ def shell(
 
 @app.command()
 @friendly
-def check(name: Annotated[str | None, typer.Argument(help="Lab name")] = None) -> None:
-    """The pod-by-pod reachability matrix (ping, with RTTs)."""
+def check(
+    name: Annotated[str | None, typer.Argument(help="Lab name")] = None,
+    sources: Annotated[
+        str | None, typer.Option("--from", help="Sources: labels k=v,k!=v or names/globs")
+    ] = None,
+    targets: Annotated[str | None, typer.Option("--to", help="Targets, as --from")] = None,
+    sample: Annotated[int | None, typer.Option(help="Probe only N random pairs")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of --sample (same seed: same pairs)")] = 0,
+) -> None:
+    """The pod-by-pod reachability matrix (ping), batched: one exec per node."""
+    from rich.markup import escape
+    from rich.progress import Progress
+
+    from labkit import expect
 
     lab = attach_lab(name)
     pods = lab.pods()
-    from labkit import expect
-
-    matrix = expect.reachability_matrix(pods, pods)
-    console.print(matrix.render(), highlight=False)
-    failed = [cell for cell in matrix.cells.values() if not cell.ok]
-    console.print(f"{len(matrix.cells) - len(failed)}/{len(matrix.cells)} paths reachable")
-    if failed:
+    chosen, wanted = expect.select(pods, sources), expect.select(pods, targets)
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("probing", total=None)
+        matrix = expect.reachability_matrix(
+            chosen, wanted, sample=sample, seed=seed,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )  # fmt: skip
+    if len(matrix.targets) <= 20 and sample is None:
+        console.print(matrix.render(), highlight=False, markup=False)
+    else:
+        for line in matrix.failed():
+            console.print(escape(line), highlight=False)
+    counts = matrix.counts()
+    summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items()))
+    ok = counts.get("ok", 0)
+    console.print(f"{ok}/{len(matrix.cells)} paths reachable ({summary})", highlight=False)
+    if ok != len(matrix.cells):
         raise typer.Exit(1)

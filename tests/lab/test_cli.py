@@ -49,6 +49,15 @@ def test_check_prints_the_matrix(lab):
     assert "paths reachable" in result.stdout and "web-2" in result.stdout
 
 
+def test_check_selects_by_label_and_name_and_samples(lab):
+    by_label = labkit("check", lab.name, "--from", "app=web", "--to", "client")
+    assert by_label.returncode == 0, by_label.stdout + by_label.stderr
+    assert "2/2 paths reachable" in by_label.stdout  # web-1, web-2 -> client
+    sampled = labkit("check", lab.name, "--from", "web-*,client", "--sample", "3", "--seed", "7")
+    assert sampled.returncode == 0, sampled.stdout + sampled.stderr
+    assert "3/3 paths reachable" in sampled.stdout
+
+
 def test_schema_is_json_schema():
     schema = json.loads(labkit("schema").stdout)
     assert {"nodes", "pods", "cluster", "networks"} <= set(schema["properties"])
