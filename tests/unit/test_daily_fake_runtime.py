@@ -7,13 +7,13 @@ import os
 import socket
 
 import pytest
+from fake_lab import execs_on, pretend_host_has_everything
 
 from labkit import Lab, parse_topology
 from labkit.core import owner, state
 from labkit.core.capture import Capture
 from labkit.dataplane.capture import capture_command, stop_command
 from labkit.errors import FeatureMissing, UsageError
-from labkit.runtime import features
 from labkit.runtime.fake import FakeRuntime
 
 TOPOLOGY = """
@@ -32,12 +32,7 @@ pods:
 
 @pytest.fixture(autouse=True)
 def host_has_everything(monkeypatch, tmp_path):
-    table = {name: {"ok": True, "detail": ""} for name in features.PROBES}
-    monkeypatch.setattr(features, "kernel_features", lambda: table)
-    monkeypatch.setattr(features, "engine_features", lambda: {"l2-underlay": {"ok": True}})
-    monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path))
-    monkeypatch.delenv("LABKIT_NAME_PREFIX", raising=False)
-    return table
+    return pretend_host_has_everything(monkeypatch, tmp_path)
 
 
 @pytest.fixture
@@ -50,10 +45,6 @@ def lab(runtime: FakeRuntime) -> Lab:
     lab = Lab.up(parse_topology(TOPOLOGY), runtime=runtime)
     runtime.reset()
     return lab
-
-
-def execs_on(runtime: FakeRuntime, container: str) -> list[str]:
-    return [command for where, command in runtime.execs if where == container]
 
 
 # -- impairments -----------------------------------------------------------------------

@@ -5,10 +5,10 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
+from fake_lab import execs_on, pretend_host_has_everything
 
 from labkit import Lab, parse_topology
 from labkit.errors import LabkitError, UsageError
-from labkit.runtime import features
 from labkit.runtime.base import ExecError
 from labkit.runtime.fake import FakeRuntime
 
@@ -28,12 +28,7 @@ pods:
 
 @pytest.fixture(autouse=True)
 def host_has_everything(monkeypatch, tmp_path):
-    """Every kernel feature present, and the state files in a folder of the test's own."""
-    table = {name: {"ok": True, "detail": ""} for name in features.PROBES}
-    monkeypatch.setattr(features, "kernel_features", lambda: table)
-    monkeypatch.setattr(features, "engine_features", lambda: {"l2-underlay": {"ok": True}})
-    monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path))
-    monkeypatch.delenv("LABKIT_NAME_PREFIX", raising=False)
+    return pretend_host_has_everything(monkeypatch, tmp_path)
 
 
 @pytest.fixture
@@ -46,10 +41,6 @@ def lab(runtime: FakeRuntime) -> Lab:
     lab = Lab.up(parse_topology(TOPOLOGY), runtime=runtime)
     runtime.reset()
     return lab
-
-
-def execs_on(runtime: FakeRuntime, container: str) -> list[str]:
-    return [command for where, command in runtime.execs if where == container]
 
 
 def test_up_creates_the_network_then_the_nodes_then_runs_one_script_per_node(runtime):
