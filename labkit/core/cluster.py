@@ -15,7 +15,7 @@ from typing import Any
 from labkit.core import state as state_store
 from labkit.core.handles import NodeHandle, PodHandle
 from labkit.dataplane import nodes as node_plan
-from labkit.dataplane.backends import pod_mtu
+from labkit.dataplane.backends import pod_mtu, underlay_mtu
 from labkit.dataplane.pods import PodSpec
 from labkit.errors import LabNotFound, Problem, TopologyError, UsageError
 from labkit.runtime.base import Runtime, container_name
@@ -185,7 +185,9 @@ class Cluster:
 
     @property
     def underlay_mtu(self) -> int:
-        return self.runtime.underlay_mtu
+        """The MTU pod traffic meets: the topology's networks', or less where the runtime's
+        networks give containers less (a Swarm overlay's 1450)."""
+        return underlay_mtu(self.topology, self.runtime.underlay_mtu)
 
     @property
     def pod_mtu(self) -> int:

@@ -63,8 +63,7 @@ class NodeMode:
 class Runtime(Protocol):
     """Networks, node containers, exec and files, labels and images on an engine."""
 
-    # The MTU of the lab networks it creates (a multi-host overlay's is smaller).
-    underlay_mtu: int
+    underlay_mtu: int | None  # what its networks give containers at most (None: as asked)
 
     # -- engine ---------------------------------------------------------------
     def taken_subnets(self) -> list[IPv4Network]:

@@ -58,7 +58,7 @@ NODE_SYSCTLS = {
 class DockerRuntime:
     """Networks, node containers, exec and files, on one Docker engine."""
 
-    underlay_mtu = 1500  # a bridge network's
+    underlay_mtu: int | None = None  # a bridge network takes the topology's MTU
 
     def __init__(self, client: docker.DockerClient | None = None) -> None:
         self._client = client

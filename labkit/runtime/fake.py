@@ -39,7 +39,7 @@ class FakeRuntime:
     """Containers and networks as dicts; `calls` lists what was asked, in order."""
 
     image: str = "labkit-node:fake"
-    underlay_mtu: int = 1500
+    underlay_mtu: int | None = None
     subnets_taken: list[IPv4Network] = field(default_factory=list)
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     execs: list[tuple[str, str]] = field(default_factory=list)

@@ -56,7 +56,7 @@ class SwarmRuntime:
     macvlan network on each host instead of an overlay: true L2 for VRRP.
     """
 
-    underlay_mtu = OVERLAY_MTU
+    underlay_mtu: int | None = OVERLAY_MTU
 
     def __init__(
         self,
