@@ -76,6 +76,13 @@ def test_nodes_are_spread_in_file_order(spread: Lab):
 
 def test_service_vip_node_port_and_dns_across_hosts(spread: Lab):
     client = spread.pod("client")
+
+    def served_by_name() -> None:
+        assert client.http("web", 80).ok
+
+    # Names resolve through kube-dns pods on other hosts: up returns once they are
+    # endpoints, the first answers across the overlay may still be on their way.
+    expect.eventually(served_by_name, within=15)
     seen = {client.http("web", 80).pod for _ in range(30)}  # by name: the cluster DNS
     assert seen == {"web-1", "web-2", "web-3"}
     vip = spread.service("web").vip
