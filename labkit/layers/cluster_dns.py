@@ -16,6 +16,8 @@ from typing import Any
 
 from labkit.concurrency import parallel
 from labkit.core.cluster import Cluster
+from labkit.core.eventually import eventually
+from labkit.core.handles import PodHandle
 from labkit.dataplane import dns, kube_dns
 from labkit.dataplane.dns_records import Record, service_records
 from labkit.layers.base import BaseLayer
@@ -66,7 +68,28 @@ def follow(cluster: Cluster, *, force: bool = False) -> bool:
     parallel(lambda node: cluster.node(node).exec(lines), dns_nodes(cluster))
     state["digest"] = digest
     state["records"] = len(found)
+    wait_served(cluster)
     return True
+
+
+def wait_served(cluster: Cluster, within: float = 15.0) -> None:
+    """Until every running DNS pod answers with the records just written: its dnsmasq
+    starts (or restarts) a moment after them, and the Service sends to either pod."""
+    name = dns.service_name(kube_dns.SERVICE, kube_dns.NAMESPACE)
+    expected = str(dns_vip(cluster.topology.cluster))
+    down = cluster.stopped_nodes()
+    pods = [
+        cluster.pod(pod)
+        for pod in kube_dns.pod_names()
+        if pod in cluster.topology.pods and cluster.topology.pods[pod].node not in down
+    ]
+
+    def answers(pod: PodHandle) -> None:
+        query = f"dig +short +time=1 +tries=1 @{pod.ip} {name} A"
+        got = pod.node.exec(query, check=False, timeout=5).stdout.split()
+        assert expected in got, f"{pod.name} answers {got or 'nothing'} for {name}"
+
+    parallel(lambda pod: eventually(lambda: answers(pod), within=within, what="cluster DNS"), pods)
 
 
 def apply(cluster: Cluster) -> None:

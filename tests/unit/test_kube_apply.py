@@ -162,6 +162,7 @@ def host_has_everything(monkeypatch, tmp_path):
 @pytest.fixture
 def lab():
     runtime = FakeRuntime()
+    runtime.responses["dig +short"] = "10.96.0.10"  # the DNS pods answer for kube-dns
     topology = add_manifests(
         parse_topology(INFRA), ["-"], stdin=io.StringIO(deployment(2))
     ).topology
