@@ -10,7 +10,9 @@ import typer
 from labkit.cli.common import DEFAULT_TOPOLOGY, app, console, csv, friendly
 from labkit.errors import UsageError
 
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures.")
+bench_app = typer.Typer(
+    rich_markup_mode=None, no_args_is_help=True, help="Benchmarks that print figures."
+)
 app.add_typer(bench_app, name="bench")
 
 

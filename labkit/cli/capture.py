@@ -13,7 +13,6 @@ from typing import Annotated, BinaryIO
 import typer
 
 from labkit.cli.common import app, err, friendly, lab_of_endpoint
-from labkit.core.capture import Capture
 from labkit.errors import UsageError
 
 
@@ -37,6 +36,8 @@ def capture(
         raise UsageError(
             "pcap is binary: pipe it (| wireshark -k -i -, | tcpdump -r -) or use -w FILE"
         )
+    from labkit.core.capture import Capture
+
     _, endpoint = lab_of_endpoint(target, lab_name)
     sink: BinaryIO = write.open("wb") if write else sys.stdout.buffer
     running = Capture(endpoint, sink, iface=iface, filter_words=filter_words or [])

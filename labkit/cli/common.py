@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from labkit.runtime.docker import DockerRuntime
 
 app = typer.Typer(
+    rich_markup_mode=None,
     no_args_is_help=True,
     add_completion=False,
     help="labkit: emulate a container platform's network model inside Docker.\n\n"
@@ -100,8 +101,8 @@ def runtime_of(lab: str | None) -> Runtime:
     from labkit.core import state
     from labkit.runtime.select import hosts_file, runtime_for
 
-    saved = state.load(lab) if lab else None
-    where = (saved[2].get("hosts") if saved else None) or {}
+    saved = state.extras(lab) if lab else None
+    where = (saved or {}).get("hosts") or {}
     return runtime_for(where.get("file") or hosts_file(), placement=where.get("placement"))
 
 

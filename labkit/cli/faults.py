@@ -12,7 +12,11 @@ import typer
 
 from labkit.cli.common import app, attach_lab, console, friendly
 
-fault_app = typer.Typer(no_args_is_help=True, help="Break a running lab on purpose, and revert it.")
+fault_app = typer.Typer(
+    rich_markup_mode=None,
+    no_args_is_help=True,
+    help="Break a running lab on purpose, and revert it.",
+)
 app.add_typer(fault_app, name="fault")
 
 LabOption = Annotated[str | None, typer.Option("--lab", help="Lab name")]

@@ -9,7 +9,7 @@ import typer
 
 from labkit.cli.common import app, console, friendly
 
-images_app = typer.Typer(no_args_is_help=True, help="Build the node image.")
+images_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Build the node image.")
 app.add_typer(images_app, name="images")
 
 

@@ -9,25 +9,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from labkit.cli.bench import bench_app
 from labkit.cli.common import app, console, csv, friendly
-from labkit.core.describe import describe_cluster
 from labkit.errors import LabkitError, UsageError
-from labkit.runtime import sandbox as sandboxes
-from labkit.runtime.docker import DockerRuntime, engine_available
-from labkit.runtime.features import kernel_features_on
-from labkit.runtime.fleet import HostLost, on_all
-from labkit.runtime.swarm import SwarmRuntime
-from labkit.runtime.swarm_setup import connect_host, form_swarm
-from labkit.topology.inventory import load_inventory
 
-hosts_app = typer.Typer(no_args_is_help=True, help="The Docker hosts a lab spreads over.")
-sandbox_app = typer.Typer(no_args_is_help=True, help="A sandbox of Docker hosts on this machine.")
+if TYPE_CHECKING:  # the library and the SDK load when a verb runs, not for `labkit --help`
+    from labkit.runtime.docker import DockerRuntime
+
+hosts_app = typer.Typer(
+    rich_markup_mode=None, no_args_is_help=True, help="The Docker hosts a lab spreads over."
+)
+sandbox_app = typer.Typer(
+    rich_markup_mode=None, no_args_is_help=True, help="A sandbox of Docker hosts on this machine."
+)
 app.add_typer(hosts_app, name="hosts")
 hosts_app.add_typer(sandbox_app, name="sandbox")
 
@@ -39,6 +38,10 @@ SandboxName = Annotated[str, typer.Option("--name", help="Sandbox name (1-8 char
 
 def describe_with_hosts(lab: Any) -> dict[str, Any]:
     """`lab.describe()`, each node with its host and whether that host is lost."""
+    from labkit.core.describe import describe_cluster
+    from labkit.runtime.fleet import HostLost
+    from labkit.runtime.swarm import SwarmRuntime
+
     try:
         document: dict[str, Any] = lab.describe()
     except HostLost as error:  # a layer asked a lost node: the plain document still shows
@@ -69,6 +72,8 @@ def sandbox_up(
     ] = False,
 ) -> None:
     """Start COUNT dockerds, each in a network namespace of its own, formed into a swarm."""
+    from labkit.runtime import sandbox as sandboxes
+
     made = sandboxes.sandbox_up(count, name, image=not no_image, progress=console.print)
     steps = ", ".join(f"{k} {v:.2f}s" for k, v in made.timings.items())
     console.print(f"sandbox {name!r} up ({steps})")
@@ -81,6 +86,8 @@ def sandbox_up(
 @friendly
 def sandbox_down(name: SandboxName = "default") -> None:
     """Remove the sandbox: daemons, namespaces, mounts, folders (idempotent)."""
+    from labkit.runtime import sandbox as sandboxes
+
     removed = sandboxes.sandbox_down(name)
     console.print(
         f"sandbox {name!r} removed"
@@ -92,6 +99,8 @@ def sandbox_down(name: SandboxName = "default") -> None:
 @friendly
 def sandbox_status(name: SandboxName = "default") -> None:
     """The sandbox's hosts: running, swarm state and role, memory."""
+    from labkit.runtime import sandbox as sandboxes
+
     rows = sandboxes.sandbox_status(name)
     if not rows:
         console.print(f"no sandbox {name!r}")
@@ -110,6 +119,11 @@ def sandbox_status(name: SandboxName = "default") -> None:
 @friendly
 def init(hosts_file: Annotated[str, typer.Argument(help="The hosts file")]) -> None:
     """Form a swarm of the file's hosts (the first one manager), unless they are one already."""
+    from labkit.runtime.docker import DockerRuntime
+    from labkit.runtime.swarm import SwarmRuntime
+    from labkit.runtime.swarm_setup import connect_host, form_swarm
+    from labkit.topology.inventory import load_inventory
+
     inventory = load_inventory(hosts_file)
     clients = [connect_host(host) for host in inventory.hosts.values()]
     runtime = SwarmRuntime(
@@ -136,6 +150,12 @@ def init(hosts_file: Annotated[str, typer.Argument(help="The hosts file")]) -> N
 
 def check_hosts(hosts_file: str) -> dict[str, Any]:
     """Per host: engine, swarm, node mode, kernel features, node image; and shared L2."""
+    from labkit.runtime.docker import DockerRuntime, engine_available
+    from labkit.runtime.features import kernel_features_on
+    from labkit.runtime.fleet import on_all
+    from labkit.runtime.swarm import SwarmRuntime
+    from labkit.topology.inventory import load_inventory
+
     inventory = load_inventory(hosts_file)
     local = DockerRuntime() if engine_available()[0] else None
     runtime = SwarmRuntime.from_inventory(inventory, image_source=local)

@@ -7,13 +7,10 @@ import sys
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.table import Table
 
 from labkit.cli.common import app, attach_lab, console, friendly, print_notes
 from labkit.errors import UsageError
-from labkit.layers.readiness import probe_ready
-from labkit.topology.model import key_name
 
 Files = Annotated[
     list[str], typer.Option("-f", "--filename", help="File, directory or - (repeatable)")
@@ -71,6 +68,8 @@ def get(
     if output == "json":
         print(json.dumps({"kind": "List", "items": rows}, indent=2))
     elif output == "yaml":
+        import yaml
+
         print(yaml.safe_dump({"kind": "List", "items": rows}, sort_keys=False), end="")
     else:
         _table(rows, wide=output == "wide", all_namespaces=namespace is None)
@@ -95,6 +94,9 @@ def _table(rows: list[dict[str, Any]], *, wide: bool, all_namespaces: bool) -> N
 
 
 def _pods(lab: Any) -> list[dict[str, Any]]:
+    from labkit.layers.readiness import probe_ready
+    from labkit.topology.model import key_name
+
     ready = probe_ready(lab.cluster)  # one exec per node, as the Services see it
     rows = []
     for pod in lab.pods():
@@ -117,6 +119,8 @@ def _pods(lab: Any) -> list[dict[str, Any]]:
 
 
 def _services(lab: Any) -> list[dict[str, Any]]:
+    from labkit.topology.model import key_name
+
     rows = []
     for handle in lab.services.all():
         spec = handle.spec
@@ -140,6 +144,8 @@ def _services(lab: Any) -> list[dict[str, Any]]:
 
 
 def _endpoints(lab: Any) -> list[dict[str, Any]]:
+    from labkit.topology.model import key_name
+
     rows = []
     for handle in lab.services.all():
         found = handle.endpoints()
@@ -156,6 +162,8 @@ def _endpoints(lab: Any) -> list[dict[str, Any]]:
 
 
 def _policies(lab: Any) -> list[dict[str, Any]]:
+    from labkit.topology.model import key_name
+
     rows = []
     for key, policy in lab.topology.policies.items():
         selector = policy.pod_selector.match_labels
@@ -171,6 +179,8 @@ def _policies(lab: Any) -> list[dict[str, Any]]:
 
 
 def _ingresses(lab: Any) -> list[dict[str, Any]]:
+    from labkit.topology.model import key_name
+
     ingress = lab.topology.ingress
     if ingress is None:
         return []

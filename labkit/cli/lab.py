@@ -137,7 +137,9 @@ def down(
                 continue  # reclaimed and brought up again meanwhile
             # On every host it was brought up on; a host that does not answer keeps the lab known.
             removed = (
-                runtime_of(lab).remove_lab(lab) if state.load(lab) else runtime.remove_lab(lab)
+                runtime_of(lab).remove_lab(lab)
+                if state.extras(lab) is not None
+                else runtime.remove_lab(lab)
             )
             state.forget(lab)
         console.print(f"removed lab {lab} ({removed} objects)")

@@ -8,7 +8,9 @@ import typer
 
 from labkit.cli.common import app, attach_lab, console, friendly
 
-pod_app = typer.Typer(no_args_is_help=True, help="Change the pods of a running lab.")
+pod_app = typer.Typer(
+    rich_markup_mode=None, no_args_is_help=True, help="Change the pods of a running lab."
+)
 app.add_typer(pod_app, name="pod")
 
 

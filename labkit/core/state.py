@@ -76,6 +76,18 @@ def load(lab: str) -> tuple[Topology, Addresses, dict[str, Any]] | None:
     return topology, addresses, document
 
 
+def extras(lab: str) -> dict[str, Any] | None:
+    """A saved lab's own keys (its hosts, its layers), without parsing its topology:
+    `labkit down` needs no model. None when the lab is not known."""
+    try:
+        document: dict[str, Any] = json.loads(state_path(lab).read_text())
+    except (OSError, ValueError):
+        return None
+    document.pop("topology", None)
+    document.pop("addresses", None)
+    return document
+
+
 def forget(lab: str) -> None:
     state_path(lab).unlink(missing_ok=True)
 

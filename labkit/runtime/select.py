@@ -11,15 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labkit.errors import Problem, TopologyError, UsageError
 from labkit.runtime.base import Runtime
 from labkit.runtime.docker import DockerRuntime, engine_available
-from labkit.runtime.swarm import SwarmRuntime
-from labkit.topology.inventory import Inventory, load_inventory, place_nodes
-from labkit.topology.loader import compose_text, where_of
-from labkit.topology.model import Topology
-from labkit.topology.networks import networks_of
+
+if TYPE_CHECKING:  # a one-host lab (and `labkit down`) loads no Swarm or hosts-file code
+    from labkit.topology.inventory import Inventory
+    from labkit.topology.model import Topology
 
 HOSTS_ENV = "LABKIT_HOSTS"
 NO_L2 = (
@@ -51,6 +51,8 @@ def l2_problems(
     topology: Topology, placement: Mapping[str, str], inventory: Inventory
 ) -> list[Problem]:
     """Networks that need L2 and span hosts, where the hosts file offers none (pure)."""
+    from labkit.topology.networks import networks_of
+
     if inventory.l2 is not None:
         return []
     problems = []
@@ -70,6 +72,8 @@ def l2_problems(
 
 def _located(problems: list[Problem], file: str | None) -> list[Problem]:
     """The problems with file:line:col of their place in `file`."""
+    from labkit.topology.loader import compose_text, where_of
+
     if not file or not Path(file).is_file():
         return problems
     try:
@@ -82,6 +86,8 @@ def _located(problems: list[Problem], file: str | None) -> list[Problem]:
 def placement_for(
     topology: Topology, inventory: Inventory, hosts: str, source: str | None
 ) -> dict[str, str]:
+    from labkit.topology.inventory import place_nodes
+
     pins = {name: node.host for name, node in topology.nodes.items() if node.host}
     try:
         return place_nodes(
@@ -111,6 +117,9 @@ def runtime_for(
     """
     if not hosts:
         return local or DockerRuntime()
+    from labkit.runtime.swarm import SwarmRuntime
+    from labkit.topology.inventory import load_inventory
+
     inventory = load_inventory(hosts)
     placement = {**inventory.nodes, **(placement or {})}  # a running lab's own, when known
     l2 = set()

@@ -1,8 +1,38 @@
-"""The topology: data model, loader, validation and address allocation (pure, no Docker)."""
+"""The topology: data model, loader, validation and address allocation (pure, no Docker).
 
-from labkit.topology.addressing import Addresses, plan_addresses
-from labkit.topology.loader import load_topology, parse_topology, resolve_topology_path
-from labkit.topology.model import Pod, Topology
+Names load on first use (PEP 562): a submodule that needs no model (the hosts
+file's types, the name rules) does not pay for the pydantic models.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_WHERE = {
+    "Addresses": "labkit.topology.addressing",
+    "plan_addresses": "labkit.topology.addressing",
+    "load_topology": "labkit.topology.loader",
+    "parse_topology": "labkit.topology.loader",
+    "resolve_topology_path": "labkit.topology.loader",
+    "Pod": "labkit.topology.model",
+    "Topology": "labkit.topology.model",
+}
+
+if TYPE_CHECKING:
+    from labkit.topology.addressing import Addresses, plan_addresses
+    from labkit.topology.loader import load_topology, parse_topology, resolve_topology_path
+    from labkit.topology.model import Pod, Topology
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'labkit.topology' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Addresses",

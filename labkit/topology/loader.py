@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
 
 from labkit.errors import Problem, TopologyError
-from labkit.topology.model import Topology
-from labkit.topology.validate import check_references
+
+if TYPE_CHECKING:  # the model loads with the first topology: the hosts file's checks need none
+    from labkit.topology.model import Topology
 
 Marks = dict[tuple[str | int, ...], str]
 
@@ -100,6 +101,9 @@ def decode_text(raw: bytes, source: str) -> str:
 
 
 def parse_topology(text: str, source: str = "<string>") -> Topology:
+    from labkit.topology.model import Topology
+    from labkit.topology.validate import check_references
+
     data, marks = compose_text(text, source)
     try:
         topology = Topology.model_validate(data)

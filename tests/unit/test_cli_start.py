@@ -1,0 +1,29 @@
+"""`labkit --help` and every verb's parsing load no library below the CLI (issue 14:
+the CLI's own start is paid by every `labkit exec`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("docker", "pydantic", "labkit.lab", "labkit.topology", "labkit.runtime", "labkit.core")
+
+
+def test_the_cli_loads_without_the_library() -> None:
+    script = (
+        "import json, sys\n"
+        "from labkit.cli import app\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True
+    ).stdout
+    assert json.loads(found) == []
+
+
+def test_the_graph_verb_offers_every_format() -> None:
+    from labkit.cli.graph import FORMAT_HELP
+    from labkit.topology.graph import FORMATS
+
+    assert FORMAT_HELP.split(" | ") == list(FORMATS)
