@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
 
-from labkit.dataplane.script import q, script
+from labkit.dataplane.script import batch, script
 
 
 def host_gw_script(peers: dict[IPv4Network, IPv4Address]) -> str:
     """Routes: each peer's pod subnet via its underlay address (the next hop)."""
     return script(
-        f"ip route replace {q(subnet)} via {gateway}" for subnet, gateway in peers.items()
+        [
+            batch(
+                "ip", [f"route replace {subnet} via {gateway}" for subnet, gateway in peers.items()]
+            )
+        ]
     )

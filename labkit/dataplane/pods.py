@@ -20,6 +20,7 @@ BRIDGE = "cni0"
 POD_IFNAME = "eth0"
 STATE_DIR = "/var/lib/labkit/pods"
 LOG_DIR = "/var/log/labkit/pods"
+CNI_CACHE_DIR = "/var/lib/labkit/cni"  # labkit-cni's ADD results (images/node/labkit-cni.py)
 # Destination-unreachable (type 3) out of the ICMP rate mask, so no per-peer or
 # global bucket slows the errors that tell a client "denied" or "refused".
 NO_ICMP_ERROR_LIMIT = "sysctl -qw net.ipv4.icmp_ratemask=6160 net.ipv4.icmp_ratelimit=0"
@@ -130,7 +131,9 @@ def pod_add_script(pod: PodSpec) -> str:
         [
             kill_containers_script(pod.name),
             f"ip netns del {ns} 2>/dev/null || true",
-            # Returns at once for a fresh pod: labkit-cni has no ADD result for it.
+            # Only an earlier incarnation has an ADD result cached to undo: a fresh
+            # pod skips the process (labkit-cni would return at once; issue 14).
+            f"[ ! -e {CNI_CACHE_DIR}/{pod.netns}.json ] || "
             f"labkit-cni del {ns} /var/run/netns/{pod.netns} >/dev/null 2>&1 || true",
             f"ip netns add {ns}",  # labkit-cni brings lo up (the loopback plugin)
             # A closed UDP port answers with ICMP port unreachable: never slowed.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
 
-from labkit.dataplane.script import q, script
+from labkit.dataplane.script import batch, script
 
 DEVICE = "flannel.1"
 VNI = 1
@@ -46,12 +46,11 @@ def vxlan_script(
         f"ip addr add {own_subnet.network_address}/32 dev {DEVICE}",
         f"ip link set {DEVICE} up",
     ]
+    neighbours, routes, fdb = [], [], []
     for subnet, peer_ip in peers.items():
         vtep = subnet.network_address
         mac = vtep_mac(peer_ip)
-        lines += [
-            f"ip neigh replace {vtep} lladdr {mac} dev {DEVICE} nud permanent",
-            f"bridge fdb append {mac} dev {DEVICE} dst {peer_ip}",
-            f"ip route replace {q(subnet)} via {vtep} dev {DEVICE} onlink",
-        ]
-    return script(lines)
+        neighbours.append(f"neigh replace {vtep} lladdr {mac} dev {DEVICE} nud permanent")
+        routes.append(f"route replace {subnet} via {vtep} dev {DEVICE} onlink")
+        fdb.append(f"fdb append {mac} dev {DEVICE} dst {peer_ip}")
+    return script([*lines, batch("ip", neighbours + routes), batch("bridge", fdb)])

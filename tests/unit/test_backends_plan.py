@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from labkit.cli import app
 from labkit.dataplane import backends, bgp, udp
+from labkit.dataplane.script import commands
 from labkit.errors import FeatureMissing
 from labkit.layers.convergence import check_pod_network
 from labkit.runtime import features
@@ -71,10 +72,12 @@ def test_pod_mtu_leaves_room_for_the_encapsulation(backend, mtu):
 
 def test_host_gw_routes_each_peer_subnet_via_its_underlay_address():
     _, scripts = plan(TWO_NODES, "host-gw")
-    assert scripts["node-1"] == (
+    assert scripts["node-1"] == (  # one `ip` process for every peer
         "set -e\n"
-        "ip route replace 10.244.1.0/24 via 172.31.0.3\n"
-        "ip route replace 10.244.2.0/24 via 172.31.0.4\n"
+        "ip -batch - <<'LABKIT_BATCH'\n"
+        "route replace 10.244.1.0/24 via 172.31.0.3\n"
+        "route replace 10.244.2.0/24 via 172.31.0.4\n"
+        "LABKIT_BATCH\n"
     )
     assert "10.244.1.0/24" not in scripts["node-2"]
 
@@ -133,8 +136,8 @@ cluster:
 
 def test_a_multi_homed_node_talks_on_the_network_it_shares_with_the_peer():
     _, host_gw = plan(MULTI_HOMED, "host-gw")
-    assert "ip route replace 10.244.1.0/24 via 172.31.2.3" in host_gw["node-1"]
-    assert "ip route replace 10.244.0.0/24 via 172.31.2.2" in host_gw["node-2"]
+    assert "ip route replace 10.244.1.0/24 via 172.31.2.3" in commands(host_gw["node-1"])
+    assert "ip route replace 10.244.0.0/24 via 172.31.2.2" in commands(host_gw["node-2"])
     _, tunnels = plan(MULTI_HOMED, "udp")
     assert "UDP:172.31.2.3:8285,bind=172.31.2.2," in tunnels["node-1"]
     assert "UDP:172.31.2.2:8285,bind=172.31.2.3," in tunnels["node-2"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 
 from labkit.dataplane import backends, pods, vxlan
+from labkit.dataplane.script import commands
 from labkit.topology import parse_topology, plan_addresses
 
 TOPOLOGY = """\
@@ -42,10 +43,12 @@ def test_pod_add_script_pins_the_ip_and_starts_each_container():
 
 
 def test_vxlan_script_programs_every_peer():
-    text = vxlan.vxlan_script(
-        IPv4Address("172.20.0.2"),
-        IPv4Network("10.244.0.0/24"),
-        {IPv4Network("10.244.1.0/24"): IPv4Address("172.20.0.3")},
+    text = commands(
+        vxlan.vxlan_script(
+            IPv4Address("172.20.0.2"),
+            IPv4Network("10.244.0.0/24"),
+            {IPv4Network("10.244.1.0/24"): IPv4Address("172.20.0.3")},
+        )
     )
     assert "type vxlan id 1 local 172.20.0.2" in text and "dstport 8472 nolearning" in text
     assert "address 0e:6b:ac:14:00:02" in text
@@ -63,7 +66,7 @@ def test_backend_scripts_cover_every_member_with_its_peers():
     addresses = plan_addresses(topology)
     scripts = backends.backend_scripts(topology, addresses)
     assert set(scripts) == {"node-1", "node-2", "node-3"}
-    assert scripts["node-1"].count("bridge fdb append") == 2
+    assert commands(scripts["node-1"]).count("bridge fdb append") == 2
     assert backends.pod_mtu(topology) == 1450
 
 
