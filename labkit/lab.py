@@ -1,7 +1,7 @@
 """A live lab, brought up and down in order. Orchestration only.
 
 `up`: addons (kube-dns pods) join the topology -> plan every address once -> check (images,
-kernel features, each layer) -> networks -> nodes (in parallel) -> per node one script (knobs,
+kernel features, each layer) -> networks -> nodes (in parallel), each running its one script (knobs,
 CNI, backend, pods) -> layers -> state saved. A failure or interrupt removes it all.
 """
 
@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
-from labkit.concurrency import parallel
 from labkit.core import machines, probes
 from labkit.core import pods as lifecycle
 from labkit.core import state as state_store
@@ -144,17 +143,13 @@ class Lab:
         cluster.save()
         progress(f"creating {len(topology.networks)} underlay network(s)")
         machines.create_networks(cluster)
-        progress(f"starting {len(topology.nodes)} node(s)")
-        parallel(lambda node: machines.create_node(cluster, node), topology.nodes)
-        self.timings["nodes"] = time.perf_counter() - step
-        step = time.perf_counter()
-        progress(
-            f"wiring the pod network ({topology.cluster.backend}), {len(topology.pods)} pod(s)"
-        )
+        progress(f"starting {len(topology.nodes)} node(s), each wiring its pod network "
+                 f"({topology.cluster.backend}) and pods ({len(topology.pods)}) once it runs")  # fmt: skip
         scripts = node_plan.node_scripts(topology, self.addresses, engine_mtu=cluster.underlay_mtu)
-        built = parallel(lambda node: cluster.node(node).exec(scripts[node]), scripts)
-        self.timings["pods"] = time.perf_counter() - step
-        self.steps["pods"] = node_plan.parse_times("".join(result.stdout for result in built))
+        last_started, outputs = machines.build_nodes(cluster, scripts)
+        self.timings["nodes"] = last_started - step  # then "pods": the scripts still running
+        self.timings["pods"], step = time.perf_counter() - last_started, time.perf_counter()
+        self.steps["pods"] = node_plan.parse_times("".join(outputs))
         step = time.perf_counter()
         self.steps["layers"] = apply_layers(cluster, progress)
         self.timings["layers"] = time.perf_counter() - step

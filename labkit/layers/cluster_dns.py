@@ -11,7 +11,7 @@ service changes, writing only when the records changed.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from labkit.concurrency import parallel
@@ -55,8 +55,11 @@ def _digest(found: list[Record]) -> str:
     return hashlib.sha256(repr(found).encode()).hexdigest()[:16]
 
 
-def follow(cluster: Cluster, *, force: bool = False) -> bool:
-    """Rewrite the records on the DNS nodes when they changed (or `force`); True if written."""
+def follow(
+    cluster: Cluster, *, force: bool = False, also: Mapping[str, list[str]] | None = None
+) -> bool:
+    """Rewrite the records on the DNS nodes when they changed (or `force`); True if written.
+    `also`: lines per node sent in the same exec (`apply`'s resolv.conf files)."""
     if not kube_dns.present(cluster.topology):
         return False
     state = cluster.slice(STATE_KEY)
@@ -64,8 +67,11 @@ def follow(cluster: Cluster, *, force: bool = False) -> bool:
     digest = _digest(found)
     if not force and state.get("digest") == digest:
         return False
-    lines = "\n".join(kube_dns.records_update_lines(found))
-    parallel(lambda node: cluster.node(node).exec(lines), dns_nodes(cluster))
+    lines = kube_dns.records_update_lines(found)
+    work = {node: list(extra) for node, extra in (also or {}).items() if extra}
+    for node in dns_nodes(cluster):
+        work[node] = [*work.get(node, []), *lines]
+    parallel(lambda node: cluster.node(node).exec("\n".join(work[node])), sorted(work))
     state["digest"] = digest
     state["records"] = len(found)
     wait_served(cluster)
@@ -95,14 +101,10 @@ def wait_served(cluster: Cluster, within: float = 15.0) -> None:
 def apply(cluster: Cluster) -> None:
     """Every pod's resolv.conf, then the records on the DNS nodes."""
     members = [n for n in cluster.addresses.pod_subnets if n not in cluster.stopped_nodes()]
-
-    def on_node(node: str) -> None:
-        lines = _resolv_lines(cluster, cluster.pods_on(node))
-        if lines:
-            cluster.node(node).exec("\n".join(lines))
-
-    parallel(on_node, members)
-    follow(cluster, force=True)
+    # One exec per node: its pods' resolv.conf and, on a DNS node, the records.
+    follow(
+        cluster, force=True, also={n: _resolv_lines(cluster, cluster.pods_on(n)) for n in members}
+    )
 
 
 def sync(cluster: Cluster, changed_pods: Sequence[str]) -> None:

@@ -43,7 +43,7 @@ def lab(runtime: FakeRuntime) -> Lab:
     return lab
 
 
-def test_up_creates_the_network_then_the_nodes_then_runs_one_script_per_node(runtime):
+def test_up_creates_the_network_then_each_node_then_runs_its_script(runtime):
     lab = Lab.up(parse_topology(TOPOLOGY), runtime=runtime)
     names = runtime.call_names()
     assert runtime.calls[0] == ("create_network", "fake", "underlay", "10.210.0.0/24")
@@ -52,7 +52,10 @@ def test_up_creates_the_network_then_the_nodes_then_runs_one_script_per_node(run
         ("create_node", "fake", "node-1", "labkit-node:fake", {"underlay": "10.210.0.2"}),
         ("create_node", "fake", "node-2", "labkit-node:fake", {"underlay": "10.210.0.3"}),
     ]
-    assert names.index("exec") > max(i for i, n in enumerate(names) if n == "create_node")
+    for node in ("node-1", "node-2"):  # a node's script runs once it runs, not after the others
+        created = next(i for i, c in enumerate(runtime.calls) if c[:3] == ("create_node", "fake", node))
+        script = next(i for i, c in enumerate(runtime.calls) if c[:2] == ("exec", f"fake-{node}"))
+        assert created < script
     # One script per node (vxlan has no convergence wait): its pods are in it.
     assert names.count("exec") == 2
     assert "labkit-cni add a" in execs_on(runtime, "fake-node-1")[0]
