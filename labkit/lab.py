@@ -68,9 +68,11 @@ class Lab:
         name: str | None = None,
         image: str | None = None,
         keep: bool = False,
+        source: str | None = None,
     ) -> Lab:
-        """Bring a lab up. `keep`: a lab kept on purpose, never reclaimed as stale."""
-        source = topology if isinstance(topology, str) else None
+        """Bring a lab up. `keep`: a lab kept on purpose, never reclaimed as stale.
+        `source`: the file a parsed `topology` came from (a path is its own)."""
+        source = topology if isinstance(topology, str) else source
         parsed = load_topology(topology) if isinstance(topology, str) else topology
         topology = with_cluster_dns(parsed)
         runtime = runtime or DockerRuntime()

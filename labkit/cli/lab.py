@@ -53,13 +53,14 @@ def up(
     from labkit.lab import Lab
     from labkit.runtime.profiled import ProfiledRuntime
     from labkit.runtime.select import hosts_file, runtime_for
-    from labkit.topology.kube.manifests import add_manifests
     from labkit.topology.loader import load_topology, resolve_topology_path
 
     path = resolve_topology_path(topology)
     parsed = load_topology(path)
-    given: Any = str(path)
+    given = parsed
     if files or kube_version:  # checked before anything is created
+        from labkit.topology.kube.manifests import add_manifests
+
         given = add_manifests(parsed, files or [], kube_version, stdin=sys.stdin).topology
     print_notes(given.manifest_notes if files or kube_version else parsed.manifest_notes)
     runtime = runtime_for(hosts_file(hosts), parsed, source=str(path))  # refused here: nothing made
@@ -67,7 +68,7 @@ def up(
     with console.status(f"bringing up {parsed.name}") as status:
         # By hand: kept on purpose, so a later run never reclaims it as stale.
         lab = Lab.up(
-            given, name=name, progress=lambda message: status.update(message), keep=True,
+            given, name=name, progress=lambda message: status.update(message), keep=True, source=str(path),
             runtime=cast("Runtime", profiled) if profiled else runtime,  # timed: every call passed on
         )  # fmt: skip
     console.print(f"[green]lab {lab.name} is up[/green] in {lab.timings['up']:.1f} s")

@@ -95,7 +95,11 @@ def wait_served(cluster: Cluster, within: float = 15.0) -> None:
         got = pod.node.exec(query, check=False, timeout=5).stdout.split()
         assert expected in got, f"{pod.name} answers {got or 'nothing'} for {name}"
 
-    parallel(lambda pod: eventually(lambda: answers(pod), within=within, what="cluster DNS"), pods)
+    # A dnsmasq not listening yet refuses at once: ask again soon (it starts in ~0.1 s).
+    parallel(
+        lambda pod: eventually(lambda: answers(pod), within=within, every=0.05, what="cluster DNS"),
+        pods,
+    )
 
 
 def apply(cluster: Cluster) -> None:
