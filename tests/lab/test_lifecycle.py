@@ -82,13 +82,17 @@ def test_a_failure_halfway_through_up_removes_what_it_made(runtime, monkeypatch)
 
 
 def test_an_interrupt_during_up_removes_what_it_made(runtime):
-    def interrupt(message: str) -> None:
-        if message.startswith("wiring"):
+    made: list[str] = []
+
+    def interrupt(message: str) -> None:  # Ctrl-C once nodes and pods exist, at the first layer
+        if message.startswith("applying"):
+            made.extend(labelled(runtime, PREFIX + "lifecycle-e"))
             raise KeyboardInterrupt
 
     topology = parse_topology(TINY.format(name="lifecycle-e"))
     with pytest.raises(KeyboardInterrupt):
         Lab.up(topology, runtime=runtime, progress=interrupt)
+    assert made, "the interrupt came before anything was created"
     assert labelled(runtime, PREFIX + "lifecycle-e") == []
 
 
