@@ -383,12 +383,28 @@ class DockerRuntime:
 
         removed = sum(parallel(remove, ids))
         for network in api.networks(filters=selector):
-            try:
-                api.remove_network(network["Id"])
-                removed += 1
-            except docker.errors.NotFound:
-                pass
+            removed += self._remove_network(network["Id"])
         return removed
+
+    def _remove_network(self, network_id: str, within: float = 15.0) -> int:
+        """Remove a network whose containers were just removed. The engine releases
+        their endpoints a moment after it answers (seen with 100 containers):
+        "has active endpoints" is asked again, and a late container removed."""
+        api, deadline = self.client.api, time.monotonic() + within
+        while True:
+            try:
+                api.remove_network(network_id)
+                return 1
+            except docker.errors.NotFound:
+                return 0
+            except docker.errors.APIError as exc:
+                if "active endpoints" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            attached = (api.inspect_network(network_id).get("Containers") or {}).keys()
+            for container_id in attached:
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    api.remove_container(container_id, force=True, v=True)
+            time.sleep(0.2)
 
 
 def _mode_cache(client: docker.DockerClient) -> Path:
