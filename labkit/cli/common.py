@@ -10,15 +10,15 @@ import os
 import time
 from collections.abc import Callable
 from functools import wraps
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from labkit.errors import LabkitError, UsageError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from labkit.lab import Lab
     from labkit.runtime.base import Runtime
     from labkit.runtime.docker import DockerRuntime
@@ -30,8 +30,34 @@ app = typer.Typer(
     help="labkit: emulate a container platform's network model inside Docker.\n\n"
     "Bring a lab up from a topology file, poke it, break it, measure it.",
 )
-console = Console()
-err = Console(stderr=True)
+
+
+class _Console:
+    """rich's Console, made on first use: `labkit --help` never loads rich (40 ms)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._real: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._real is None:
+            from rich.console import Console
+
+            self._real = Console(**self._options)
+        return getattr(self._real, name)
+
+
+console = cast("Console", _Console())
+err = cast("Console", _Console(stderr=True))
+
+
+def escape(text: str) -> str:
+    """rich markup escaped (rich loads with the first message)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_TOPOLOGY = "default"

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from labkit.cli.bench import bench_app
 from labkit.cli.common import app, console, csv, friendly
@@ -196,6 +195,8 @@ def check(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """What each host of the file can run, and whether they can carry one lab."""
+    from rich.table import Table
+
     report = check_hosts(hosts_file)
     if as_json:
         print(json.dumps(report, indent=2))

@@ -7,7 +7,6 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from labkit.cli.common import app, attach_lab, console, friendly, print_notes
 from labkit.errors import UsageError
@@ -76,6 +75,8 @@ def get(
 
 
 def _table(rows: list[dict[str, Any]], *, wide: bool, all_namespaces: bool) -> None:
+    from rich.table import Table
+
     if not rows:
         console.print("No resources found.")
         return

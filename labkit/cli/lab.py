@@ -8,7 +8,6 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-from rich.table import Table
 
 from labkit.cli.common import (
     DEFAULT_TOPOLOGY,
@@ -149,6 +148,8 @@ def down(
 
 
 def _print_lab(lab: Any) -> None:
+    from rich.table import Table
+
     document = describe_with_hosts(lab)
     nodes = Table(title=f"lab {lab.name}: nodes", title_justify="left")
     placed = "host" in document["nodes"][0]
@@ -189,6 +190,8 @@ def _print_lab(lab: Any) -> None:
 def _print_services(document: dict[str, Any]) -> None:
     """Services: VIP (and LoadBalancer, external addresses), ports (node ports),
     endpoints, and why one has none."""
+    from rich.table import Table
+
     proxy = document.get("service_proxy") or {}
     title = f"services (proxy mode {proxy.get('mode')}, DNS {proxy.get('dns') or 'off'})"
     table = Table(title=title, title_justify="left")

@@ -7,7 +7,15 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("docker", "pydantic", "labkit.lab", "labkit.topology", "labkit.runtime", "labkit.core")
+HEAVY = (
+    "docker",
+    "pydantic",
+    "rich",
+    "labkit.lab",
+    "labkit.topology",
+    "labkit.runtime",
+    "labkit.core",
+)
 
 
 def test_the_cli_loads_without_the_library() -> None:
