@@ -22,8 +22,8 @@ from labkit.runtime.base import (
     ExecResult,
     NodeMode,
     container_name,
-    network_name,
 )
+from labkit.runtime.network_spec import lab_network
 
 
 @dataclass
@@ -106,13 +106,13 @@ class FakeRuntime:
         mtu: int | None = None,
     ) -> str:
         self._record("create_network", lab, network, str(subnet))
-        name = network_name(lab, network)
-        if name in self.networks:
-            raise LabkitError(f"network {name} exists")
-        self.networks[name] = {
-            "lab": lab, "subnet": subnet, "labels": dict(extra_labels or {}), "mtu": mtu
+        spec = lab_network(lab, network, subnet, extra_labels, mtu)
+        if spec.name in self.networks:
+            raise LabkitError(f"network {spec.name} exists")
+        self.networks[spec.name] = {
+            "lab": lab, "subnet": spec.subnet, "labels": spec.labels, "mtu": spec.mtu, "spec": spec
         }  # fmt: skip
-        return name
+        return spec.name
 
     def create_node(
         self,
