@@ -76,6 +76,10 @@ class FakeRuntime:
     def call_names(self) -> list[str]:
         return [call[0] for call in self.calls]
 
+    def execs_on(self, container: str) -> list[str]:
+        """The commands run on `container` so far, in order."""
+        return [command for where, command in self.execs if where == container]
+
     # -- engine -------------------------------------------------------------------
     def taken_subnets(self) -> list[IPv4Network]:
         return list(self.subnets_taken)

@@ -5,12 +5,10 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
-from fake_lab import execs_on, pretend_host_has_everything
 
 from labkit import Lab, parse_topology
 from labkit.errors import LabkitError, UsageError
 from labkit.runtime.base import ExecError
-from labkit.runtime.fake import FakeRuntime
 
 TOPOLOGY = """
 name: fake
@@ -26,21 +24,9 @@ pods:
 """
 
 
-@pytest.fixture(autouse=True)
-def host_has_everything(monkeypatch, tmp_path):
-    return pretend_host_has_everything(monkeypatch, tmp_path)
-
-
 @pytest.fixture
-def runtime() -> FakeRuntime:
-    return FakeRuntime()
-
-
-@pytest.fixture
-def lab(runtime: FakeRuntime) -> Lab:
-    lab = Lab.up(parse_topology(TOPOLOGY), runtime=runtime)
-    runtime.reset()
-    return lab
+def topology_text() -> str:
+    return TOPOLOGY
 
 
 def test_up_creates_the_network_then_the_nodes_then_runs_one_script_per_node(runtime):
@@ -55,8 +41,8 @@ def test_up_creates_the_network_then_the_nodes_then_runs_one_script_per_node(run
     assert names.index("exec") > max(i for i, n in enumerate(names) if n == "create_node")
     # One script per node (vxlan has no convergence wait): its pods are in it.
     assert names.count("exec") == 2
-    assert "labkit-cni add a" in execs_on(runtime, "fake-node-1")[0]
-    assert "labkit-cni add b" in execs_on(runtime, "fake-node-2")[0]
+    assert "labkit-cni add a" in runtime.execs_on("fake-node-1")[0]
+    assert "labkit-cni add b" in runtime.execs_on("fake-node-2")[0]
     assert lab.pod("a").ip in IPv4Network(str(lab.addresses.pod_subnets["node-1"]))
     assert Lab.attach("fake", runtime).addresses == lab.addresses  # the state was saved
 
@@ -147,7 +133,7 @@ def test_a_stopped_node_comes_back_with_its_script(lab, runtime):
     runtime.reset()
     lab.faults.revert(fault)
     assert runtime.calls[0] == ("start_node", "fake-node-2")
-    rebuilt = execs_on(runtime, "fake-node-2")
+    rebuilt = runtime.execs_on("fake-node-2")
     assert rebuilt[0] == "true"  # waited for it to answer
     assert "labkit-cni add b" in rebuilt[1]  # then its whole script again
     assert lab.cluster.stopped_nodes() == set() and lab.faults.active == []
@@ -156,7 +142,7 @@ def test_a_stopped_node_comes_back_with_its_script(lab, runtime):
 def test_faults_revert_newest_first_and_a_failed_revert_keeps_the_fault(lab, runtime):
     rate = lab.faults.rate_limit("node-1", "20mbit")
     down = lab.faults.link_down("node-2")
-    (shaped,) = execs_on(runtime, "fake-node-1")
+    (shaped,) = runtime.execs_on("fake-node-1")
     assert shaped.startswith("tc qdisc replace dev $(ip -o -4 addr show to 10.210.0.2/32")
     assert shaped.endswith(" root tbf rate 20000000bit burst 50000 latency 50ms")
     runtime.fail_exec("ip link set dev", on="fake-node-2", error=LabkitError("engine gone"))
