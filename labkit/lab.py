@@ -69,11 +69,12 @@ class Lab:
         name: str | None = None,
         image: str | None = None,
         keep: bool = False,
+        source: str | None = None,  # the name or path a Topology given was loaded from
     ) -> Lab:
         """Bring a lab up. `keep`: a lab kept on purpose, never reclaimed as stale."""
-        source = topology if isinstance(topology, str) else None
-        parsed = load_topology(topology) if isinstance(topology, str) else topology
-        topology = with_cluster_dns(parsed)
+        if isinstance(topology, str):
+            source, topology = topology, load_topology(topology)
+        topology = with_cluster_dns(topology)
         runtime = runtime or DockerRuntime()
         lab_name = name or lab_name_for(topology)
         with state_store.lock(lab_name):  # a down or another up of this name waits its turn
@@ -107,13 +108,12 @@ class Lab:
         cls, topology: Topology | str, *, keep: bool = False, reuse: bool = False, **options: Any
     ) -> Iterator[Lab]:
         """Up (or, with `reuse`, attach to the running lab of that name), yield, down unless `keep`."""
-        parsed = load_topology(topology) if isinstance(topology, str) else topology
+        source = topology if isinstance(topology, str) else None
+        parsed = load_topology(topology) if isinstance(topology, str) else topology  # once
         runtime = options["runtime"] = options.get("runtime") or DockerRuntime()
         name = options.get("name") or lab_name_for(parsed)
-        if reuse and name in runtime.lab_names() and name in state_store.known_labs():
-            lab = cls.attach(name, runtime)
-        else:
-            lab = cls.up(topology, **options)
+        known = reuse and name in runtime.lab_names() and name in state_store.known_labs()
+        lab = cls.attach(name, runtime) if known else cls.up(parsed, source=source, **options)
         try:
             yield lab
         finally:

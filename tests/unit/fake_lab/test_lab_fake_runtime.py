@@ -7,8 +7,10 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 
 from labkit import Lab, parse_topology
+from labkit import lab as lab_module
 from labkit.errors import LabkitError, UsageError
 from labkit.runtime.base import ExecError
+from labkit.topology.loader import load_topology as load
 
 TOPOLOGY = """
 name: fake
@@ -45,6 +47,18 @@ def test_up_creates_the_network_then_the_nodes_then_runs_one_script_per_node(run
     assert "labkit-cni add b" in runtime.execs_on("fake-node-2")[0]
     assert lab.pod("a").ip in IPv4Network(str(lab.addresses.pod_subnets["node-1"]))
     assert Lab.attach("fake", runtime).addresses == lab.addresses  # the state was saved
+
+
+def test_running_loads_a_topology_file_once_and_keeps_where_it_came_from(
+    runtime, tmp_path, monkeypatch
+):
+    path = tmp_path / "fake.yaml"
+    path.write_text(TOPOLOGY)
+    loads: list[str] = []
+    monkeypatch.setattr(lab_module, "load_topology", lambda ref: loads.append(ref) or load(ref))
+    with Lab.running(str(path), runtime=runtime) as lab:
+        assert lab.source == Lab.attach(lab.name, runtime).source == str(path)
+    assert loads == [str(path)]
 
 
 def test_up_refuses_a_running_lab_of_the_same_name_before_creating_anything(lab, runtime):
