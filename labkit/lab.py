@@ -38,8 +38,6 @@ from labkit.topology.addressing import plan_addresses
 from labkit.topology.loader import load_topology
 from labkit.topology.model import Pod, Topology
 
-Progress = Callable[[str], None]
-
 
 class Lab:
     """A running lab: handles on its nodes and pods, and what can be changed on it."""
@@ -51,7 +49,9 @@ class Lab:
         cluster.on_pods_changed = lambda changed: sync_layers(cluster, changed)
         cluster.on_node_rebuilt = lambda node: apply_layers(cluster)
         self.node, self.nodes, self.endpoint = cluster.node, cluster.nodes, cluster.endpoint
-        self.pod, self.pods, self.reload = cluster.pod, cluster.pods, cluster.reload
+        self.pod, self.reload = cluster.pod, cluster.reload
+        # The workloads (the addons' pods left out); asked by labels, any pod that has them.
+        self.pods = lambda **labels: cluster.pods(**labels) if labels else cluster.workloads()
 
     name = property(lambda self: self.cluster.name)
     topology = property(lambda self: self.cluster.topology)
@@ -65,7 +65,7 @@ class Lab:
         topology: Topology | str,
         *,
         runtime: Runtime | None = None,
-        progress: Progress = lambda _: None,
+        progress: Callable[[str], None] = lambda _: None,
         name: str | None = None,
         image: str | None = None,
         keep: bool = False,
@@ -138,7 +138,7 @@ class Lab:
         self.cluster.save()
         return nodes
 
-    def _create(self, progress: Progress) -> None:
+    def _create(self, progress: Callable[[str], None]) -> None:
         cluster, topology, step = self.cluster, self.topology, time.perf_counter()
         cluster.state["building"] = True  # until the end: a run killed on the way is junk
         cluster.save()

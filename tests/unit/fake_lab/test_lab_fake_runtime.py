@@ -168,3 +168,12 @@ def test_faults_revert_newest_first_and_a_failed_revert_keeps_the_fault(lab, run
     assert runtime.execs[-1][0] == "fake-node-1"
     assert runtime.execs[-1][1].startswith("tc qdisc del dev $(ip -o -4 addr show to 10.210.0.2/32")
     assert lab.faults.active == []
+
+
+def test_lab_pods_are_the_workloads_unless_labels_are_asked_for(lab):
+    lab.add_pod("addon", {"node": "node-1", "namespace": "kube-system", "labels": {"app": "x"}})
+    assert [p.name for p in lab.pods()] == ["a", "b"]
+    assert [p.name for p in lab.node("node-1").pods()] == ["a"]
+    assert [p.name for p in lab.pods(app="x")] == ["addon"]
+    assert [p.name for p in lab.cluster.pods()] == ["a", "b", "addon"]
+    assert [p.name for p in lab.cluster.workloads()] == ["a", "b"]
