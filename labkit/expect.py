@@ -38,20 +38,22 @@ class BatchProbe:
     port: int = 0
     timeout: float = 2.0
     payload: str = ""
+    count: int = 1  # echo requests (icmp)
 
     def job(self, target: Target) -> probes.Job:
-        return probes.Job(
-            self.kind, probes.address_of(target), self.port, self.timeout, self.payload
-        )
+        address = probes.address_of(target)
+        return probes.Job(self.kind, address, self.port, self.timeout, self.payload, self.count)
 
     def __call__(self, source: Endpoint, target: Target) -> Any:
         return probes.probe_many(source, [self.job(target)])[0]
 
 
 def icmp(count: int = 2, **options: Any) -> Probe:
-    """ICMP echo; batched (one raw socket per source) unless ping's options are asked for."""
+    """`count` ICMP echoes, ok when any is answered (as ping); batched (one raw socket
+    per source, an echo sent again until answered or `timeout`) unless ping's options
+    are asked for."""
     if set(options) <= {"timeout"}:
-        return BatchProbe("icmp", timeout=float(options.get("timeout", 1.0)))
+        return BatchProbe("icmp", timeout=float(options.get("timeout", 1.0)), count=count)
     return lambda source, target: probes.ping(source, target, count=count, **options)
 
 

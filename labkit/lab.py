@@ -37,8 +37,6 @@ from labkit.topology.addressing import plan_addresses
 from labkit.topology.loader import load_topology
 from labkit.topology.model import Pod, Topology
 
-Progress = Callable[[str], None]
-
 
 class Lab:
     """A running lab: handles on its nodes and pods, and what can be changed on it."""
@@ -50,7 +48,9 @@ class Lab:
         cluster.on_pods_changed = lambda changed: sync_layers(cluster, changed)
         cluster.on_node_rebuilt = lambda node: apply_layers(cluster)
         self.node, self.nodes, self.endpoint = cluster.node, cluster.nodes, cluster.endpoint
-        self.pod, self.pods, self.reload = cluster.pod, cluster.pods, cluster.reload
+        self.pod, self.reload = cluster.pod, cluster.reload
+        # The workloads (the addons' pods left out); asked by labels, any pod that has them.
+        self.pods = lambda **labels: cluster.pods(**labels) if labels else cluster.workloads()
 
     name = property(lambda self: self.cluster.name)
     topology = property(lambda self: self.cluster.topology)
@@ -64,17 +64,16 @@ class Lab:
         topology: Topology | str,
         *,
         runtime: Runtime | None = None,
-        progress: Progress = lambda _: None,
+        progress: Callable[[str], None] = lambda _: None,
         name: str | None = None,
         image: str | None = None,
         keep: bool = False,
-        source: str | None = None,
+        source: str | None = None,  # the name or path a Topology given was loaded from
     ) -> Lab:
-        """Bring a lab up. `keep`: a lab kept on purpose, never reclaimed as stale.
-        `source`: the file a parsed `topology` came from (a path is its own)."""
-        source = topology if isinstance(topology, str) else source
-        parsed = load_topology(topology) if isinstance(topology, str) else topology
-        topology = with_cluster_dns(parsed)
+        """Bring a lab up. `keep`: a lab kept on purpose, never reclaimed as stale."""
+        if isinstance(topology, str):
+            source, topology = topology, load_topology(topology)
+        topology = with_cluster_dns(topology)
         runtime = runtime or DockerRuntime()
         lab_name = name or lab_name_for(topology)
         with state_store.lock(lab_name):  # a down or another up of this name waits its turn
@@ -108,13 +107,12 @@ class Lab:
         cls, topology: Topology | str, *, keep: bool = False, reuse: bool = False, **options: Any
     ) -> Iterator[Lab]:
         """Up (or, with `reuse`, attach to the running lab of that name), yield, down unless `keep`."""
-        parsed = load_topology(topology) if isinstance(topology, str) else topology
+        source = topology if isinstance(topology, str) else None
+        parsed = load_topology(topology) if isinstance(topology, str) else topology  # once
         runtime = options["runtime"] = options.get("runtime") or DockerRuntime()
         name = options.get("name") or lab_name_for(parsed)
-        if reuse and name in runtime.lab_names() and name in state_store.known_labs():
-            lab = cls.attach(name, runtime)
-        else:
-            lab = cls.up(topology, **options)
+        known = reuse and name in runtime.lab_names() and name in state_store.known_labs()
+        lab = cls.attach(name, runtime) if known else cls.up(parsed, source=source, **options)
         try:
             yield lab
         finally:
@@ -139,7 +137,7 @@ class Lab:
         self.cluster.save()
         return nodes
 
-    def _create(self, progress: Progress) -> None:
+    def _create(self, progress: Callable[[str], None]) -> None:
         cluster, topology, step = self.cluster, self.topology, time.perf_counter()
         cluster.state["building"] = True  # until the end: a run killed on the way is junk
         cluster.save()

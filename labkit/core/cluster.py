@@ -155,13 +155,20 @@ class Cluster:
         return PodHandle(self, resolve(name, self.topology.pods, "pod"))
 
     def pods(self, **labels: str) -> list[PodHandle]:
-        """The workload pods, or those whose labels include `labels`. The addons' pods
-        (namespace kube-system, as kube-dns') come only when their labels are asked for."""
+        """Every pod whose labels include `labels`, in any namespace (kube-system's too)."""
         return [
             PodHandle(self, name)
             for name, spec in self.topology.pods.items()
             if all(spec.labels.get(k) == v for k, v in labels.items())
-            and (labels or spec.namespace != SYSTEM_NAMESPACE)
+        ]
+
+    def workloads(self) -> list[PodHandle]:
+        """The pods but the addons' (namespace kube-system, as kube-dns'): what a test
+        or a listing means by "the pods"."""
+        return [
+            PodHandle(self, name)
+            for name, spec in self.topology.pods.items()
+            if spec.namespace != SYSTEM_NAMESPACE
         ]
 
     def endpoint(self, name: str) -> NodeHandle | PodHandle:

@@ -74,7 +74,8 @@ class NodeHandle(Probing):
         return self.cluster.runtime.exec(self.container, command, check=check, timeout=timeout)
 
     def pods(self) -> list[PodHandle]:
-        return [p for p in self.cluster.pods() if p.node.name == self.name]
+        """The workloads on this node (as `lab.pods()`: not the addons')."""
+        return [p for p in self.cluster.workloads() if p.node.name == self.name]
 
     def link(self, network: str | None = None) -> Link:
         """The node's underlay interface on `network` (default: its first)."""

@@ -22,7 +22,7 @@ def probe_many(source: Endpoint, jobs: list[Job]) -> list[TcpResult]:
     raw socket); results in the order of `jobs`."""
     if not jobs:
         return []
-    rows = [[j.kind, j.address, j.port, j.timeout, j.payload] for j in jobs]
+    rows = [job.row() for job in jobs]
     command = f"python3 -c {q(BATCH_PROBE)} {q(json.dumps(rows))}"
     deadline = 2 * max(j.timeout for j in jobs) + 5 + len(jobs) * 0.05
     result = source.exec(command, check=False, timeout=deadline)
@@ -60,7 +60,7 @@ def probe_from_each(
         node = cast("NodeHandle | PodHandle", work[indices[0]][0]).node
         spec = {
             (work[i][0].name if isinstance(work[i][0], PodHandle) else ""): [
-                [j.kind, j.address, j.port, j.timeout, j.payload] for j in work[i][1]
+                job.row() for job in work[i][1]
             ]
             for i in indices
         }

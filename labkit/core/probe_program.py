@@ -3,7 +3,7 @@
 It runs with the source's python3 (shipped as source, stdlib only).
 """
 
-# One job per target: [kind ("tcp" | "udp" | "icmp"), address, port, timeout, payload].
+# One job per target: [kind ("tcp" | "udp" | "icmp"), address, port, timeout, payload, count].
 # Prints one JSON result per job, in order. Sockets queue the ICMP error that
 # failed them (IP_RECVERR): its type/code tells a policy denial from the rest.
 BATCH_PROBE = r"""
@@ -24,7 +24,7 @@ def icmp_error(s):
     return None, ""
 
 def dial(job):
-    kind, host, port, timeout, payload = job
+    kind, host, port, timeout, payload = job[:5]
     out = {"ok": False, "error": "", "reply": "", "local": "", "icmp": None, "by": ""}
     stream = kind == "tcp"
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if stream else socket.SOCK_DGRAM)
@@ -56,28 +56,32 @@ def checksum(data):
     return ~(total + (total >> 16)) & 0xFFFF
 
 def echo_all(jobs):
-    # One raw socket for every echo, matched by (id, sequence); unanswered echoes
-    # are sent again every RESEND s until the timeout (a burst may lose some).
+    # One raw socket for every echo, matched by (id, sequence): a job sends its count
+    # of echoes (ok when any is answered, as ping); unanswered echoes are sent again
+    # every RESEND s until the timeout (a burst may lose some).
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     s.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 1 << 22)
     ident = random.getrandbits(16)  # one per source: pods of one node probe at once
-    results = [{"ok": False, "error": "timed out", "reply": "", "local": "", "icmp": None, "by": "", "ms": 0.0} for _ in jobs]
+    results = [{"ok": False, "error": "timed out", "reply": "", "local": "", "icmp": None, "by": "", "ms": 0.0, "sent": 0, "received": 0} for _ in jobs]
+    echoes = [j for j, job in enumerate(jobs) for _ in range(max(1, int(job[5]) if len(job) > 5 else 1))]
     sent_at = {}
-    def send(index):
-        header = struct.pack("!BBHHH", 8, 0, 0, ident, index)
+    def send(seq):
+        header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
         try:
-            s.sendto(struct.pack("!BBHHH", 8, 0, checksum(header + b"labkit"), ident, index) + b"labkit", (jobs[index][1], 0))
+            s.sendto(struct.pack("!BBHHH", 8, 0, checksum(header + b"labkit"), ident, seq) + b"labkit", (jobs[echoes[seq]][1], 0))
         except OSError as exc:
-            results[index]["error"] = str(exc)
+            results[echoes[seq]]["error"] = str(exc)
             return
-        sent_at.setdefault(index, time.perf_counter())
+        if seq not in sent_at:
+            sent_at[seq] = time.perf_counter()
+            results[echoes[seq]]["sent"] += 1
     start = time.perf_counter()
     deadline = start + max([job[3] for job in jobs] + [0.1])
-    waiting, next_send = set(range(len(jobs))), start
+    waiting, next_send = set(range(len(echoes))), start
     while waiting and time.perf_counter() < deadline:
         if time.perf_counter() >= next_send:
-            for index in sorted(waiting):
-                send(index)
+            for seq in sorted(waiting):
+                send(seq)
             next_send = time.perf_counter() + RESEND
         ready, _, _ = select.select([s], [], [], 0.01)
         if not ready:
@@ -94,14 +98,17 @@ def echo_all(jobs):
             continue
         if got_id != ident or seq not in waiting:
             continue
-        if kind == 0 and sender != jobs[seq][1]:
+        result = results[echoes[seq]]
+        if kind == 0 and sender != jobs[echoes[seq]][1]:
             continue
         waiting.discard(seq)
         ms = (time.perf_counter() - sent_at[seq]) * 1000
         if kind == 0:
-            results[seq].update(ok=True, error="", reply=sender, ms=ms)
-        else:
-            results[seq].update(error="ICMP %d/%d from %s" % (kind, code, sender), icmp=[kind, code], by=sender, ms=ms)
+            result["received"] += 1
+            if not result["ok"]:  # the first answer's time, as ping's first line
+                result.update(ok=True, error="", reply=sender, ms=ms, icmp=None, by="")
+        elif not result["ok"]:
+            result.update(error="ICMP %d/%d from %s" % (kind, code, sender), icmp=[kind, code], by=sender, ms=ms)
     return results
 
 def run_jobs(jobs):

@@ -65,6 +65,8 @@ class TcpResult:
     status: str = ""  # one of OUTCOMES; derived from ok and error when not given
     icmp: tuple[int, int] | None = None  # the ICMP type/code that failed the probe
     rejected_by: str = ""  # who sent that ICMP error (a node, for a policy denial)
+    sent: int = 0  # an echo job's echo requests sent, and answered
+    received: int = 0
 
     def __post_init__(self) -> None:
         if not self.status:
@@ -98,6 +100,7 @@ def result_of(data: dict[str, Any]) -> TcpResult:
     return TcpResult(
         data["ok"], data["ms"], data["error"], data["reply"], data["local"],
         icmp=(icmp[0], icmp[1]) if icmp else None, rejected_by=data.get("by", ""),
+        sent=data.get("sent", 0), received=data.get("received", 0),
     )  # fmt: skip
 
 
@@ -110,3 +113,8 @@ class Job:
     port: int = 0
     timeout: float = 2.0
     payload: str = ""
+    count: int = 1  # echo requests (icmp): the job is ok when any is answered, as ping's
+
+    def row(self) -> list[Any]:
+        """The job as the batch program reads it."""
+        return [self.kind, self.address, self.port, self.timeout, self.payload, self.count]

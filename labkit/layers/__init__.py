@@ -64,6 +64,12 @@ def sync_layers(cluster: Cluster, changed_pods: Sequence[str]) -> None:
         layer.sync(cluster, changed_pods)
 
 
+def follow_services(cluster: Cluster) -> None:
+    """Every wanted layer, in order, follows a change of services (`services_changed`)."""
+    for layer in active_layers(cluster):
+        layer.services_changed(cluster)
+
+
 def describe_layers(cluster: Cluster) -> dict[str, Any]:
     document: dict[str, Any] = {}
     for layer in active_layers(cluster):
@@ -78,5 +84,6 @@ __all__ = [
     "apply_layers",
     "check_layers",
     "describe_layers",
+    "follow_services",
     "sync_layers",
 ]

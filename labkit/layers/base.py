@@ -27,6 +27,11 @@ class Layer(Protocol):
         """Follow a change of pods (added, deleted, killed, relabelled)."""
         ...
 
+    def services_changed(self, cluster: Cluster) -> None:
+        """Follow a change of services (added, deleted, endpoints marked terminating),
+        after the services layer reprogrammed them; the layer may not be built yet."""
+        ...
+
     def describe(self, cluster: Cluster) -> dict[str, Any]:
         """What `labkit status` shows of this layer."""
         ...
@@ -47,6 +52,9 @@ class BaseLayer:
         pass
 
     def sync(self, cluster: Cluster, changed_pods: Sequence[str]) -> None:
+        pass
+
+    def services_changed(self, cluster: Cluster) -> None:
         pass
 
     def describe(self, cluster: Cluster) -> dict[str, Any]:

@@ -140,6 +140,9 @@ class ClusterDnsLayer(BaseLayer):
     def sync(self, cluster: Cluster, changed_pods: Sequence[str]) -> None:
         sync(cluster, changed_pods)
 
+    def services_changed(self, cluster: Cluster) -> None:
+        follow(cluster)  # the records (also when a service went: its name must go)
+
     def describe(self, cluster: Cluster) -> dict[str, Any]:
         pods = [p for p in kube_dns.pod_names() if p in cluster.topology.pods]
         return {

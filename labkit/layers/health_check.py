@@ -58,6 +58,10 @@ class HealthCheckLayer(BaseLayer):
     def sync(self, cluster: Cluster, changed_pods: Sequence[str]) -> None:
         apply_health(cluster, fresh=False)
 
+    def services_changed(self, cluster: Cluster) -> None:
+        # Started on first need: the first Service that wants it may come after `up`.
+        apply_health(cluster, fresh="configs" not in cluster.slice(STATE_KEY))
+
     def describe(self, cluster: Cluster) -> dict[str, Any]:
         plans = stored_plans(cluster)
         return {

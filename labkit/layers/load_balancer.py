@@ -177,5 +177,9 @@ class LoadBalancerLayer(BaseLayer):
     def sync(self, cluster: Cluster, changed_pods: Sequence[str]) -> None:
         apply_announcements(cluster, fresh=False)
 
+    def services_changed(self, cluster: Cluster) -> None:
+        # Started on first need: the first LoadBalancer Service may come after `up`.
+        apply_announcements(cluster, fresh="configs" not in cluster.slice(STATE_KEY))
+
     def describe(self, cluster: Cluster) -> dict[str, Any]:
         return describe(cluster)

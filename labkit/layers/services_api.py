@@ -9,10 +9,8 @@ from typing import Any
 from labkit.core.cluster import Cluster
 from labkit.dataplane import dns
 from labkit.errors import UsageError
-from labkit.layers import cluster_dns
+from labkit.layers import follow_services
 from labkit.layers import services as programming
-from labkit.layers.health_check import HealthCheckLayer
-from labkit.layers.load_balancer import LoadBalancerLayer
 from labkit.layers.proxy_program import SyncReport
 from labkit.layers.service_state import (
     endpoints,
@@ -140,7 +138,7 @@ class Services:
         marked = set(state.get("terminating", []))
         state["terminating"] = sorted(marked | set(pods) if terminating else marked - set(pods))
         report = programming.sync(self.cluster, reason="terminating: " + ", ".join(pods))
-        _follow_edges(self.cluster)
+        follow_services(self.cluster)
         self.cluster.save()
         return report
 
@@ -181,20 +179,5 @@ def _services_changed(cluster: Cluster, first: bool) -> None:
         programming.apply_services(cluster)
     else:
         programming.sync(cluster, reason="services changed")
-    cluster_dns.follow(cluster)  # the records too (also when a service went: its name must go)
-    _follow_edges(cluster)
+    follow_services(cluster)  # DNS records, health checks, LB addresses: the layers that care
     cluster.save()
-
-
-_EDGES = (HealthCheckLayer(), LoadBalancerLayer())
-
-
-def _follow_edges(cluster: Cluster) -> None:
-    """The layers that answer from the services' plans follow them (started on first need)."""
-    for layer in _EDGES:
-        if not layer.wanted(cluster):
-            continue
-        if "configs" in cluster.slice(layer.name):  # each keeps its state under its name
-            layer.sync(cluster, ())
-        else:
-            layer.apply(cluster)

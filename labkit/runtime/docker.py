@@ -27,7 +27,6 @@ from labkit.concurrency import parallel
 from labkit.errors import EngineUnavailable, LabkitError
 from labkit.runtime.base import (
     LAB_LABEL,
-    NETWORK_LABEL,
     NODE_LABEL,
     ExecError,
     ExecResult,
@@ -36,6 +35,7 @@ from labkit.runtime.base import (
     network_name,
 )
 from labkit.runtime.host_routes import host_routes
+from labkit.runtime.network_spec import lab_network
 
 # What a node needs when --privileged is refused (a host whose capability
 # bounding set lacks one of "all caps", e.g. CAP_SYS_RESOURCE): the docker
@@ -182,19 +182,9 @@ class DockerRuntime:
         extra_labels: Mapping[str, str] | None = None,
         mtu: int | None = None,
     ) -> str:
-        name = network_name(lab, network)
-        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))])
-        self.client.networks.create(
-            name,
-            driver="bridge",
-            internal=True,  # nothing a lab sends can leave the host
-            ipam=ipam,
-            labels={LAB_LABEL: lab, NETWORK_LABEL: network, **(extra_labels or {})},
-            # The MTU of every node's interface on it (jumbo frames); the engine's default otherwise.
-            options={"com.docker.network.driver.mtu": str(mtu)} if mtu else None,
-            check_duplicate=True,
-        )
-        return name
+        spec = lab_network(lab, network, subnet, extra_labels, mtu)
+        self.client.networks.create(spec.name, driver="bridge", **spec.create_args())
+        return spec.name
 
     def create_node(
         self,

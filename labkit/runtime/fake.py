@@ -22,8 +22,8 @@ from labkit.runtime.base import (
     ExecResult,
     NodeMode,
     container_name,
-    network_name,
 )
+from labkit.runtime.network_spec import lab_network
 
 
 @dataclass
@@ -76,6 +76,10 @@ class FakeRuntime:
     def call_names(self) -> list[str]:
         return [call[0] for call in self.calls]
 
+    def execs_on(self, container: str) -> list[str]:
+        """The commands run on `container` so far, in order."""
+        return [command for where, command in self.execs if where == container]
+
     # -- engine -------------------------------------------------------------------
     def taken_subnets(self) -> list[IPv4Network]:
         return list(self.subnets_taken)
@@ -106,13 +110,13 @@ class FakeRuntime:
         mtu: int | None = None,
     ) -> str:
         self._record("create_network", lab, network, str(subnet))
-        name = network_name(lab, network)
-        if name in self.networks:
-            raise LabkitError(f"network {name} exists")
-        self.networks[name] = {
-            "lab": lab, "subnet": subnet, "labels": dict(extra_labels or {}), "mtu": mtu
+        spec = lab_network(lab, network, subnet, extra_labels, mtu)
+        if spec.name in self.networks:
+            raise LabkitError(f"network {spec.name} exists")
+        self.networks[spec.name] = {
+            "lab": lab, "subnet": spec.subnet, "labels": spec.labels, "mtu": spec.mtu, "spec": spec
         }  # fmt: skip
-        return name
+        return spec.name
 
     def create_node(
         self,

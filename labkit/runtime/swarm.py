@@ -19,13 +19,7 @@ import docker
 import docker.errors
 
 from labkit.errors import LabkitError, UsageError
-from labkit.runtime.base import (
-    LAB_LABEL,
-    NETWORK_LABEL,
-    ExecResult,
-    NodeMode,
-    network_name,
-)
+from labkit.runtime.base import ExecResult, NodeMode
 from labkit.runtime.docker import DockerRuntime
 from labkit.runtime.fleet import (
     Cleanup,
@@ -36,6 +30,7 @@ from labkit.runtime.fleet import (
     unreachable_text,
 )
 from labkit.runtime.l2 import shared_l2
+from labkit.runtime.network_spec import lab_network
 from labkit.runtime.swarm_cleanup import clean_lab
 from labkit.runtime.swarm_networks import create_macvlan, create_overlay, free_l2_parent
 from labkit.runtime.swarm_setup import connect_host, ship_image
@@ -264,15 +259,13 @@ class SwarmRuntime:
 
         `mtu` is not passed on: an overlay gives containers its own (1450), and the
         driver's option would take another 50 from them; the pod MTU follows `underlay_mtu`."""
-        name = network_name(lab, network)
-        labels = {LAB_LABEL: lab, NETWORK_LABEL: network, **(extra_labels or {})}
+        spec = lab_network(lab, network, subnet, extra_labels)
         manager = self.hosts[self.manager()]
         if network in self.l2_networks:
-            parent = free_l2_parent(manager, self.l2_parents)
-            create_macvlan(self.hosts, name, parent, subnet, labels)
+            create_macvlan(self.hosts, spec, free_l2_parent(manager, self.l2_parents))
         else:
-            create_overlay(manager, name, subnet, labels)
-        return name
+            create_overlay(manager, spec)
+        return spec.name
 
     def create_node(
         self,

@@ -5,32 +5,23 @@ true L2 (VRRP), a macvlan network on each host on a shared interface."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from ipaddress import IPv4Network
-
-import docker
+from dataclasses import replace
 
 from labkit.errors import LabkitError
 from labkit.runtime.docker import DockerRuntime
 from labkit.runtime.fleet import on_all
+from labkit.runtime.network_spec import NetworkSpec
 
 
-def create_overlay(
-    manager: DockerRuntime, name: str, subnet: IPv4Network, labels: Mapping[str, str]
-) -> None:
-    """The overlay `name`, created on `manager` with the planned subnet."""
+def create_overlay(manager: DockerRuntime, spec: NetworkSpec) -> None:
+    """The overlay of `spec`, created on `manager` with the planned subnet."""
     # Swarm gives each host that attaches an address of its own (the network's
     # load balancer): from the top of the subnet, away from the planned node IPs.
+    subnet = spec.subnet
     dynamic = list(subnet.subnets(new_prefix=min(subnet.prefixlen + 3, 30)))[-1]
-    pool = docker.types.IPAMPool(subnet=str(subnet), iprange=str(dynamic))
-    ipam = docker.types.IPAMConfig(pool_configs=[pool])
+    overlay = replace(spec, ip_range=dynamic)
     manager.client.networks.create(
-        name,
-        driver="overlay",
-        attachable=True,
-        internal=True,  # nothing a lab sends leaves the overlay
-        ipam=ipam,
-        labels=dict(labels),
-        check_duplicate=True,
+        spec.name, driver="overlay", attachable=True, **overlay.create_args()
     )
 
 
@@ -50,27 +41,17 @@ def free_l2_parent(manager: DockerRuntime, parents: Sequence[str]) -> str:
     return free[0]
 
 
-def create_macvlan(
-    hosts: Mapping[str, DockerRuntime],
-    name: str,
-    parent: str,
-    subnet: IPv4Network,
-    labels: Mapping[str, str],
-) -> None:
+def create_macvlan(hosts: Mapping[str, DockerRuntime], spec: NetworkSpec, parent: str) -> None:
     """One macvlan network per host on the shared interface (static IPs: no IPAM clash).
 
     Not `internal`: an internal macvlan has no parent, so it would not cross
     hosts; it is opt-in (the hosts file's `l2:`) for that reason.
     """
-    pool = docker.types.IPAMPool(subnet=str(subnet))
-    ipam = docker.types.IPAMConfig(pool_configs=[pool])
-    options = {"parent": parent}
+    macvlan = replace(spec, internal=False, options={"parent": parent})
+    name = spec.name
 
     def create(_: str, runtime: DockerRuntime) -> None:
-        runtime.client.networks.create(
-            name, driver="macvlan", options=options, ipam=ipam, labels=dict(labels),
-            check_duplicate=True,
-        )  # fmt: skip
+        runtime.client.networks.create(name, driver="macvlan", **macvlan.create_args())
 
     _, failures = on_all(hosts, create)
     if failures:

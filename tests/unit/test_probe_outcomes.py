@@ -8,12 +8,17 @@ table here and end to end in tests/lab/test_policy.py.
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
+import shutil
 import socket
 import subprocess
 import threading
 
 import pytest
 
+from labkit import expect
 from labkit.core import probes
 from labkit.core.probes import TcpResult, classify
 from labkit.runtime.base import ExecResult
@@ -111,3 +116,48 @@ def test_a_broken_source_gives_an_error_per_job():
 
     results = probes.probe_many(Broken(), [probes.Job("tcp", "10.0.0.1", 80)] * 2)  # type: ignore[arg-type]
     assert [r.status for r in results] == ["error", "error"]
+
+
+class Recorder(LocalEndpoint):
+    """A source that keeps the command and answers one echo job."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def exec(self, command: str, *, check: bool = True, timeout: float | None = None) -> ExecResult:
+        self.commands.append(command)
+        row = {"ok": True, "ms": 0.1, "error": "", "reply": "", "local": "", "sent": 3}
+        return ExecResult(0, json.dumps([row | {"received": 3}]), "")
+
+
+def test_icmp_sends_the_count_it_is_given_to_the_batch_program():
+    source = Recorder()
+    result = expect.icmp(count=3)(source, "10.244.1.2")  # type: ignore[arg-type]
+    [command] = source.commands
+    rows = json.loads(shlex.split(command)[-1])
+    assert rows == [["icmp", "10.244.1.2", 0, 1.0, "", 3]]
+    assert (result.sent, result.received) == (3, 3)
+
+
+class PrivateLoopback(LocalEndpoint):
+    """Commands in a network namespace of their own with only loopback: nothing leaves."""
+
+    def exec(self, command: str, *, check: bool = True, timeout: float | None = None) -> ExecResult:
+        return super().exec(
+            f"unshare -n sh -c {shlex.quote('ip link set lo up && ' + command)}", timeout=timeout
+        )
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None, reason="a network namespace needs root"
+)
+def test_the_batch_program_sends_count_echoes_and_counts_the_answers():
+    answered, unrouted = probes.probe_many(
+        PrivateLoopback(),  # type: ignore[arg-type]
+        [
+            probes.Job("icmp", "127.0.0.1", timeout=1.0, count=3),
+            probes.Job("icmp", "10.9.9.9", timeout=0.5),
+        ],
+    )
+    assert answered.ok and (answered.sent, answered.received) == (3, 3), answered
+    assert not unrouted.ok and (unrouted.sent, unrouted.received) == (0, 0), unrouted

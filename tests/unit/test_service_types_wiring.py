@@ -9,9 +9,10 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from labkit import Lab, parse_topology
+from labkit import Lab, layers, parse_topology
 from labkit.dataplane import healthcheck, lb_announce
 from labkit.dataplane.proxy_modes import mode_of
+from labkit.layers.base import BaseLayer
 from labkit.layers.proxy_program import program
 from labkit.layers.service_state import stored_plans
 from labkit.runtime import features
@@ -163,3 +164,24 @@ def test_a_load_balancer_added_later_starts_the_speakers_and_health_servers(runt
     config = json.loads(file_on(runtime, "node-1", lb_announce.SPEAKER_CONFIG))
     assert config["addresses"] == {str(lab.service("local-b").lb_ip): ["node-2"]}
     assert ("fake-node-2", healthcheck.SERVER_CONFIG) in runtime.files
+
+
+def test_every_wanted_layer_hears_of_a_change_of_services(runtime, monkeypatch):
+    heard: list[list[str]] = []
+
+    class Listener(BaseLayer):
+        name = "listener"
+
+        def services_changed(self, cluster):
+            heard.append(sorted(cluster.topology.services))
+
+    class Unwanted(Listener):
+        def wanted(self, cluster):
+            return False
+
+    monkeypatch.setattr(layers, "LAYERS", (*layers.LAYERS, Listener(), Unwanted()))
+    lab = Lab.up(parse_topology(TOPOLOGY), runtime=runtime)
+    assert heard == []  # `up` applies the layers; nothing changed yet
+    lab.services.delete("everywhere")
+    lab.services.set_terminating(["b"])
+    assert heard == [["local-b"], ["local-b"]]

@@ -5,12 +5,12 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
-from fake_lab import execs_on, pretend_host_has_everything
 
 from labkit import Lab, parse_topology
+from labkit import lab as lab_module
 from labkit.errors import LabkitError, UsageError
 from labkit.runtime.base import ExecError
-from labkit.runtime.fake import FakeRuntime
+from labkit.topology.loader import load_topology as load
 
 TOPOLOGY = """
 name: fake
@@ -26,21 +26,9 @@ pods:
 """
 
 
-@pytest.fixture(autouse=True)
-def host_has_everything(monkeypatch, tmp_path):
-    return pretend_host_has_everything(monkeypatch, tmp_path)
-
-
 @pytest.fixture
-def runtime() -> FakeRuntime:
-    return FakeRuntime()
-
-
-@pytest.fixture
-def lab(runtime: FakeRuntime) -> Lab:
-    lab = Lab.up(parse_topology(TOPOLOGY), runtime=runtime)
-    runtime.reset()
-    return lab
+def topology_text() -> str:
+    return TOPOLOGY
 
 
 def test_up_creates_the_network_then_each_node_then_runs_its_script(runtime):
@@ -53,15 +41,29 @@ def test_up_creates_the_network_then_each_node_then_runs_its_script(runtime):
         ("create_node", "fake", "node-2", "labkit-node:fake", {"underlay": "10.210.0.3"}),
     ]
     for node in ("node-1", "node-2"):  # a node's script runs once it runs, not after the others
-        created = next(i for i, c in enumerate(runtime.calls) if c[:3] == ("create_node", "fake", node))
+        created = next(
+            i for i, c in enumerate(runtime.calls) if c[:3] == ("create_node", "fake", node)
+        )
         script = next(i for i, c in enumerate(runtime.calls) if c[:2] == ("exec", f"fake-{node}"))
         assert created < script
     # One script per node (vxlan has no convergence wait): its pods are in it.
     assert names.count("exec") == 2
-    assert "labkit-cni add a" in execs_on(runtime, "fake-node-1")[0]
-    assert "labkit-cni add b" in execs_on(runtime, "fake-node-2")[0]
+    assert "labkit-cni add a" in runtime.execs_on("fake-node-1")[0]
+    assert "labkit-cni add b" in runtime.execs_on("fake-node-2")[0]
     assert lab.pod("a").ip in IPv4Network(str(lab.addresses.pod_subnets["node-1"]))
     assert Lab.attach("fake", runtime).addresses == lab.addresses  # the state was saved
+
+
+def test_running_loads_a_topology_file_once_and_keeps_where_it_came_from(
+    runtime, tmp_path, monkeypatch
+):
+    path = tmp_path / "fake.yaml"
+    path.write_text(TOPOLOGY)
+    loads: list[str] = []
+    monkeypatch.setattr(lab_module, "load_topology", lambda ref: loads.append(ref) or load(ref))
+    with Lab.running(str(path), runtime=runtime) as lab:
+        assert lab.source == Lab.attach(lab.name, runtime).source == str(path)
+    assert loads == [str(path)]
 
 
 def test_up_refuses_a_running_lab_of_the_same_name_before_creating_anything(lab, runtime):
@@ -150,7 +152,7 @@ def test_a_stopped_node_comes_back_with_its_script(lab, runtime):
     runtime.reset()
     lab.faults.revert(fault)
     assert runtime.calls[0] == ("start_node", "fake-node-2")
-    rebuilt = execs_on(runtime, "fake-node-2")
+    rebuilt = runtime.execs_on("fake-node-2")
     assert rebuilt[0] == "true"  # waited for it to answer
     assert "labkit-cni add b" in rebuilt[1]  # then its whole script again
     assert lab.cluster.stopped_nodes() == set() and lab.faults.active == []
@@ -159,7 +161,7 @@ def test_a_stopped_node_comes_back_with_its_script(lab, runtime):
 def test_faults_revert_newest_first_and_a_failed_revert_keeps_the_fault(lab, runtime):
     rate = lab.faults.rate_limit("node-1", "20mbit")
     down = lab.faults.link_down("node-2")
-    (shaped,) = execs_on(runtime, "fake-node-1")
+    (shaped,) = runtime.execs_on("fake-node-1")
     assert shaped.startswith("tc qdisc replace dev $(ip -o -4 addr show to 10.210.0.2/32")
     assert shaped.endswith(" root tbf rate 20000000bit burst 50000 latency 50ms")
     runtime.fail_exec("ip link set dev", on="fake-node-2", error=LabkitError("engine gone"))
@@ -171,3 +173,12 @@ def test_faults_revert_newest_first_and_a_failed_revert_keeps_the_fault(lab, run
     assert runtime.execs[-1][0] == "fake-node-1"
     assert runtime.execs[-1][1].startswith("tc qdisc del dev $(ip -o -4 addr show to 10.210.0.2/32")
     assert lab.faults.active == []
+
+
+def test_lab_pods_are_the_workloads_unless_labels_are_asked_for(lab):
+    lab.add_pod("addon", {"node": "node-1", "namespace": "kube-system", "labels": {"app": "x"}})
+    assert [p.name for p in lab.pods()] == ["a", "b"]
+    assert [p.name for p in lab.node("node-1").pods()] == ["a"]
+    assert [p.name for p in lab.pods(app="x")] == ["addon"]
+    assert [p.name for p in lab.cluster.pods()] == ["a", "b", "addon"]
+    assert [p.name for p in lab.cluster.workloads()] == ["a", "b"]

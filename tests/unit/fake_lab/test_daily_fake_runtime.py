@@ -7,14 +7,12 @@ import os
 import socket
 
 import pytest
-from fake_lab import execs_on, pretend_host_has_everything
 
 from labkit import Lab, parse_topology
 from labkit.core import owner, state
 from labkit.core.capture import Capture
 from labkit.dataplane.capture import capture_command, stop_command
 from labkit.errors import FeatureMissing, UsageError
-from labkit.runtime.fake import FakeRuntime
 
 TOPOLOGY = """
 name: fake
@@ -30,21 +28,9 @@ pods:
 """
 
 
-@pytest.fixture(autouse=True)
-def host_has_everything(monkeypatch, tmp_path):
-    return pretend_host_has_everything(monkeypatch, tmp_path)
-
-
 @pytest.fixture
-def runtime() -> FakeRuntime:
-    return FakeRuntime()
-
-
-@pytest.fixture
-def lab(runtime: FakeRuntime) -> Lab:
-    lab = Lab.up(parse_topology(TOPOLOGY), runtime=runtime)
-    runtime.reset()
-    return lab
+def topology_text() -> str:
+    return TOPOLOGY
 
 
 # -- impairments -----------------------------------------------------------------------
@@ -52,13 +38,13 @@ def lab(runtime: FakeRuntime) -> Lab:
 
 def test_up_sets_the_files_rate_on_the_impaired_link_only(runtime):
     Lab.up(parse_topology(TOPOLOGY), runtime=runtime)
-    shaped = [c for c in execs_on(runtime, "fake-node-1") if "tc qdisc replace" in c]
+    shaped = [c for c in runtime.execs_on("fake-node-1") if "tc qdisc replace" in c]
     assert (
         len(shaped) == 1
         and "show to 10.210.0.2/32" in shaped[0]
         and "tbf rate 20000000bit" in shaped[0]
     )
-    assert not [c for c in execs_on(runtime, "fake-node-2") if "tc qdisc" in c]
+    assert not [c for c in runtime.execs_on("fake-node-2") if "tc qdisc" in c]
 
 
 def test_a_topology_asking_for_netem_is_refused_before_anything_is_created(
@@ -73,15 +59,15 @@ def test_a_topology_asking_for_netem_is_refused_before_anything_is_created(
 
 def test_a_rate_fault_replaces_the_links_qdisc_and_its_revert_restores_the_files(lab, runtime):
     fault = lab.faults.rate_limit("node-1", "5mbit")
-    assert "tbf rate 5000000bit" in execs_on(runtime, "fake-node-1")[-1]
+    assert "tbf rate 5000000bit" in runtime.execs_on("fake-node-1")[-1]
     runtime.reset()
     lab.faults.revert(fault)
-    assert "tc qdisc replace" in execs_on(runtime, "fake-node-1")[-1]
-    assert "tbf rate 20000000bit" in execs_on(runtime, "fake-node-1")[-1]
+    assert "tc qdisc replace" in runtime.execs_on("fake-node-1")[-1]
+    assert "tbf rate 20000000bit" in runtime.execs_on("fake-node-1")[-1]
     fault = lab.faults.rate_limit("node-2", "5mbit")
     runtime.reset()
     lab.faults.revert(fault)
-    assert "tc qdisc del" in execs_on(runtime, "fake-node-2")[-1]  # no impairment: none
+    assert "tc qdisc del" in runtime.execs_on("fake-node-2")[-1]  # no impairment: none
 
 
 def test_status_shows_the_impairments(lab):
@@ -95,7 +81,7 @@ def test_layers_reapplied_elsewhere_keep_a_faults_qdisc(lab, runtime):
     lab.faults.rate_limit("node-1", "5mbit")
     runtime.reset()
     lab.faults.restart_node("node-2")  # every layer re-applies
-    assert not [c for c in execs_on(runtime, "fake-node-1") if "tc qdisc replace" in c]
+    assert not [c for c in runtime.execs_on("fake-node-1") if "tc qdisc replace" in c]
 
 
 # -- stop and start ----------------------------------------------------------------------
@@ -110,17 +96,16 @@ def test_stop_stops_every_node_and_start_reruns_scripts_layers_and_faults(lab, r
     assert sorted(lab.start()) == ["node-1", "node-2"]
     assert not state.flag(lab.name, "stopped")
     for node in ("fake-node-1", "fake-node-2"):
-        commands = execs_on(runtime, node)
+        commands = runtime.execs_on(node)
         script = next(i for i, c in enumerate(commands) if "pod_add" in c or "ip netns add" in c)
         shaped = max(i for i, c in enumerate(commands) if "tc qdisc replace" in c)
         assert script < shaped  # the node's script first, then what goes on top
     assert (
-        "tbf rate 5000000bit"
-        in [c for c in execs_on(runtime, "fake-node-2") if "tc qdisc" in c][-1]
+        "tbf rate 5000000bit" in [c for c in runtime.execs_on("fake-node-2") if "tc qdisc" in c][-1]
     )
     assert (
         "tbf rate 20000000bit"
-        in [c for c in execs_on(runtime, "fake-node-1") if "tc qdisc" in c][-1]
+        in [c for c in runtime.execs_on("fake-node-1") if "tc qdisc" in c][-1]
     )
 
 
@@ -194,5 +179,5 @@ def test_a_capture_writes_the_stream_and_stops_tcpdump(lab, runtime):
     one.wait()
     one.stop()
     assert sink.getvalue() == b"PCAP"
-    assert any("kill -INT" in c for c in execs_on(runtime, "fake-node-1"))
+    assert any("kill -INT" in c for c in runtime.execs_on("fake-node-1"))
     assert os.path.basename(one.command.split("/run/labkit-capture/")[1].split(".pid")[0]) == one.id
