@@ -14,7 +14,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, model_validator
 
 from labkit.topology.cluster_model import (
     Backend,
@@ -36,6 +36,7 @@ from labkit.topology.object_meta import (
     object_key,
     slug,
 )
+from labkit.topology.placement import place_unbound
 from labkit.topology.policy_model import (
     IpBlock,
     LabelExpression,
@@ -161,7 +162,8 @@ class ReadinessProbe(Strict):
 
 
 class Pod(Strict):
-    node: Ref
+    # Left out in a topology file: filled in when the Topology is validated (see there).
+    node: Ref = Field(description="The node it runs on; left out: the least loaded pod node")
     namespace: NamespaceName = "default"
     labels: Labels = Field(default_factory=dict)
     run: list[str] = Field(default_factory=list, description="Commands of the pod's containers")
@@ -218,6 +220,23 @@ class Topology(Strict):
     # The merge itself (topology.kube.Manifests): its native base and documents, for `apply`.
     _manifest_report: Any = PrivateAttr(default=None)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _place_pods_without_node(cls, data: Any) -> Any:
+        """A pod that names no node goes to the least loaded pod-running node, as a
+        scheduler places it; once placed, its node is part of the topology (saved
+        with the lab, so a reloaded lab does not place it again)."""
+        if not isinstance(data, dict) or not isinstance(data.get("pods"), dict):
+            return data
+        placed = place_unbound(data["pods"], _member_names(data.get("nodes")), _named_node)
+        if not placed:
+            return data
+        pods = {
+            key: {**pod, "node": placed[key]} if key in placed else pod
+            for key, pod in data["pods"].items()
+        }
+        return {**data, "pods": pods}
+
     @property
     def manifest_report(self) -> Any:
         return self._manifest_report
@@ -233,3 +252,28 @@ class Topology(Strict):
     def member_nodes(self) -> list[str]:
         """Cluster members in file order: the nodes that get a pod subnet."""
         return [name for name, node in self.nodes.items() if node.is_member]
+
+
+def _named_node(pod: Any) -> str | None:
+    """The node a pod names (as given, or validated); None when it names none."""
+    if isinstance(pod, Pod):
+        return pod.node
+    if isinstance(pod, dict):
+        node = pod.get("node")
+        return None if node is None else str(node)
+    return ""  # not a pod at all: its own validation says so
+
+
+def _member_names(nodes: Any) -> list[str]:
+    """The pod-running nodes of raw topology data, in file order."""
+    if not isinstance(nodes, dict):
+        return []
+    names = []
+    for name, node in nodes.items():
+        if isinstance(node, Node):
+            roles: Any = node.roles
+        else:
+            roles = (node.get("roles") if isinstance(node, dict) else None) or []
+        if isinstance(roles, list) and not NON_MEMBER_ROLES.intersection(map(str, roles)):
+            names.append(str(name))
+    return names
