@@ -14,7 +14,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from labkit.topology.cluster_model import (
     Backend,
@@ -149,7 +149,7 @@ class PodPort(Strict):
 
 
 class ReadinessProbe(Strict):
-    """A readinessProbe of a manifest pod: tcpSocket or httpGet on a port of the pod."""
+    """A readinessProbe of a pod's container: tcpSocket or httpGet on a port of the pod."""
 
     kind: Literal["tcp", "http"]
     port: int | str = Field(description="Number or a pod port's name")
@@ -174,10 +174,20 @@ class Pod(Strict):
     host_network: bool = Field(
         default=False, description="Run in the node's network namespace (no pod IP of its own)"
     )
-    readiness: ReadinessProbe | None = Field(
-        default=None, description="Ready (a Service endpoint) only while this probe passes"
+    readiness: list[ReadinessProbe] = Field(
+        default_factory=list,
+        description="Ready (a Service endpoint) only while every probe passes (one per "
+        "container that has one, as the kubelet's); a single probe is taken too",
     )
     origin: Origin | None = None
+
+    @field_validator("readiness", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        """One probe (how a topology file gave it before there were several) or a list."""
+        if value is None:
+            return []
+        return [value] if isinstance(value, dict | ReadinessProbe) else value
 
 
 class Vrrp(Strict):

@@ -149,8 +149,8 @@ def test_the_example_app_service_ingress_readiness_and_ignored_kinds():
     (rule,) = topology.ingress.rules
     assert (rule.host, rule.service, rule.port) == ("shop.example", "shop/frontend", "http")
     for pod in topology.pods.values():
-        assert pod.readiness is not None and pod.readiness.kind == "http"
-        assert pod.readiness.path == "/healthz" and pod.readiness.period == 2
+        (probe,) = pod.readiness
+        assert probe.kind == "http" and probe.path == "/healthz" and probe.period == 2
         assert pod.run == ["echo-server --http-port 8080 --tcp-port 0 --udp-port 0"]
     assert report.ignored_line() == "ignored (no network meaning): ConfigMap/shop/settings"
 

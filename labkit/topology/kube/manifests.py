@@ -51,6 +51,8 @@ class Manifests:
         default_factory=list
     )  # `Kind/ns/name` of kinds without a network meaning
     warnings: list[Problem] = field(default_factory=list)
+    # What is accepted but not emulated (an exec readinessProbe...), for the user to know.
+    not_emulated: list[Problem] = field(default_factory=list)
     objects: list[str] = field(default_factory=list)  # `Kind/ns/name` of every modelled document
     kube_version: str = ""
     base: Topology | None = None  # what they were merged onto (the native topology)
@@ -61,6 +63,7 @@ class Manifests:
 
     def notes(self) -> list[str]:
         lines = [self.ignored_line()] if self.ignored else []
+        lines += [f"note: {note}" for note in self.not_emulated]
         return lines + [f"warning: {warning}" for warning in self.warnings]
 
 
@@ -98,7 +101,7 @@ def merge_documents(
     report = Manifests(topology, kube_version=version)
     modelled = _checked(documents, version, problems, report)
     _raise(problems)
-    converted, parts, warnings = _convert(modelled, topology, problems)
+    converted, parts, warnings = _convert(modelled, topology, problems, report.not_emulated)
     report.warnings.extend(warnings)
     _raise(problems)
     merged = _merge(topology, converted, parts, problems)
@@ -160,7 +163,7 @@ def _checked(
 
 
 def _convert(
-    documents: list[Document], topology: Topology, problems: list[Problem]
+    documents: list[Document], topology: Topology, problems: list[Problem], notes: list[Problem]
 ) -> tuple[list[Converted], IngressParts, list[Problem]]:
     warnings: list[Problem] = []
     taken: set[str] = set()
@@ -168,9 +171,9 @@ def _convert(
     others: list[Converted] = []
     for document in documents:
         if document.kind == "Pod":
-            drafts.extend(convert_pod(document, problems, taken))
+            drafts.extend(convert_pod(document, problems, taken, notes))
         elif document.kind in kinds.WORKLOADS:
-            drafts.extend(convert_workload(document, problems, taken))
+            drafts.extend(convert_workload(document, problems, taken, notes))
         elif document.kind == "Service":
             others.extend(convert_service(document, problems, warnings))
         elif document.kind == "NetworkPolicy":
