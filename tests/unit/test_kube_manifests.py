@@ -334,3 +334,45 @@ data: {a: b}
     assert ingress is not None and ingress.nodes  # the edge nodes
     assert ingress.tcp == {9000: "shop/echo:9000"} and ingress.udp == {5353: "shop/echo:udp"}
     assert report.ignored == ["ConfigMap/default/settings"]
+
+
+JOBS = """\
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate, namespace: shop}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: m, image: migrate, ports: [{containerPort: 8080}]}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: report}
+spec:
+  schedule: "0 * * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: r, image: report}]
+"""
+
+
+def test_jobs_and_cronjobs_are_accepted_and_listed_as_ignored_with_why():
+    report = load(JOBS)
+    assert report.topology.pods == {}  # run-to-completion pods: none is made
+    assert report.ignored_line() == (
+        "ignored (run-to-completion pods are not emulated): Job/shop/migrate, "
+        "CronJob/default/report; ignored (no network meaning): ConfigMap/default/settings"
+    )
+
+
+def test_a_job_is_still_checked_against_its_schema():
+    (message,) = refused(JOBS.replace("restartPolicy: Never", "restartPolicy: 7"))
+    assert message.startswith("<stdin>:7: Job/shop/migrate: spec.template.spec.restartPolicy:")

@@ -47,9 +47,8 @@ class Manifests:
     """The topology with the manifests merged in, and what to tell the user."""
 
     topology: Topology
-    ignored: list[str] = field(
-        default_factory=list
-    )  # `Kind/ns/name` of kinds without a network meaning
+    ignored: list[str] = field(default_factory=list)  # `Kind/ns/name` of kinds not emulated
+    ignored_why: dict[str, str] = field(default_factory=dict)  # `Kind/ns/name` -> the reason
     warnings: list[Problem] = field(default_factory=list)
     # What is accepted but not emulated (an exec readinessProbe...), for the user to know.
     not_emulated: list[Problem] = field(default_factory=list)
@@ -59,7 +58,14 @@ class Manifests:
     documents: list[Document] = field(default_factory=list)  # every document, ignored ones too
 
     def ignored_line(self) -> str:
-        return f"ignored (no network meaning): {', '.join(self.ignored)}" if self.ignored else ""
+        """One line: the ignored documents, grouped by why, in the order first seen."""
+        by_reason: dict[str, list[str]] = {}
+        for subject in self.ignored:
+            reason = self.ignored_why.get(subject, kinds.NO_NETWORK_MEANING)
+            by_reason.setdefault(reason, []).append(subject)
+        return "; ".join(
+            f"ignored ({reason}): {', '.join(subjects)}" for reason, subjects in by_reason.items()
+        )
 
     def notes(self) -> list[str]:
         lines = [self.ignored_line()] if self.ignored else []
@@ -155,8 +161,10 @@ def _checked(
             )
             continue
         seen[key] = document
-        if (document.api_version, document.kind) in kinds.IGNORED and not is_l4_configmap(document):
+        reason = kinds.IGNORED.get((document.api_version, document.kind))
+        if reason is not None and not is_l4_configmap(document):
             report.ignored.append(document.subject)
+            report.ignored_why[document.subject] = reason
         else:
             modelled.append(document)
     return modelled
