@@ -72,8 +72,12 @@ def controller_of(document: Document, problems: list[Problem]) -> str | None:
 
 
 def convert_ingresses(
-    ingresses: list[Document], classes: list[Document], problems: list[Problem]
+    ingresses: list[Document],
+    classes: list[Document],
+    problems: list[Problem],
+    notes: list[Problem],
 ) -> IngressParts:
+    """The rules of every Ingress; `spec.tls` is taken and noted (not terminated)."""
     by_name = {doc.name: (doc, controller_of(doc, problems)) for doc in classes}
     defaults = [
         name
@@ -102,7 +106,9 @@ def convert_ingresses(
         if controller:
             parts.controllers.setdefault(controller, document)
         if spec.get("tls"):
-            problems.append(document.problem(("spec", "tls"), "TLS is not modelled: leave it out"))
+            notes.append(
+                document.problem(("spec", "tls"), "TLS not terminated: served on plain HTTP only")
+            )
         if spec.get("defaultBackend"):
             backend = _backend(
                 document, ("spec", "defaultBackend"), spec["defaultBackend"], problems

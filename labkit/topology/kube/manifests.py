@@ -192,6 +192,7 @@ def _convert(
         [d for d in documents if d.kind == "Ingress"],
         [d for d in documents if d.kind == "IngressClass"],
         problems,
+        notes,
     )
     convert_l4_configmaps([d for d in documents if is_l4_configmap(d)], parts)
     pods = place(drafts, topology, taken, problems)
