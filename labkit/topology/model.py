@@ -14,7 +14,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from labkit.topology.cluster_model import (
     Backend,
@@ -161,7 +161,21 @@ class ReadinessProbe(Strict):
     success_threshold: int = Field(default=1, ge=1)
 
 
+def _pod_file_schema(schema: dict[str, Any]) -> None:
+    """The JSON schema of a pod as a topology file may write it: `node` may be left out
+    (the Topology places it), `readiness` may be one probe."""
+    schema["required"] = [name for name in schema.get("required", []) if name != "node"]
+    readiness = schema["properties"]["readiness"]
+    one = readiness["items"]
+    schema["properties"]["readiness"] = {
+        "description": readiness["description"],
+        "anyOf": [one, {"type": "array", "items": one}],
+    }
+
+
 class Pod(Strict):
+    model_config = ConfigDict(**Strict.model_config, json_schema_extra=_pod_file_schema)
+
     # Left out in a topology file: filled in when the Topology is validated (see there).
     node: Ref = Field(description="The node it runs on; left out: the least loaded pod node")
     namespace: NamespaceName = "default"

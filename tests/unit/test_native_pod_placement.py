@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 
+import jsonschema  # kubernetes-validate's own
+import pytest
+import yaml
 from topology_problems import problems
 
 from labkit.topology import parse_topology
@@ -91,3 +94,13 @@ def test_a_pod_naming_an_unknown_node_is_still_named_with_its_place():
 def test_with_no_pod_running_node_the_node_is_required():
     (message,) = problems("name: t\nnodes:\n  c: {roles: [external]}\npods:\n  a: {}\n")
     assert "pods.a.node" in message
+
+
+def test_the_published_schema_takes_a_pod_without_a_node_and_a_single_probe():
+    document = yaml.safe_load(
+        NODES + "pods:\n  a: {readiness: {kind: tcp, port: 80}}\n  b: {node: node-1}\n"
+    )
+    jsonschema.validate(document, Topology.model_json_schema())
+    document["pods"]["c"] = {"readiness": "often"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(document, Topology.model_json_schema())
