@@ -94,9 +94,7 @@ def add_manifests(
         return load_manifests(paths, topology, kube_version, stdin)
     assert earlier.base is not None
     documents = earlier.documents + read_manifests(paths, stdin)
-    report = merge_documents(documents, earlier.base, kube_version or earlier.kube_version)
-    report.topology.manifest_notes[:] = report.notes()
-    return report
+    return merge_documents(documents, earlier.base, kube_version or earlier.kube_version)
 
 
 def merge_documents(
@@ -122,6 +120,7 @@ def merge_documents(
     report.objects = [doc.subject for doc in modelled]
     report.base, report.documents = topology, list(documents)
     merged.manifest_report = report
+    merged.manifest_notes[:] = report.notes()  # for whoever prints the topology's notes
     return report
 
 
