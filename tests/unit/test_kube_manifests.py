@@ -376,29 +376,3 @@ def test_jobs_and_cronjobs_are_accepted_and_listed_as_ignored_with_why():
 def test_a_job_is_still_checked_against_its_schema():
     (message,) = refused(JOBS.replace("restartPolicy: Never", "restartPolicy: 7"))
     assert message.startswith("<stdin>:7: Job/shop/migrate: spec.template.spec.restartPolicy:")
-
-
-def test_an_ingress_with_tls_is_taken_and_noted_as_plain_http():
-    text = """\
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec: {selector: {app: web}, ports: [{port: 80}]}
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: web}
-spec:
-  ingressClassName: nginx
-  tls: [{hosts: [shop.example], secretName: shop-tls}]
-  rules:
-  - host: shop.example
-    http:
-      paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]
-"""
-    report = load(text)
-    assert report.topology.ingress is not None
-    assert [rule.host for rule in report.topology.ingress.rules] == ["shop.example"]
-    assert report.notes()[0] == (
-        "note: <stdin>:11: Ingress/default/web: spec.tls: TLS not terminated: served on plain HTTP only"
-    )

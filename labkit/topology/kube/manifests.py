@@ -21,6 +21,7 @@ from labkit.topology.kube.convert_ingress import (
     convert_ingresses,
     convert_l4_configmaps,
     is_l4_configmap,
+    is_tls_secret,
 )
 from labkit.topology.kube.convert_network import convert_namespace, convert_policy, convert_service
 from labkit.topology.kube.convert_pods import convert_pod, convert_workload, serve_commands
@@ -161,7 +162,7 @@ def _checked(
             continue
         seen[key] = document
         reason = kinds.IGNORED.get((document.api_version, document.kind))
-        if reason is not None and not is_l4_configmap(document):
+        if reason is not None and not is_l4_configmap(document) and not is_tls_secret(document):
             report.ignored.append(document.subject)
             report.ignored_why[document.subject] = reason
         else:
@@ -190,6 +191,7 @@ def _convert(
     parts = convert_ingresses(
         [d for d in documents if d.kind == "Ingress"],
         [d for d in documents if d.kind == "IngressClass"],
+        [d for d in documents if is_tls_secret(d)],
         problems,
         notes,
     )
@@ -258,13 +260,20 @@ def _merged_ingress(
     topology: Topology, parts: IngressParts, problems: list[Problem]
 ) -> Ingress | None:
     native = topology.ingress
-    if not parts.rules and parts.default_backend is None and not parts.controllers and not parts.l4:
+    if (
+        not parts.rules
+        and parts.default_backend is None
+        and not parts.controllers
+        and not parts.l4
+        and not parts.tls
+    ):
         return native
     first = (
         (parts.rules[0].document if parts.rules else None)
         or next(iter(parts.controllers.values()), None)
         or (parts.default_backend.document if parts.default_backend else None)
         or next(iter(parts.l4_documents), None)
+        or (parts.tls[0].document if parts.tls else None)
     )
     assert first is not None
     wanted = set(parts.controllers)
@@ -293,12 +302,14 @@ def _merged_ingress(
         )
         return None
     base = (
-        native.model_dump(exclude={"rules", "default_backend", "controller", "nodes"})
+        native.model_dump(exclude={"rules", "default_backend", "controller", "nodes", "tls"})
         if native
         else {}
     )
     rules = [rule.model_dump() for rule in native.rules] if native else []
     rules += [part.value for part in parts.rules]
+    tls = [entry.model_dump() for entry in native.tls] if native else []
+    tls += [part.value for part in parts.tls]
     default = native.default_backend.model_dump() if native and native.default_backend else None
     if parts.default_backend is not None:
         default = parts.default_backend.value
@@ -310,11 +321,19 @@ def _merged_ingress(
                 "nodes": nodes,
                 "rules": rules,
                 "default_backend": default,
+                "tls": tls,
                 **{k: {**base.get(k, {}), **parts.l4.get(k, {})} for k in ("tcp", "udp")},
             }
         )
     except ValidationError as exc:
-        problems.extend(first.problem((), str(err["msg"])) for err in exc.errors())
+        native_tls = len(tls) - len(parts.tls)
+        for err in exc.errors():
+            loc, message = tuple(err["loc"]), str(err["msg"]).removeprefix("Value error, ")
+            if loc[:1] == ("tls",) and len(loc) > 1 and int(loc[1]) >= native_tls:
+                part = parts.tls[int(loc[1]) - native_tls]
+                problems.append(part.document.problem((*part.path, *loc[2:]), message))
+            else:
+                problems.append(first.problem((), message))
         return None
 
 
@@ -328,6 +347,7 @@ def _mapped(
     """The model checks' problems, pointed at the manifest each came from."""
     by_key = {(c.section, c.key): c for c in converted}
     native_rules = len(topology.ingress.rules) if topology.ingress else 0
+    native_tls = len(topology.ingress.tls) if topology.ingress else 0
     result = []
     for problem in found:
         path = problem.path
@@ -339,6 +359,9 @@ def _mapped(
             result.append(
                 part.document.problem((*part.path, *_ingress_tail(path[3:])), problem.message)
             )
+        elif path[:2] == ("ingress", "tls") and len(path) > 2 and int(path[2]) >= native_tls:
+            part = parts.tls[int(path[2]) - native_tls]
+            result.append(part.document.problem((*part.path, *path[3:]), problem.message))
         elif path[:2] == ("ingress", "default_backend") and parts.default_backend:
             part = parts.default_backend
             result.append(
