@@ -7,10 +7,12 @@ import base64
 import io
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from topology_problems import problems
 
+from labkit.cli.kube import ROWS
 from labkit.dataplane import ingress_haproxy, ingress_nginx, ingress_tls
 from labkit.dataplane.ingress_routes import routing_table
 from labkit.errors import TopologyError
@@ -187,3 +189,18 @@ def test_the_https_port_must_be_free():
     )
     (message,) = problems(text)
     assert "ingress.tls_port: port 8443 is taken by the ingress's HTTP" in message
+
+
+def test_get_ingresses_shows_the_https_port_once_there_is_tls():
+    def rows(tls: list[dict[str, object]]) -> list[str]:
+        topology = parse_topology(
+            INFRA
+            + "services: {web: {ports: [{name: http, port: 80}]}}\n"
+            + "ingress: {nodes: [node-1], rules: [{host: a.example, service: web, port: http}], "
+            + f"tls: {tls}}}\n"
+        )
+        lab = SimpleNamespace(topology=topology, node=lambda _: SimpleNamespace(ip="10.0.0.2"))
+        return [row["ports"] for row in ROWS["ingresses"](lab)]
+
+    assert rows([]) == ["80"]
+    assert rows([{"hosts": ["a.example"]}]) == ["80, 443"]
