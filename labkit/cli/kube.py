@@ -195,7 +195,8 @@ def _ingresses(lab: Any) -> list[dict[str, Any]]:
             "class": ingress.controller,
             "hosts": rule.host or "*",
             "address": addresses,
-            "ports": str(ingress.port),
+            # Every host is served on the HTTPS port too once there is TLS (as kubectl: 80, 443).
+            "ports": f"{ingress.port}, {ingress.tls_port}" if ingress.tls else str(ingress.port),
             "wide": {"backend": f"{key_name(rule.service)}:{rule.port}"},
         }
         for rule in ingress.rules

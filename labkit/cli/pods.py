@@ -18,7 +18,9 @@ app.add_typer(pod_app, name="pod")
 @friendly
 def pod_add(
     name: str,
-    node: Annotated[str, typer.Option(help="The node to run it on")],
+    node: Annotated[
+        str | None, typer.Option(help="The node to run it on; default: the least loaded")
+    ] = None,
     label: Annotated[list[str] | None, typer.Option(help="key=value, repeatable")] = None,
     run: Annotated[list[str] | None, typer.Option(help="A container's command, repeatable")] = None,
     namespace: str = "default",
@@ -30,7 +32,7 @@ def pod_add(
     pod = lab.add_pod(
         name, {"node": node, "labels": labels, "run": run or [], "namespace": namespace}
     )
-    console.print(f"pod {pod.name} on {node}: {pod.ip}")
+    console.print(f"pod {pod.name} on {pod.node.name}: {pod.ip}")
     _print_service_sync(lab)
 
 

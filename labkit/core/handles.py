@@ -165,10 +165,10 @@ class PodHandle(Probing):
 
     def ready(self) -> bool:
         """Ready as a Service endpoint: every container alive (a pod with none is ready)
-        and its readinessProbe, if it has one, passing."""
+        and every readinessProbe it has passing."""
         spec = self.spec
         probes = {}
-        if spec.readiness is not None:
+        if spec.readiness:
             probes[self.name] = readiness_plan.probe_command(self.name, spec, self.ip)
         host = [self.name] if spec.host_network else []
         output = self.node.exec(readiness_plan.readiness_script([self.name], probes, host)).stdout

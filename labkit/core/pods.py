@@ -21,6 +21,7 @@ from labkit.dataplane import pods as pod_plan
 from labkit.errors import UsageError
 from labkit.topology.addressing import choose_pod_ip as plan_pod_ip
 from labkit.topology.model import Pod
+from labkit.topology.placement import least_loaded
 
 RELEASED_KEY = "released_ips"
 
@@ -51,7 +52,10 @@ def add_pod(
     cluster: Cluster, name: str, pod: Pod | dict[str, Any], *, notify: bool = True
 ) -> PodHandle:
     """Create a pod on a running lab; services and the rest follow (unless not `notify`:
-    the caller tells `pods_changed` once for many)."""
+    the caller tells `pods_changed` once for many). A pod that names no node goes to
+    the least loaded running pod node, as the topology file places it."""
+    if isinstance(pod, dict) and pod.get("node") is None:
+        pod = {**pod, "node": least_loaded_node(cluster)}
     spec = pod if isinstance(pod, Pod) else Pod.model_validate(pod)
     addresses = cluster.addresses
     if name in cluster.topology.pods:
@@ -82,6 +86,18 @@ def add_pod(
     if notify:
         cluster.pods_changed([name])
     return cluster.pod(name)
+
+
+def least_loaded_node(cluster: Cluster) -> str:
+    """The running pod node with the fewest pods (the first in file order among equals)."""
+    stopped = cluster.stopped_nodes()
+    running = [node for node in cluster.addresses.pod_subnets if node not in stopped]
+    if not running:
+        raise UsageError(f"no running node of lab {cluster.name} runs pods")
+    load: dict[str, int] = {}
+    for spec in cluster.topology.pods.values():
+        load[spec.node] = load.get(spec.node, 0) + 1
+    return least_loaded(running, load)
 
 
 def delete_pod(cluster: Cluster, name: str, *, notify: bool = True) -> None:

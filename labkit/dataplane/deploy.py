@@ -10,15 +10,23 @@ CHECK_FAILED = 65  # exit status of the deploy script when the checker refuses
 
 
 def checked_deploy_script(
-    text: str, config_path: str, check: Callable[[str], str], running: str, reload: str, start: str
+    text: str,
+    config_path: str,
+    check: Callable[[str], str],
+    running: str,
+    reload: str,
+    start: str,
+    prepare: str = "",
 ) -> str:
     """Write `text` as a candidate and check it; only if valid put it in place and reload
-    (or start). One exec: the configuration travels in the script."""
+    (or start). One exec: the configuration travels in the script. `prepare` puts the
+    files the configuration names in place first (certificates...)."""
     candidate = f"{config_path}.candidate"
     return "\n".join(
         [
             "set -e",  # a checker's refusal is caught by `if`, not by this
             "mkdir -p /run/labkit /var/log/labkit",  # the checker opens the pid and log files
+            *([prepare] if prepare else []),
             write_file(candidate, text),
             f"if ! out=$({check(candidate)} 2>&1); then",
             '  printf "%s\\n" "$out"',

@@ -11,7 +11,7 @@ their requests.
 
 from __future__ import annotations
 
-from labkit.dataplane import ingress_l4
+from labkit.dataplane import ingress_l4, ingress_tls
 from labkit.dataplane.ingress_routes import (
     DEFAULT_404_BODY,
     Controller,
@@ -57,11 +57,20 @@ def _path_patterns(route: Route) -> list[str]:
     return [f"path {route.path}", f"path_beg {route.path}/"]
 
 
+def _tls_bind(table: RoutingTable) -> list[str]:
+    """HTTPS: the default certificate first (haproxy's default), then by host (SNI)."""
+    if table.tls_port is None:
+        return []
+    given = f" crt-list {ingress_tls.CRT_LIST}" if table.certificates else ""
+    return [f"    bind :{table.tls_port} ssl crt {ingress_tls.DEFAULT_PEM}{given}"]
+
+
 def _frontend(table: RoutingTable) -> list[str]:
     lines = [
         "",
         "frontend ingress",
         f"    bind :{table.port}",
+        *_tls_bind(table),
         # The Host header without a port, lower case: what rules name.
         "    http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
     ]
@@ -103,6 +112,7 @@ def _backends(table: RoutingTable) -> list[str]:
 def render(table: RoutingTable) -> str:
     return config_text(
         HEADER.format(stats=STATS_SOCKET),
+        ingress_tls.config_comments(table.certificates),
         _frontend(table),
         _backends(table),
         ingress_l4.haproxy_tcp(list(table.l4)),

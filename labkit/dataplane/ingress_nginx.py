@@ -9,7 +9,7 @@ and the longest prefix next, which is the Ingress precedence.
 
 from __future__ import annotations
 
-from labkit.dataplane import ingress_l4
+from labkit.dataplane import ingress_l4, ingress_tls
 from labkit.dataplane.ingress_routes import (
     DEFAULT_404_BODY,
     Controller,
@@ -75,8 +75,16 @@ def _server(table: RoutingTable, host: str | None) -> list[str]:
         for key in _location_keys(route):
             locations.setdefault(key, route.upstream)  # the table is in precedence order
     locations.setdefault("/", table.default_upstream)
-    listen = f"listen {table.port} default_server;" if host is None else f"listen {table.port};"
-    lines = ["", "    server {", f"        {listen}", f"        server_name {host or '_'};"]
+    default = " default_server" if host is None else ""
+    lines = ["", "    server {", f"        listen {table.port}{default};"]
+    if table.tls_port is not None:  # every server, as ingress-nginx: the default cert if none
+        pem = ingress_tls.certificate_path(table.certificates, host)
+        lines += [
+            f"        listen {table.tls_port} ssl{default};",
+            f"        ssl_certificate {pem};",
+            f"        ssl_certificate_key {pem};",
+        ]
+    lines.append(f"        server_name {host or '_'};")
     for key, upstream in locations.items():
         lines += [
             f"        location {key} {{",
@@ -105,6 +113,7 @@ def render(table: RoutingTable) -> str:
         "\n".join(
             [*ingress_l4.nginx_load_module(l4), HEADER.format(pid=PID_FILE, error_log=ERROR_LOG)]
         ),
+        ingress_tls.config_comments(table.certificates),
         _upstreams(table),
         _server(table, None),
         *(_server(table, host) for host in table.hosts()),

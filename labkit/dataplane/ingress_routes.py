@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
+from labkit.dataplane import ingress_tls
 from labkit.topology.model import Ingress, Service, slug
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ class RoutingTable:
     upstreams: tuple[Upstream, ...]
     default_upstream: str | None  # None: the proxy answers 404 itself
     l4: tuple[L4Entry, ...] = ()  # TCP/UDP ports forwarded to services (dataplane/ingress_l4.py)
+    tls_port: int | None = None  # None: no HTTPS (dataplane/ingress_tls.py)
+    certificates: tuple[ingress_tls.Certificate, ...] = ()  # the given ones (not the default)
 
     def hosts(self) -> list[str]:
         """The hosts that have rules, in file order."""
@@ -135,7 +138,14 @@ def routing_table(
     default = None
     if ingress.default_backend is not None:
         default = use(ingress.default_backend.service, ingress.default_backend.port)
-    return RoutingTable(ingress.port, tuple(ordered), tuple(upstreams.values()), default)
+    return RoutingTable(
+        ingress.port,
+        tuple(ordered),
+        tuple(upstreams.values()),
+        default,
+        tls_port=ingress.tls_port if ingress.tls else None,
+        certificates=ingress_tls.certificates(ingress),
+    )
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 A pod is ready when its namespace is there (a host-network pod has none: the
 node's own is always there), every container is alive and, when the pod has a
-readinessProbe (tcpSocket or httpGet, as the kubelet runs them), that probe
-passes now. Thresholds and periods are not kept: each sync probes once.
+readinessProbe (tcpSocket or httpGet, as the kubelet runs them), every one of
+them passes now (a container without a probe counts as ready). Thresholds and
+periods are not kept: each sync probes once.
 """
 
 from __future__ import annotations
@@ -32,7 +33,19 @@ STARTUP_GRACE_SECONDS = 10  # ... and its probe is tried for this long before it
 
 
 def probe_command(pod_key: str, pod: Pod, ip: IPv4Address) -> str:
-    """A command that succeeds while the pod's readinessProbe passes (run on its node).
+    """A command that succeeds while every readinessProbe of the pod passes (run on its
+    node); the probes run side by side, so it takes as long as the slowest."""
+    assert pod.readiness
+    checks = [_probe_once_command(pod_key, pod, probe, ip) for probe in pod.readiness]
+    if len(checks) == 1:
+        return checks[0]
+    started = " ".join(f"{check} & p{index}=$!;" for index, check in enumerate(checks))
+    waited = " ".join(f"wait $p{index} || ok=1;" for index in range(len(checks)))
+    return f"( {started} ok=0; {waited} exit $ok )"
+
+
+def _probe_once_command(pod_key: str, pod: Pod, probe: ReadinessProbe, ip: IPv4Address) -> str:
+    """A command that succeeds while one readinessProbe passes.
 
     Unready, as for the kubelet, after `failure_threshold` failures in a row,
     tried RETRY_SECONDS apart; a pod that is still starting (its containers
@@ -40,8 +53,6 @@ def probe_command(pod_key: str, pod: Pod, ip: IPv4Address) -> str:
     the sync right after it was created does not drop it for want of a later
     probe (labkit has no kubelet probing in the background).
     """
-    probe = pod.readiness
-    assert probe is not None
     port, seconds = probe_port(pod, probe), probe.timeout
     if probe.kind == "tcp":
         once = f"timeout {seconds} bash -c {q(f'exec 3<>/dev/tcp/{ip}/{port}')} 2>/dev/null"

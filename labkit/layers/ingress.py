@@ -25,7 +25,7 @@ from typing import Any
 
 from labkit.concurrency import parallel
 from labkit.core.cluster import Cluster
-from labkit.dataplane import ingress_haproxy, ingress_nginx
+from labkit.dataplane import ingress_haproxy, ingress_nginx, ingress_tls
 from labkit.dataplane.deploy import CHECK_FAILED, checked_deploy_script, start_or_reload
 from labkit.dataplane.ingress_l4 import L4Entry
 from labkit.dataplane.ingress_routes import (
@@ -122,9 +122,10 @@ def deploy(cluster: Cluster, node: str, text: str) -> None:
     Raises `IngressConfigError` with the checker's message when it refuses;
     then nothing changed on the node.
     """
-    proxy = controller(cluster)
+    proxy, ingress = controller(cluster), _ingress(cluster)
+    files = ingress_tls.files_script(ingress_tls.certificates(ingress)) if ingress.tls else ""
     script = checked_deploy_script(
-        text, proxy.config_path, proxy.check, proxy.running, proxy.reload, proxy.start
+        text, proxy.config_path, proxy.check, proxy.running, proxy.reload, proxy.start, files
     )
     result = cluster.node(node).exec(script, check=False, timeout=30)
     state = _state(cluster)
@@ -217,6 +218,7 @@ class IngressLayer(BaseLayer):
             "upstream": ingress.upstream,
             "nodes": list(ingress.nodes),
             "port": ingress.port,
+            "tls_port": ingress.tls_port if ingress.tls else None,
             "config": controller(cluster).config_path,
             "refused": dict(_state(cluster).get("errors", {})),
             "l4": {

@@ -31,7 +31,7 @@ def probe_ready(cluster: Cluster, nodes: Iterable[str] | None = None) -> set[str
         probes = {
             pod: probe_command(pod, spec, cluster.addresses.pod_ips[pod])
             for pod, spec in specs.items()
-            if spec.readiness is not None
+            if spec.readiness
         }
         host_network = [pod for pod, spec in specs.items() if spec.host_network]
         output = cluster.node(node).exec(readiness_script(pods, probes, host_network)).stdout

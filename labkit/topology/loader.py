@@ -122,9 +122,7 @@ def parse_topology(text: str, source: str = "<string>") -> Topology:
         from labkit.topology.kube import load_manifests
 
         base = Path(source).parent if source != "<string>" else Path.cwd()
-        report = load_manifests([base / path for path in topology.manifests], topology)
-        topology = report.topology
-        topology.manifest_notes.extend(report.notes())
+        topology = load_manifests([base / path for path in topology.manifests], topology).topology
     return topology
 
 

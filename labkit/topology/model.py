@@ -14,7 +14,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from labkit.topology.cluster_model import (
     Backend,
@@ -36,6 +36,7 @@ from labkit.topology.object_meta import (
     object_key,
     slug,
 )
+from labkit.topology.placement import place_unbound
 from labkit.topology.policy_model import (
     IpBlock,
     LabelExpression,
@@ -51,6 +52,7 @@ from labkit.topology.service_model import (
     Ingress,
     IngressBackend,
     IngressRule,
+    IngressTls,
     Service,
     ServicePort,
     ServiceType,
@@ -69,6 +71,7 @@ __all__ = [
     "Ingress",
     "IngressBackend",
     "IngressRule",
+    "IngressTls",
     "IpBlock",
     "LabelExpression",
     "LabelSelector",
@@ -148,7 +151,7 @@ class PodPort(Strict):
 
 
 class ReadinessProbe(Strict):
-    """A readinessProbe of a manifest pod: tcpSocket or httpGet on a port of the pod."""
+    """A readinessProbe of a pod's container: tcpSocket or httpGet on a port of the pod."""
 
     kind: Literal["tcp", "http"]
     port: int | str = Field(description="Number or a pod port's name")
@@ -160,8 +163,23 @@ class ReadinessProbe(Strict):
     success_threshold: int = Field(default=1, ge=1)
 
 
+def _pod_file_schema(schema: dict[str, Any]) -> None:
+    """The JSON schema of a pod as a topology file may write it: `node` may be left out
+    (the Topology places it), `readiness` may be one probe."""
+    schema["required"] = [name for name in schema.get("required", []) if name != "node"]
+    readiness = schema["properties"]["readiness"]
+    one = readiness["items"]
+    schema["properties"]["readiness"] = {
+        "description": readiness["description"],
+        "anyOf": [one, {"type": "array", "items": one}],
+    }
+
+
 class Pod(Strict):
-    node: Ref
+    model_config = ConfigDict(**Strict.model_config, json_schema_extra=_pod_file_schema)
+
+    # Left out in a topology file: filled in when the Topology is validated (see there).
+    node: Ref = Field(description="The node it runs on; left out: the least loaded pod node")
     namespace: NamespaceName = "default"
     labels: Labels = Field(default_factory=dict)
     run: list[str] = Field(default_factory=list, description="Commands of the pod's containers")
@@ -172,10 +190,20 @@ class Pod(Strict):
     host_network: bool = Field(
         default=False, description="Run in the node's network namespace (no pod IP of its own)"
     )
-    readiness: ReadinessProbe | None = Field(
-        default=None, description="Ready (a Service endpoint) only while this probe passes"
+    readiness: list[ReadinessProbe] = Field(
+        default_factory=list,
+        description="Ready (a Service endpoint) only while every probe passes (one per "
+        "container that has one, as the kubelet's); a single probe is taken too",
     )
     origin: Origin | None = None
+
+    @field_validator("readiness", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        """One probe (how a topology file gave it before there were several) or a list."""
+        if value is None:
+            return []
+        return [value] if isinstance(value, dict | ReadinessProbe) else value
 
 
 class Vrrp(Strict):
@@ -218,6 +246,23 @@ class Topology(Strict):
     # The merge itself (topology.kube.Manifests): its native base and documents, for `apply`.
     _manifest_report: Any = PrivateAttr(default=None)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _place_pods_without_node(cls, data: Any) -> Any:
+        """A pod that names no node goes to the least loaded pod-running node, as a
+        scheduler places it; once placed, its node is part of the topology (saved
+        with the lab, so a reloaded lab does not place it again)."""
+        if not isinstance(data, dict) or not isinstance(data.get("pods"), dict):
+            return data
+        placed = place_unbound(data["pods"], _member_names(data.get("nodes")), _named_node)
+        if not placed:
+            return data
+        pods = {
+            key: {**pod, "node": placed[key]} if key in placed else pod
+            for key, pod in data["pods"].items()
+        }
+        return {**data, "pods": pods}
+
     @property
     def manifest_report(self) -> Any:
         return self._manifest_report
@@ -233,3 +278,28 @@ class Topology(Strict):
     def member_nodes(self) -> list[str]:
         """Cluster members in file order: the nodes that get a pod subnet."""
         return [name for name, node in self.nodes.items() if node.is_member]
+
+
+def _named_node(pod: Any) -> str | None:
+    """The node a pod names (as given, or validated); None when it names none."""
+    if isinstance(pod, Pod):
+        return pod.node
+    if isinstance(pod, dict):
+        node = pod.get("node")
+        return None if node is None else str(node)
+    return ""  # not a pod at all: its own validation says so
+
+
+def _member_names(nodes: Any) -> list[str]:
+    """The pod-running nodes of raw topology data, in file order."""
+    if not isinstance(nodes, dict):
+        return []
+    names = []
+    for name, node in nodes.items():
+        if isinstance(node, Node):
+            roles: Any = node.roles
+        else:
+            roles = (node.get("roles") if isinstance(node, dict) else None) or []
+        if isinstance(roles, list) and not NON_MEMBER_ROLES.intersection(map(str, roles)):
+            names.append(str(name))
+    return names

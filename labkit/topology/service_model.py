@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 
 from labkit.topology.edge_model import Lvs
 from labkit.topology.names import Labels, NamespaceName, ServicePortName
@@ -92,11 +92,42 @@ class IngressBackend(Strict):
     port: int | str
 
 
+class IngressTls(Strict):
+    """Hosts served over TLS with one certificate (an Ingress's `spec.tls` entry)."""
+
+    hosts: list[str] = Field(
+        default_factory=list, description="DNS names (`*.example.com` too) it is served for"
+    )
+    secret: str | None = Field(
+        default=None, description="The kubernetes.io/tls Secret it came from (NS/NAME), if any"
+    )
+    certificate: str | None = Field(
+        default=None,
+        description="PEM certificate (chain); none: the lab's self-signed one "
+        "(ingress-nginx's default fake certificate)",
+    )
+    key: str | None = Field(default=None, description="PEM private key of the certificate")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> IngressTls:
+        if (self.certificate is None) != (self.key is None):
+            raise ValueError("give certificate and key together, or neither")
+        if self.certificate is not None and "-----BEGIN " not in self.certificate:
+            raise ValueError("certificate is not PEM (-----BEGIN CERTIFICATE-----...)")
+        if self.key is not None and "PRIVATE KEY-----" not in self.key:
+            raise ValueError("key is not a PEM private key (-----BEGIN PRIVATE KEY-----...)")
+        return self
+
+
 class Ingress(Strict):
     controller: Literal["nginx", "haproxy"] = "nginx"
     nodes: list[Ref] = Field(min_length=1, description="Edge nodes that run the controller")
     upstream: Literal["endpoints", "service"] = "endpoints"
     port: int = Field(default=80, ge=1, le=65535)
+    tls_port: int = Field(default=443, ge=1, le=65535, description="HTTPS, when `tls` is set")
+    tls: list[IngressTls] = Field(
+        default_factory=list, description="Terminate TLS on `tls_port` for these hosts"
+    )
     rules: list[IngressRule] = Field(default_factory=list)
     default_backend: IngressBackend | None = None
     # L4, as ingress-nginx's tcp-services/udp-services ConfigMaps: port -> "namespace/service:port"

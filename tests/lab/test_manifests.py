@@ -10,7 +10,10 @@ policies say, from inside and outside. One lab per topology for all tests.
 
 from __future__ import annotations
 
+import base64
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from shlex import quote as q
 
@@ -19,6 +22,7 @@ import yaml
 from test_policy import NAMESPACES, check_truth_table, label, ns
 
 from labkit import Lab, expect
+from labkit.dataplane.script import write_file
 from labkit.topology.model import key_name
 
 DATA = Path(__file__).parent.parent / "data"
@@ -246,6 +250,62 @@ def test_a_changed_policy_reaches_every_node_and_delete_reverts_it(lab):
     finally:
         lab.apply([original])
     assert not probe.tcp(backend.vip, 9090, timeout=1).ok
+
+
+def _self_signed(host: str, folder: Path) -> tuple[str, str]:
+    """A certificate for `host` and its key, made on this machine."""
+    key, crt = folder / "tls.key", folder / "tls.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", f"/CN={host}", "-addext", f"subjectAltName=DNS:{host}",
+         "-keyout", str(key), "-out", str(crt)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return crt.read_text(), key.read_text()
+
+
+@APP
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl on this machine")
+def test_an_ingress_with_tls_serves_https_with_its_secret_and_the_default_certificate(
+    lab, tmp_path
+):
+    crt, key = _self_signed("shop.example", tmp_path)
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "shop-tls", "namespace": "shop"},
+        "type": "kubernetes.io/tls",
+        "data": {
+            "tls.crt": base64.b64encode(crt.encode()).decode(),
+            "tls.key": base64.b64encode(key.encode()).decode(),
+        },
+    }
+    documents = yaml.safe_load_all((DATA / "kube" / "lab" / "shop.yaml").read_text())
+    original = next(d for d in documents if d["kind"] == "Ingress")
+    with_tls = json.loads(json.dumps(original))
+    with_tls["spec"]["tls"] = [{"hosts": ["shop.example"], "secretName": "shop-tls"}]
+    client, edge = lab.node("client"), lab.node("node-1").ip
+    result = lab.apply([secret, with_tls])
+    try:
+        assert result.lines == ["Secret/shop/shop-tls created", "Ingress/shop/shop configured"]
+        client.exec(write_file("/tmp/shop-ca.pem", crt))
+        # Verified against the Secret's certificate: the host is served with it.
+        got = client.exec(
+            f"curl -sS --max-time 5 --cacert /tmp/shop-ca.pem "
+            f"--resolve shop.example:443:{edge} https://shop.example/"
+        )
+        assert json.loads(got.stdout)["pod"].startswith("frontend-")
+        # Another host: the default, self-signed certificate, as ingress-nginx serves it.
+        shown = client.exec(
+            f"openssl s_client -connect {edge}:443 -servername scale.example </dev/null "
+            "2>/dev/null | openssl x509 -noout -subject"
+        )
+        assert "Kubernetes Ingress Controller Fake Certificate" in shown.stdout
+        plain = client.http(edge, 80, host="shop.example", timeout=2)  # HTTP still served
+        assert plain.status == 200
+    finally:
+        lab.apply([original])
+        lab.delete([secret])
 
 
 # -- the command line on the same lab ---------------------------------------------------

@@ -28,3 +28,46 @@ def test_get_knows_its_kinds():
     result = CliRunner().invoke(app, ["get", "deployments"])
     assert result.exit_code == 2
     assert "labkit get knows" in result.output
+
+
+def test_up_tells_what_it_takes_but_does_not_emulate_before_creating_anything(
+    monkeypatch, tmp_path
+):
+    class Stop(Exception):
+        pass
+
+    def stop(*_args, **_kwargs):
+        raise Stop
+
+    monkeypatch.setattr("labkit.runtime.select.runtime_for", stop)
+    manifest = tmp_path / "app.yaml"
+    manifest.write_text(
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: db}
+spec:
+  containers:
+  - name: postgres
+    image: postgres
+    ports: [{containerPort: 5432}]
+    readinessProbe: {exec: {command: [pg_isready]}}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: m, image: migrate}]
+"""
+    )
+    result = CliRunner().invoke(
+        app, ["up", str(ROOT / "topologies" / "policy.yaml"), "-f", str(manifest)]
+    )
+    assert isinstance(result.exception, Stop), result.output
+    assert "ignored (run-to-completion pods are not emulated): Job/default/migrate" in result.output
+    assert f"note: {manifest}:9: Pod/default/db: spec.containers.0.readinessProbe: exec" in (
+        result.output.replace("\n", " ")
+    )

@@ -149,8 +149,8 @@ def test_the_example_app_service_ingress_readiness_and_ignored_kinds():
     (rule,) = topology.ingress.rules
     assert (rule.host, rule.service, rule.port) == ("shop.example", "shop/frontend", "http")
     for pod in topology.pods.values():
-        assert pod.readiness is not None and pod.readiness.kind == "http"
-        assert pod.readiness.path == "/healthz" and pod.readiness.period == 2
+        (probe,) = pod.readiness
+        assert probe.kind == "http" and probe.path == "/healthz" and probe.period == 2
         assert pod.run == ["echo-server --http-port 8080 --tcp-port 0 --udp-port 0"]
     assert report.ignored_line() == "ignored (no network meaning): ConfigMap/shop/settings"
 
@@ -334,3 +334,45 @@ data: {a: b}
     assert ingress is not None and ingress.nodes  # the edge nodes
     assert ingress.tcp == {9000: "shop/echo:9000"} and ingress.udp == {5353: "shop/echo:udp"}
     assert report.ignored == ["ConfigMap/default/settings"]
+
+
+JOBS = """\
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate, namespace: shop}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: m, image: migrate, ports: [{containerPort: 8080}]}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: report}
+spec:
+  schedule: "0 * * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: r, image: report}]
+"""
+
+
+def test_jobs_and_cronjobs_are_accepted_and_listed_as_ignored_with_why():
+    report = load(JOBS)
+    assert report.topology.pods == {}  # run-to-completion pods: none is made
+    assert report.ignored_line() == (
+        "ignored (run-to-completion pods are not emulated): Job/shop/migrate, "
+        "CronJob/default/report; ignored (no network meaning): ConfigMap/default/settings"
+    )
+
+
+def test_a_job_is_still_checked_against_its_schema():
+    (message,) = refused(JOBS.replace("restartPolicy: Never", "restartPolicy: 7"))
+    assert message.startswith("<stdin>:7: Job/shop/migrate: spec.template.spec.restartPolicy:")

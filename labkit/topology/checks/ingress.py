@@ -75,6 +75,24 @@ def check_ingress(topology: Topology) -> Iterator[Problem]:
         yield from _ingress_backend(
             topology, ("ingress", "default_backend"), backend.service, backend.port
         )
+    yield from _check_tls(topology)
+
+
+def _check_tls(topology: Topology) -> Iterator[Problem]:
+    ingress = topology.ingress
+    assert ingress is not None
+    for index, entry in enumerate(ingress.tls):
+        for h, host in enumerate(entry.hosts):
+            if not HOST_NAME.match(host.removeprefix("*.")):
+                yield Problem(
+                    ("ingress", "tls", index, "hosts", h),
+                    f"host {host!r} is not a DNS name (a wildcard only as `*.` in front)",
+                )
+    if ingress.tls and ingress.tls_port in (ingress.port, *ingress.tcp):
+        yield Problem(
+            ("ingress", "tls_port"),
+            f"port {ingress.tls_port} is taken by the ingress's HTTP or a TCP entry already",
+        )
 
 
 def _ingress_backend(

@@ -7,6 +7,8 @@ nodes; every Ingress adds its rules to it. The IngressClass an Ingress names
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +40,36 @@ class IngressParts:
     controllers: dict[str, Document] = field(default_factory=dict)  # controller -> who asked
     l4: dict[str, dict[str, str]] = field(default_factory=dict)  # tcp|udp -> port -> target
     l4_documents: list[Document] = field(default_factory=list)
+    tls: list[IngressPart] = field(default_factory=list)  # spec.tls entries, certificates in
+
+
+TLS_SECRET_TYPE = "kubernetes.io/tls"
+
+
+def is_tls_secret(document: Document) -> bool:
+    """A kubernetes.io/tls Secret: an Ingress's certificate, so not an ignored document."""
+    return document.kind == "Secret" and document.data.get("type") == TLS_SECRET_TYPE
+
+
+def tls_pair(document: Document, problems: list[Problem]) -> tuple[str, str] | None:
+    """The PEM certificate and key of a kubernetes.io/tls Secret (`data` is base64,
+    `stringData` plain text and wins, as the API server merges them)."""
+    found: dict[str, str] = {}
+    for name in ("tls.crt", "tls.key"):
+        plain = (document.data.get("stringData") or {}).get(name)
+        encoded = (document.data.get("data") or {}).get(name)
+        if plain is not None:
+            found[name] = str(plain)
+        elif encoded is not None:
+            try:
+                found[name] = base64.b64decode(str(encoded), validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                problems.append(document.problem(("data", name), "not base64 of PEM text"))
+                return None
+        else:
+            problems.append(document.problem(("data",), f"a {TLS_SECRET_TYPE} Secret needs {name}"))
+            return None
+    return found["tls.crt"], found["tls.key"]
 
 
 def is_l4_configmap(document: Document) -> bool:
@@ -72,8 +104,13 @@ def controller_of(document: Document, problems: list[Problem]) -> str | None:
 
 
 def convert_ingresses(
-    ingresses: list[Document], classes: list[Document], problems: list[Problem]
+    ingresses: list[Document],
+    classes: list[Document],
+    secrets: list[Document],
+    problems: list[Problem],
+    notes: list[Problem],
 ) -> IngressParts:
+    """The rules and TLS hosts of every Ingress, with the certificates of `secrets`."""
     by_name = {doc.name: (doc, controller_of(doc, problems)) for doc in classes}
     defaults = [
         name
@@ -101,8 +138,9 @@ def convert_ingresses(
             controller = by_name[defaults[0]][1] if defaults else None
         if controller:
             parts.controllers.setdefault(controller, document)
-        if spec.get("tls"):
-            problems.append(document.problem(("spec", "tls"), "TLS is not modelled: leave it out"))
+        for t, entry in enumerate(spec.get("tls") or []):
+            part = _tls(document, ("spec", "tls", t), entry, secrets, problems, notes)
+            parts.tls.append(part)
         if spec.get("defaultBackend"):
             backend = _backend(
                 document, ("spec", "defaultBackend"), spec["defaultBackend"], problems
@@ -137,6 +175,38 @@ def convert_ingresses(
                     value["host"] = rule["host"]
                 parts.rules.append(IngressPart(value, document, where))
     return parts
+
+
+def _tls(
+    document: Document,
+    path: Path_,
+    entry: dict[str, Any],
+    secrets: list[Document],
+    problems: list[Problem],
+    notes: list[Problem],
+) -> IngressPart:
+    """One `spec.tls` entry, with its Secret's certificate; a Secret not given gets the
+    lab's self-signed certificate, as ingress-nginx serves its default one then."""
+    value: dict[str, Any] = {"hosts": [str(host) for host in entry.get("hosts") or []]}
+    name = entry.get("secretName")
+    if name:
+        key = object_key(document.namespace, str(name))
+        value["secret"] = key
+        secret = next(
+            (s for s in secrets if (s.namespace, s.name) == (document.namespace, name)), None
+        )
+        pair = tls_pair(secret, problems) if secret is not None else None
+        if pair is not None:
+            value["certificate"], value["key"] = pair
+        elif secret is None:
+            notes.append(
+                document.problem(
+                    (*path, "secretName"),
+                    f"no {TLS_SECRET_TYPE} Secret {key!r} among the manifests: served with the "
+                    "lab's self-signed certificate",
+                )
+            )
+    return IngressPart(value, document, path)
 
 
 def _backend(

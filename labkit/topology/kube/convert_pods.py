@@ -17,20 +17,27 @@ from labkit.topology.model import object_key
 
 HTTP_APP_PROTOCOLS = {"http", "https", "h2c", "kubernetes.io/h2c", "kubernetes.io/ws"}
 TEMPLATE = ("spec", "template")
+# Readiness probes labkit cannot run, and why.
+UNRUN_PROBES = {
+    "exec": "the container images are not run",
+    "grpc": "labkit runs tcpSocket and httpGet probes only",
+}
 
 
-def convert_pod(document: Document, problems: list[Problem], taken: set[str]) -> list[Converted]:
+def convert_pod(
+    document: Document, problems: list[Problem], taken: set[str], notes: list[Problem]
+) -> list[Converted]:
     meta = document.metadata
     name = document.name
     if not name and meta.get("generateName"):
         name = generated_name(str(meta["generateName"]), document.subject, 0, taken)
     taken.add(name)
-    draft = _pod(document, (), name, document.data, problems)
+    draft = _pod(document, (), name, document.data, problems, notes)
     return [draft] if draft else []
 
 
 def convert_workload(
-    document: Document, problems: list[Problem], taken: set[str]
+    document: Document, problems: list[Problem], taken: set[str], notes: list[Problem]
 ) -> list[Converted]:
     spec = document.data.get("spec") or {}
     template = spec.get("template") or {}
@@ -43,7 +50,7 @@ def convert_workload(
         return []
     kind, owner = document.kind, document.name
     if kind == "DaemonSet":  # one per node, named when placed
-        draft = _pod(document, TEMPLATE, owner, template, problems)
+        draft = _pod(document, TEMPLATE, owner, template, problems, notes)
         if draft:
             draft.every_node = True
         return [draft] if draft else []
@@ -59,7 +66,7 @@ def convert_workload(
         else:  # ReplicaSet
             name = generated_name(f"{owner}-", f"{document.namespace}/{owner}", index, taken)
         taken.add(name)
-        draft = _pod(document, TEMPLATE, name, template, problems)
+        draft = _pod(document, TEMPLATE, name, template, problems, notes if index == 0 else [])
         if draft:
             drafts.append(draft)
     return drafts
@@ -87,8 +94,10 @@ def _pod(
     name: str,
     template: dict[str, Any],
     problems: list[Problem],
+    notes: list[Problem],
 ) -> Converted | None:
-    """One pod of `template` (a Pod, or a workload's pod template at `prefix`)."""
+    """One pod of `template` (a Pod, or a workload's pod template at `prefix`); what it
+    cannot model faithfully goes to `notes`."""
     spec: dict[str, Any] = template.get("spec") or {}
     meta: dict[str, Any] = template.get("metadata") or {}
     spec_path: Path_ = (*prefix, "spec")
@@ -130,9 +139,8 @@ def _pod(
             "owner": None if document.kind == "Pod" else f"{document.kind}/{document.name}",
         },
     }
-    probe = _readiness(document, spec, spec_path, problems)
-    if probe is not None:
-        value["readiness"] = probe
+    value["readiness"] = _readiness(document, spec, spec_path, notes)
+    for probe in value["readiness"]:
         if probe["kind"] == "http" and isinstance(probe["port"], int):
             http.add(probe["port"])
         elif probe["kind"] == "http":
@@ -163,9 +171,15 @@ def _speaks_http(port: dict[str, Any]) -> bool:
 
 
 def _readiness(
-    document: Document, spec: dict[str, Any], spec_path: Path_, problems: list[Problem]
-) -> dict[str, Any] | None:
-    """The first container's readinessProbe with tcpSocket or httpGet, in the model's terms."""
+    document: Document, spec: dict[str, Any], spec_path: Path_, notes: list[Problem]
+) -> list[dict[str, Any]]:
+    """Every container's readinessProbe with tcpSocket or httpGet, in the model's terms.
+
+    The pod is ready when all pass, as for the kubelet. An exec or grpc probe
+    cannot be run honestly (the images are not run): its container counts as
+    having no probe, and the user is told in a note.
+    """
+    probes = []
     for c, container in enumerate(spec.get("containers") or []):
         probe = container.get("readinessProbe")
         if not probe:
@@ -178,17 +192,21 @@ def _readiness(
             "success_threshold": probe.get("successThreshold") or 1,
         }
         if "tcpSocket" in probe:
-            return {"kind": "tcp", "port": probe["tcpSocket"]["port"], **timing}
-        if "httpGet" in probe:
+            probes.append({"kind": "tcp", "port": probe["tcpSocket"]["port"], **timing})
+        elif "httpGet" in probe:
             get = probe["httpGet"]
-            return {"kind": "http", "port": get["port"], "path": get.get("path") or "/", **timing}
-        problems.append(
-            document.problem(
-                (*spec_path, "containers", c, "readinessProbe"),
-                "labkit runs tcpSocket and httpGet readiness probes only",
+            path = get.get("path") or "/"
+            probes.append({"kind": "http", "port": get["port"], "path": path, **timing})
+        else:
+            handler = next((h for h in UNRUN_PROBES if h in probe), "a handler labkit lacks")
+            notes.append(
+                document.problem(
+                    (*spec_path, "containers", c, "readinessProbe"),
+                    f"{handler} probe not run ({UNRUN_PROBES.get(handler, 'unknown')}): "
+                    f"container {container.get('name')!r} counts as ready",
+                )
             )
-        )
-    return None
+    return probes
 
 
 def serve_commands(ports: list[dict[str, Any]], http_ports: set[int]) -> list[str]:

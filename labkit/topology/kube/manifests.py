@@ -21,6 +21,7 @@ from labkit.topology.kube.convert_ingress import (
     convert_ingresses,
     convert_l4_configmaps,
     is_l4_configmap,
+    is_tls_secret,
 )
 from labkit.topology.kube.convert_network import convert_namespace, convert_policy, convert_service
 from labkit.topology.kube.convert_pods import convert_pod, convert_workload, serve_commands
@@ -47,20 +48,29 @@ class Manifests:
     """The topology with the manifests merged in, and what to tell the user."""
 
     topology: Topology
-    ignored: list[str] = field(
-        default_factory=list
-    )  # `Kind/ns/name` of kinds without a network meaning
+    ignored: list[str] = field(default_factory=list)  # `Kind/ns/name` of kinds not emulated
+    ignored_why: dict[str, str] = field(default_factory=dict)  # `Kind/ns/name` -> the reason
     warnings: list[Problem] = field(default_factory=list)
+    # What is accepted but not emulated (an exec readinessProbe...), for the user to know.
+    not_emulated: list[Problem] = field(default_factory=list)
     objects: list[str] = field(default_factory=list)  # `Kind/ns/name` of every modelled document
     kube_version: str = ""
     base: Topology | None = None  # what they were merged onto (the native topology)
     documents: list[Document] = field(default_factory=list)  # every document, ignored ones too
 
     def ignored_line(self) -> str:
-        return f"ignored (no network meaning): {', '.join(self.ignored)}" if self.ignored else ""
+        """One line: the ignored documents, grouped by why, in the order first seen."""
+        by_reason: dict[str, list[str]] = {}
+        for subject in self.ignored:
+            reason = self.ignored_why.get(subject, kinds.NO_NETWORK_MEANING)
+            by_reason.setdefault(reason, []).append(subject)
+        return "; ".join(
+            f"ignored ({reason}): {', '.join(subjects)}" for reason, subjects in by_reason.items()
+        )
 
     def notes(self) -> list[str]:
         lines = [self.ignored_line()] if self.ignored else []
+        lines += [f"note: {note}" for note in self.not_emulated]
         return lines + [f"warning: {warning}" for warning in self.warnings]
 
 
@@ -85,9 +95,7 @@ def add_manifests(
         return load_manifests(paths, topology, kube_version, stdin)
     assert earlier.base is not None
     documents = earlier.documents + read_manifests(paths, stdin)
-    report = merge_documents(documents, earlier.base, kube_version or earlier.kube_version)
-    report.topology.manifest_notes[:] = report.notes()
-    return report
+    return merge_documents(documents, earlier.base, kube_version or earlier.kube_version)
 
 
 def merge_documents(
@@ -98,7 +106,7 @@ def merge_documents(
     report = Manifests(topology, kube_version=version)
     modelled = _checked(documents, version, problems, report)
     _raise(problems)
-    converted, parts, warnings = _convert(modelled, topology, problems)
+    converted, parts, warnings = _convert(modelled, topology, problems, report.not_emulated)
     report.warnings.extend(warnings)
     _raise(problems)
     merged = _merge(topology, converted, parts, problems)
@@ -113,6 +121,7 @@ def merge_documents(
     report.objects = [doc.subject for doc in modelled]
     report.base, report.documents = topology, list(documents)
     merged.manifest_report = report
+    merged.manifest_notes[:] = report.notes()  # for whoever prints the topology's notes
     return report
 
 
@@ -152,15 +161,17 @@ def _checked(
             )
             continue
         seen[key] = document
-        if (document.api_version, document.kind) in kinds.IGNORED and not is_l4_configmap(document):
+        reason = kinds.IGNORED.get((document.api_version, document.kind))
+        if reason is not None and not is_l4_configmap(document) and not is_tls_secret(document):
             report.ignored.append(document.subject)
+            report.ignored_why[document.subject] = reason
         else:
             modelled.append(document)
     return modelled
 
 
 def _convert(
-    documents: list[Document], topology: Topology, problems: list[Problem]
+    documents: list[Document], topology: Topology, problems: list[Problem], notes: list[Problem]
 ) -> tuple[list[Converted], IngressParts, list[Problem]]:
     warnings: list[Problem] = []
     taken: set[str] = set()
@@ -168,9 +179,9 @@ def _convert(
     others: list[Converted] = []
     for document in documents:
         if document.kind == "Pod":
-            drafts.extend(convert_pod(document, problems, taken))
+            drafts.extend(convert_pod(document, problems, taken, notes))
         elif document.kind in kinds.WORKLOADS:
-            drafts.extend(convert_workload(document, problems, taken))
+            drafts.extend(convert_workload(document, problems, taken, notes))
         elif document.kind == "Service":
             others.extend(convert_service(document, problems, warnings))
         elif document.kind == "NetworkPolicy":
@@ -180,7 +191,9 @@ def _convert(
     parts = convert_ingresses(
         [d for d in documents if d.kind == "Ingress"],
         [d for d in documents if d.kind == "IngressClass"],
+        [d for d in documents if is_tls_secret(d)],
         problems,
+        notes,
     )
     convert_l4_configmaps([d for d in documents if is_l4_configmap(d)], parts)
     pods = place(drafts, topology, taken, problems)
@@ -247,13 +260,20 @@ def _merged_ingress(
     topology: Topology, parts: IngressParts, problems: list[Problem]
 ) -> Ingress | None:
     native = topology.ingress
-    if not parts.rules and parts.default_backend is None and not parts.controllers and not parts.l4:
+    if (
+        not parts.rules
+        and parts.default_backend is None
+        and not parts.controllers
+        and not parts.l4
+        and not parts.tls
+    ):
         return native
     first = (
         (parts.rules[0].document if parts.rules else None)
         or next(iter(parts.controllers.values()), None)
         or (parts.default_backend.document if parts.default_backend else None)
         or next(iter(parts.l4_documents), None)
+        or (parts.tls[0].document if parts.tls else None)
     )
     assert first is not None
     wanted = set(parts.controllers)
@@ -282,12 +302,14 @@ def _merged_ingress(
         )
         return None
     base = (
-        native.model_dump(exclude={"rules", "default_backend", "controller", "nodes"})
+        native.model_dump(exclude={"rules", "default_backend", "controller", "nodes", "tls"})
         if native
         else {}
     )
     rules = [rule.model_dump() for rule in native.rules] if native else []
     rules += [part.value for part in parts.rules]
+    tls = [entry.model_dump() for entry in native.tls] if native else []
+    tls += [part.value for part in parts.tls]
     default = native.default_backend.model_dump() if native and native.default_backend else None
     if parts.default_backend is not None:
         default = parts.default_backend.value
@@ -299,11 +321,19 @@ def _merged_ingress(
                 "nodes": nodes,
                 "rules": rules,
                 "default_backend": default,
+                "tls": tls,
                 **{k: {**base.get(k, {}), **parts.l4.get(k, {})} for k in ("tcp", "udp")},
             }
         )
     except ValidationError as exc:
-        problems.extend(first.problem((), str(err["msg"])) for err in exc.errors())
+        native_tls = len(tls) - len(parts.tls)
+        for err in exc.errors():
+            loc, message = tuple(err["loc"]), str(err["msg"]).removeprefix("Value error, ")
+            if loc[:1] == ("tls",) and len(loc) > 1 and int(loc[1]) >= native_tls:
+                part = parts.tls[int(loc[1]) - native_tls]
+                problems.append(part.document.problem((*part.path, *loc[2:]), message))
+            else:
+                problems.append(first.problem((), message))
         return None
 
 
@@ -317,6 +347,7 @@ def _mapped(
     """The model checks' problems, pointed at the manifest each came from."""
     by_key = {(c.section, c.key): c for c in converted}
     native_rules = len(topology.ingress.rules) if topology.ingress else 0
+    native_tls = len(topology.ingress.tls) if topology.ingress else 0
     result = []
     for problem in found:
         path = problem.path
@@ -328,6 +359,9 @@ def _mapped(
             result.append(
                 part.document.problem((*part.path, *_ingress_tail(path[3:])), problem.message)
             )
+        elif path[:2] == ("ingress", "tls") and len(path) > 2 and int(path[2]) >= native_tls:
+            part = parts.tls[int(path[2]) - native_tls]
+            result.append(part.document.problem((*part.path, *path[3:]), problem.message))
         elif path[:2] == ("ingress", "default_backend") and parts.default_backend:
             part = parts.default_backend
             result.append(

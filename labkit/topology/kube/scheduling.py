@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from labkit.topology.model import Topology
+from labkit.topology.placement import least_loaded
+
+__all__ = ["HOSTNAME_LABEL", "OS_LABEL", "fitting_nodes", "least_loaded", "node_labels"]
 
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 OS_LABEL = "kubernetes.io/os"
@@ -30,10 +33,3 @@ def fitting_nodes(topology: Topology, node_selector: Mapping[str, str]) -> list[
         for name in topology.member_nodes()
         if all(labels[name].get(key) == value for key, value in node_selector.items())
     ]
-
-
-def least_loaded(candidates: list[str], load: dict[str, int]) -> str:
-    """The candidate with the fewest pods; the first in order among equals."""
-    chosen = min(candidates, key=lambda node: (load.get(node, 0), candidates.index(node)))
-    load[chosen] = load.get(chosen, 0) + 1
-    return chosen

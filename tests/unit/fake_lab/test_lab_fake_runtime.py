@@ -98,6 +98,14 @@ def test_add_pod_runs_the_pod_script_on_its_node(lab, runtime):
     assert pod.ip == IPv4Address("10.244.1.3")  # after b's .2
 
 
+def test_add_pod_without_a_node_goes_to_the_least_loaded_running_node(lab, runtime):
+    assert lab.add_pod("c", {}).node.name == "node-1"  # a tie of one pod each: the first
+    assert lab.add_pod("d", {"labels": {"app": "x"}}).node.name == "node-2"
+    lab.faults.stop_node("node-1")
+    assert lab.add_pod("e", {}).node.name == "node-2"  # a stopped node takes none
+    assert Lab.attach("fake", runtime).topology.pods["c"].node == "node-1"  # saved where it went
+
+
 def test_a_failed_add_pod_is_rolled_back(lab, runtime):
     runtime.fail_exec("labkit-cni add c")
     with pytest.raises(ExecError):
