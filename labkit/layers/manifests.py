@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from labkit.core import pods as lifecycle
 from labkit.core.cluster import Cluster
@@ -22,10 +22,12 @@ from labkit.layers import ingress as ingress_layer
 from labkit.layers import policy as policy_layer
 from labkit.layers import services_api
 from labkit.layers.service_state import layer_state
-from labkit.topology.kube import apply_plan
-from labkit.topology.kube.documents import Document, read_manifests
-from labkit.topology.kube.manifests import Manifests, merge_documents
 from labkit.topology.model import Topology
+
+if TYPE_CHECKING:  # the manifests' code (schemas, converters) loads with the first manifest
+    from labkit.topology.kube import apply_plan
+    from labkit.topology.kube.documents import Document
+    from labkit.topology.kube.manifests import Manifests
 
 STATE_KEY = "manifests"
 Given = str | Path | dict[str, Any] | Sequence[str | Path | dict[str, Any]]
@@ -48,6 +50,8 @@ def remember(cluster: Cluster) -> None:
     if report is None or report.base is None:
         state.setdefault("base", cluster.topology.model_dump(mode="json", exclude_none=True))
         return
+    from labkit.topology.kube import apply_plan
+
     state["base"] = report.base.model_dump(mode="json", exclude_none=True)
     state["documents"] = [apply_plan.stored(document) for document in report.documents]
     state["kube_version"] = report.kube_version
@@ -55,6 +59,8 @@ def remember(cluster: Cluster) -> None:
 
 def documents_of(given: Given, stdin: TextIO | None = None) -> list[Document]:
     """Files, directories, `-`, or objects (dicts as Kubernetes writes them)."""
+    from labkit.topology.kube.documents import Document, read_manifests
+
     items = [given] if isinstance(given, str | Path | dict) else list(given)
     documents: list[Document] = []
     paths = [item for item in items if not isinstance(item, dict)]
@@ -66,11 +72,15 @@ def documents_of(given: Given, stdin: TextIO | None = None) -> list[Document]:
 
 
 def stored_documents(cluster: Cluster) -> list[Document]:
+    from labkit.topology.kube import apply_plan
+
     return [apply_plan.restored(item) for item in cluster.slice(STATE_KEY).get("documents", [])]
 
 
 def apply(cluster: Cluster, given: Given, stdin: TextIO | None = None) -> ApplyResult:
     """kubectl apply: create or update by kind/namespace/name."""
+    from labkit.topology.kube import apply_plan
+
     documents, outcome = apply_plan.applied_documents(
         stored_documents(cluster), documents_of(given, stdin)
     )
@@ -79,6 +89,8 @@ def apply(cluster: Cluster, given: Given, stdin: TextIO | None = None) -> ApplyR
 
 def delete(cluster: Cluster, given: Given, stdin: TextIO | None = None) -> ApplyResult:
     """kubectl delete -f: remove what the files name."""
+    from labkit.topology.kube import apply_plan
+
     documents, outcome = apply_plan.deleted_documents(
         stored_documents(cluster), documents_of(given, stdin)
     )
@@ -88,6 +100,9 @@ def delete(cluster: Cluster, given: Given, stdin: TextIO | None = None) -> Apply
 def _change(
     cluster: Cluster, documents: list[Document], outcome: apply_plan.Outcome
 ) -> ApplyResult:
+    from labkit.topology.kube import apply_plan
+    from labkit.topology.kube.manifests import merge_documents
+
     started = time.perf_counter()
     state = cluster.slice(STATE_KEY)
     snapshot = Topology.model_validate(state["base"]) if "base" in state else cluster.topology

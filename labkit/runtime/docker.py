@@ -23,7 +23,6 @@ from typing import Any
 import docker
 import docker.errors
 
-from labkit.concurrency import parallel
 from labkit.errors import EngineUnavailable, LabkitError
 from labkit.runtime.base import (
     LAB_LABEL,
@@ -34,6 +33,7 @@ from labkit.runtime.base import (
     container_name,
     network_name,
 )
+from labkit.runtime.docker_removal import remove_containers, remove_network
 from labkit.runtime.host_routes import host_routes
 from labkit.runtime.network_spec import lab_network
 
@@ -359,42 +359,10 @@ class DockerRuntime:
         api = self.client.api
         selector = {"label": f"{LAB_LABEL}={lab}"}
         ids = [item["Id"] for item in api.containers(all=True, filters=selector)]
-
-        def remove(container_id: str) -> int:
-            try:
-                api.remove_container(container_id, force=True, v=True)
-                return 1
-            except docker.errors.NotFound:
-                return 0
-            except docker.errors.APIError as exc:
-                if exc.status_code == 409:  # another process is removing it: gone soon
-                    return 0
-                raise
-
-        removed = sum(parallel(remove, ids))
+        removed = remove_containers(api, ids)
         for network in api.networks(filters=selector):
-            removed += self._remove_network(network["Id"])
+            removed += remove_network(api, network["Id"], network["Name"])
         return removed
-
-    def _remove_network(self, network_id: str, within: float = 15.0) -> int:
-        """Remove a network whose containers were just removed. The engine releases
-        their endpoints a moment after it answers (seen with 100 containers):
-        "has active endpoints" is asked again, and a late container removed."""
-        api, deadline = self.client.api, time.monotonic() + within
-        while True:
-            try:
-                api.remove_network(network_id)
-                return 1
-            except docker.errors.NotFound:
-                return 0
-            except docker.errors.APIError as exc:
-                if "active endpoints" not in str(exc) or time.monotonic() > deadline:
-                    raise
-            attached = (api.inspect_network(network_id).get("Containers") or {}).keys()
-            for container_id in attached:
-                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                    api.remove_container(container_id, force=True, v=True)
-            time.sleep(0.2)
 
 
 def _mode_cache(client: docker.DockerClient) -> Path:

@@ -35,3 +35,15 @@ def test_the_graph_verb_offers_every_format() -> None:
     from labkit.topology.graph import FORMATS
 
     assert FORMAT_HELP.split(" | ") == list(FORMATS)
+
+
+def test_a_lab_without_manifests_loads_none_of_their_code() -> None:
+    script = (
+        "import sys\n"
+        "import labkit.lab\n"
+        "print(sorted(m for m in sys.modules if m.startswith('labkit.topology.kube')))\n"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True
+    ).stdout
+    assert found.strip() == "[]"
