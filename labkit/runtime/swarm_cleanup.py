@@ -13,9 +13,9 @@ from typing import Any
 import docker
 import docker.errors
 
-from labkit.concurrency import parallel
 from labkit.runtime.base import LAB_LABEL
 from labkit.runtime.docker import DockerRuntime
+from labkit.runtime.docker_removal import remove_containers
 from labkit.runtime.fleet import Cleanup, HostUnreachable, on_all, reason
 
 
@@ -29,15 +29,7 @@ def clean_lab(hosts: Mapping[str, DockerRuntime], manager: Callable[[], str], la
     def containers(_: str, runtime: DockerRuntime) -> int:
         api = runtime.client.api
         ids = [c["Id"] for c in api.containers(all=True, filters={"label": f"{LAB_LABEL}={lab}"})]
-
-        def remove(container_id: str) -> int:
-            try:
-                api.remove_container(container_id, force=True, v=True)
-                return 1
-            except docker.errors.NotFound:
-                return 0
-
-        return sum(parallel(remove, ids))
+        return remove_containers(api, ids)
 
     counts, unreachable = on_all(hosts, containers)
     removed = sum(counts.values())
