@@ -39,12 +39,22 @@ class _Console:
         self._options = options
         self._real: Console | None = None
 
-    def __getattr__(self, name: str) -> Any:
+    def real(self) -> Console:
         if self._real is None:
             from rich.console import Console
 
             self._real = Console(**self._options)
-        return getattr(self._real, name)
+        return self._real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real(), name)
+
+    # rich's Live and Progress hold the console as a context manager
+    def __enter__(self) -> Console:
+        return self.real().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.real().__exit__(*exc)
 
 
 console = cast("Console", _Console())

@@ -47,3 +47,17 @@ def test_a_lab_without_manifests_loads_none_of_their_code() -> None:
         [sys.executable, "-c", script], check=True, capture_output=True, text=True
     ).stdout
     assert found.strip() == "[]"
+
+
+def test_the_cli_console_made_on_first_use_serves_rich_progress_and_tables(capsys) -> None:
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from labkit.cli.common import console
+
+    with Progress(console=console, transient=True) as bar:  # what `labkit check` does
+        bar.add_task("probing", total=None)
+    table = Table("a")
+    table.add_row("labkit")
+    console.print(table)
+    assert "labkit" in capsys.readouterr().out
