@@ -91,15 +91,20 @@ def readiness_script(
             )
         parts.append(pod_plan.containers_alive_script(pod))
     # Side by side: a node's sync takes as long as its slowest probe, not their sum.
+    # Each run writes into a folder of its own: two runs at once (a sync, `labkit
+    # get pods`, `PodHandle.ready`) must not read each other's half-written answers.
     probed = [pod for pod in pods if probes.get(pod)]
+    if probed:
+        parts.append("probed=$(mktemp -d /tmp/labkit-probe.XXXXXX)")
     parts += [
         f"( if {probes[pod]}; then echo 'probe {pod} ok'; else echo 'probe {pod} fail'; fi ) "
-        f"> /tmp/labkit-probe-{slug(pod)} &"
+        f'> "$probed/{slug(pod)}" &'
         for pod in probed
     ]
     if probed:
         parts.append("wait")
-        parts += [f"cat /tmp/labkit-probe-{slug(pod)}" for pod in probed]
+        parts += [f'cat "$probed/{slug(pod)}"' for pod in probed]
+        parts.append('rm -rf "$probed"')
     return "\n".join(parts) + "\n"
 
 
