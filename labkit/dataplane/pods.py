@@ -156,6 +156,7 @@ def start_containers_script(pod: PodSpec, only: str | None = None) -> str:
         "POD_IP": str(pod.ip),
         "NODE_NAME": pod.node,
         **pod.env,
+        "LABKIT_POD": pod.name,  # whose process this is (`_runs_for`)
     }
     env_words = " ".join(q(f"{key}={value}") for key, value in env.items())
     lines = [f"mkdir -p {STATE_DIR}/{pod.netns} {LOG_DIR}/{pod.netns}"]
@@ -181,17 +182,26 @@ def kill_containers_script(
     """
     pattern = f"{STATE_DIR}/{slug(pod_name)}/{container or '*'}.pid"
     return (
-        f'for f in {pattern}; do [ -f "$f" ] || continue; '
-        f'kill -{signal} -$(cat "$f") 2>/dev/null || true; done'
+        f'for f in {pattern}; do [ -f "$f" ] || continue; p=$(cat "$f"); '
+        f"{_runs_for(pod_name)} && kill -{signal} -$p 2>/dev/null || true; done"
     )
+
+
+def _runs_for(pod_name: str) -> str:
+    """Shell: the process $p is this pod's (its LABKIT_POD). A pid file outlives its node
+    container's restart, and the new boot reuses pids: without this a pod's restart could
+    kill another pod's process, and a dead container could look alive."""
+    environ = "tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null"
+    return f"{environ} | grep -qxF {q('LABKIT_POD=' + pod_name)}"
 
 
 def containers_alive_script(pod_name: str) -> str:
     """Prints `<container> up|down` per container of the pod."""
     return (
         f'for f in {STATE_DIR}/{slug(pod_name)}/*.pid; do [ -f "$f" ] || continue; '
-        'n=$(basename "$f" .pid); '
-        'if kill -0 $(cat "$f") 2>/dev/null; then echo "$n up"; else echo "$n down"; fi; done'
+        'n=$(basename "$f" .pid); p=$(cat "$f"); '
+        f'if kill -0 $p 2>/dev/null && {_runs_for(pod_name)}; then echo "$n up"; '
+        'else echo "$n down"; fi; done'
     )
 
 
