@@ -33,6 +33,7 @@ from labkit.runtime.base import (
     container_name,
     network_name,
 )
+from labkit.runtime.docker_exec import STDERR, exec_frames, exec_output
 from labkit.runtime.docker_removal import remove_containers, remove_network
 from labkit.runtime.host_routes import host_routes
 from labkit.runtime.network_spec import lab_network
@@ -269,7 +270,7 @@ class DockerRuntime:
         api = self.client.api
         try:
             exec_id = api.exec_create(container, argv, environment=dict(env or {}))["Id"]
-            stdout, stderr = api.exec_start(exec_id, demux=True)
+            stdout, stderr = exec_output(api, exec_id)
             exit_code = api.exec_inspect(exec_id)["ExitCode"]
         except docker.errors.NotFound:
             raise LabkitError(f"no container {container!r}: is the lab up?") from None
@@ -294,11 +295,12 @@ class DockerRuntime:
         api = self.client.api
         try:
             exec_id = api.exec_create(container, argv)["Id"]
-            chunks = api.exec_start(exec_id, stream=True, demux=True)
         except docker.errors.NotFound:
             raise LabkitError(f"no container {container!r}: is the lab up?") from None
-        for stdout, stderr in chunks:
-            yield stdout or b"", stderr or b""
+        # closed when the caller stops reading
+        with contextlib.closing(exec_frames(api, exec_id)) as frames:
+            for stream, data in frames:
+                yield (b"", data) if stream == STDERR else (data, b"")
 
     def put_file(self, container: str, path: str, content: str | bytes, mode: int = 0o644) -> None:
         """Write one file into a node container (parent folders created)."""
