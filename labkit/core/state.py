@@ -99,11 +99,7 @@ def known_labs() -> list[str]:
 
 def flag(lab: str, key: str) -> bool:
     """One flag of a lab's saved state (`building`, `stopped`), without parsing the rest."""
-    try:
-        document = json.loads(state_path(lab).read_text())
-    except (OSError, ValueError):
-        return False
-    return bool((document.get("layers") or {}).get(key))
+    return bool(((extras(lab) or {}).get("layers") or {}).get(key))
 
 
 _held: dict[tuple[str, int], int] = {}  # (lab, thread) -> depth: re-entrant in one thread
