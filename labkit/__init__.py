@@ -7,8 +7,9 @@ Names are imported on first use (PEP 562), so that `labkit --help` and every
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from labkit.lazy import lazy_exports
 
 _WHERE = {
     "Capture": "labkit.core.capture",
@@ -52,18 +53,7 @@ if TYPE_CHECKING:
     from labkit.topology import load_topology, parse_topology
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'labkit' has no attribute {name!r}")
-    value = (
-        importlib.import_module(module)
-        if module == f"labkit.{name}"
-        else getattr(importlib.import_module(module), name)
-    )
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_exports("labkit", _WHERE, globals())
 
 __all__ = [
     "Capture",

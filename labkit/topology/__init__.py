@@ -6,8 +6,9 @@ file's types, the name rules) does not pay for the pydantic models.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from labkit.lazy import lazy_exports
 
 _WHERE = {
     "Addresses": "labkit.topology.addressing",
@@ -25,14 +26,7 @@ if TYPE_CHECKING:
     from labkit.topology.model import Pod, Topology
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'labkit.topology' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_exports("labkit.topology", _WHERE, globals())
 
 __all__ = [
     "Addresses",
