@@ -59,23 +59,25 @@ def follow(
     cluster: Cluster, *, force: bool = False, also: Mapping[str, list[str]] | None = None
 ) -> bool:
     """Rewrite the records on the DNS nodes when they changed (or `force`); True if written.
-    `also`: lines per node sent in the same exec (`apply`'s resolv.conf files)."""
+    `also`: lines per node sent in the same exec, whether or not the records changed
+    (the pods' resolv.conf files): one exec round in all."""
     if not kube_dns.present(cluster.topology):
         return False
+    work = {node: list(extra) for node, extra in (also or {}).items() if extra}
     state = cluster.slice(STATE_KEY)
     found = records(cluster)
     digest = _digest(found)
-    if not force and state.get("digest") == digest:
-        return False
-    lines = kube_dns.records_update_lines(found)
-    work = {node: list(extra) for node, extra in (also or {}).items() if extra}
-    for node in dns_nodes(cluster):
-        work[node] = [*work.get(node, []), *lines]
+    written = force or state.get("digest") != digest
+    if written:
+        lines = kube_dns.records_update_lines(found)
+        for node in dns_nodes(cluster):
+            work[node] = [*work.get(node, []), *lines]
     parallel(lambda node: cluster.node(node).exec("\n".join(work[node])), sorted(work))
-    state["digest"] = digest
-    state["records"] = len(found)
-    wait_served(cluster)
-    return True
+    if written:
+        state["digest"] = digest
+        state["records"] = len(found)
+        wait_served(cluster)
+    return written
 
 
 def wait_served(cluster: Cluster, within: float = 15.0) -> None:
@@ -121,11 +123,7 @@ def sync(cluster: Cluster, changed_pods: Sequence[str]) -> None:
             by_node.setdefault(topology.pods[pod].node, []).append(pod)
     gone = dns.forget_pods_lines(p for p in changed_pods if p not in topology.pods)
     members = [n for n in cluster.addresses.pod_subnets if n not in down]
-    work = {n: [*gone, *_resolv_lines(cluster, by_node.get(n, []))] for n in members}
-    parallel(
-        lambda node: cluster.node(node).exec("\n".join(work[node])), [n for n in members if work[n]]
-    )
-    follow(cluster)
+    follow(cluster, also={n: [*gone, *_resolv_lines(cluster, by_node.get(n, []))] for n in members})
 
 
 class ClusterDnsLayer(BaseLayer):
