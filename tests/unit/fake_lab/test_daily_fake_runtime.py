@@ -7,6 +7,7 @@ import os
 import socket
 
 import pytest
+from fake_topologies import IMPAIRED
 
 from labkit import Lab, parse_topology
 from labkit.core import owner, state
@@ -14,18 +15,7 @@ from labkit.core.capture import Capture
 from labkit.dataplane.capture import capture_command, stop_command
 from labkit.errors import FeatureMissing, UsageError
 
-TOPOLOGY = """
-name: fake
-networks:
-  underlay: {subnet: 10.210.0.0/24}
-nodes:
-  node-1: {networks: [underlay], impair: {underlay: {rate: 20mbit}}}
-  node-2: {networks: [underlay]}
-cluster: {pod_cidr: 10.244.0.0/16, backend: vxlan}
-pods:
-  a: {node: node-1, run: [echo-server]}
-  b: {node: node-2}
-"""
+TOPOLOGY = IMPAIRED
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
+from fake_topologies import TWO_NODES
 
 from labkit import Lab, parse_topology
 from labkit import lab as lab_module
@@ -12,18 +13,7 @@ from labkit.errors import LabkitError, UsageError
 from labkit.runtime.base import ExecError
 from labkit.topology.loader import load_topology as load
 
-TOPOLOGY = """
-name: fake
-networks:
-  underlay: {subnet: 10.210.0.0/24}
-nodes:
-  node-1: {networks: [underlay]}
-  node-2: {networks: [underlay]}
-cluster: {pod_cidr: 10.244.0.0/16, backend: vxlan}
-pods:
-  a: {node: node-1, run: [echo-server]}
-  b: {node: node-2}
-"""
+TOPOLOGY = TWO_NODES
 
 
 @pytest.fixture

@@ -1,0 +1,20 @@
+"""The topology the fake-runtime lab tests share: two nodes, a pod on each."""
+
+TWO_NODES = """
+name: fake
+networks:
+  underlay: {subnet: 10.210.0.0/24}
+nodes:
+  node-1: {networks: [underlay]}
+  node-2: {networks: [underlay]}
+cluster: {pod_cidr: 10.244.0.0/16, backend: vxlan}
+pods:
+  a: {node: node-1, run: [echo-server]}
+  b: {node: node-2}
+"""
+
+# node-1's underlay link shaped to 20 Mbit/s
+IMPAIRED = TWO_NODES.replace(
+    "node-1: {networks: [underlay]}",
+    "node-1: {networks: [underlay], impair: {underlay: {rate: 20mbit}}}",
+)
