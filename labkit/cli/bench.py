@@ -29,7 +29,7 @@ def bench_up(
     """up/down against the bare start of the same containers, as whole processes and at scale."""
     from labkit.bench.up import run
 
-    run(topology, hundred=hundred, repeats=repeats, out=out, console=console)
+    run(topology, hundred=hundred, repeats=repeats, out=out, console=console())
 
 
 @bench_app.command("manifests")
@@ -43,7 +43,7 @@ def bench_manifests(
     """Loading + validating manifests against plain YAML; one policy apply on a lab."""
     from labkit.bench.manifests import run
 
-    run(count=documents, repeats=repeats, with_lab=lab, out=out, console=console)
+    run(count=documents, repeats=repeats, with_lab=lab, out=out, console=console())
 
 
 @bench_app.command("paths")
@@ -64,7 +64,7 @@ def bench_paths(
     unknown = sorted(set(names) - set(BACKENDS))
     if unknown:
         raise UsageError(f"unknown backend(s) {', '.join(unknown)} (known: {', '.join(BACKENDS)})")
-    run(backend_names=names, repeats=repeats, seconds=seconds, out=out, png=png, console=console)
+    run(backend_names=names, repeats=repeats, seconds=seconds, out=out, png=png, console=console())
 
 
 @bench_app.command("services")
@@ -92,7 +92,7 @@ def bench_services(
         csv(modes),
         connections=connections,
         out=out,
-        console=console,
+        console=console(),
         lb_rounds=lb_rounds,
     )
 
@@ -109,7 +109,7 @@ def bench_policy(
     from labkit.bench.policy import run
 
     counts = [int(n) for n in csv(rules)]
-    run(counts, seconds=seconds, repeats=repeats, out=out, console=console)
+    run(counts, seconds=seconds, repeats=repeats, out=out, console=console())
 
 
 @bench_app.command("entry")
@@ -130,7 +130,7 @@ def bench_entry(
 
     run(
         topology, seconds=seconds, connections=connections, rounds=rounds, failover=failover,
-        repeats=repeats, out=out, png=png, console=console,
+        repeats=repeats, out=out, png=png, console=console(),
     )  # fmt: skip
 
 
@@ -144,4 +144,4 @@ def bench_dns(
     """Cluster DNS query p50/p99 through the DNS Service (both pods; one killed) and direct."""
     from labkit.bench.dns import run
 
-    run(topology, count=count, out=out, console=console)
+    run(topology, count=count, out=out, console=console())

@@ -43,7 +43,7 @@ def capture(
     running = Capture(endpoint, sink, iface=iface, filter_words=filter_words or [])
     try:
         running.start()
-        err.print(f"capturing on {target} ({running.messages.splitlines()[-1]}); Ctrl-C stops")
+        err().print(f"capturing on {target} ({running.messages.splitlines()[-1]}); Ctrl-C stops")
         running.wait()
     except KeyboardInterrupt:
         pass
@@ -51,7 +51,7 @@ def capture(
         running.stop()
         if write:
             sink.close()
-    err.print(
+    err().print(
         f"{running.packets if running.packets is not None else 'no'} packets captured"
         + (f" in {write}" if write else "")
     )

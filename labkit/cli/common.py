@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
-from functools import wraps
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from collections.abc import Callable, Mapping
+from functools import cache, wraps
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
@@ -32,33 +32,21 @@ app = typer.Typer(
 )
 
 
-class _Console:
-    """rich's Console, made on first use: `labkit --help` never loads rich (40 ms)."""
+# Made on first use: `labkit --help` never loads rich (40 ms).
+@cache
+def console() -> Console:
+    """The CLI's console (stdout)."""
+    from rich.console import Console
 
-    def __init__(self, **options: Any) -> None:
-        self._options = options
-        self._real: Console | None = None
-
-    def real(self) -> Console:
-        if self._real is None:
-            from rich.console import Console
-
-            self._real = Console(**self._options)
-        return self._real
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real(), name)
-
-    # rich's Live and Progress hold the console as a context manager
-    def __enter__(self) -> Console:
-        return self.real().__enter__()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.real().__exit__(*exc)
+    return Console()
 
 
-console = cast("Console", _Console())
-err = cast("Console", _Console(stderr=True))
+@cache
+def err() -> Console:
+    """The CLI's console for messages (stderr)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def escape(text: str) -> str:
@@ -95,15 +83,15 @@ def friendly(function: F) -> F:
         try:
             return function(*args, **kwargs)
         except LabkitError as exc:
-            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            err().print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            err.print("interrupted")
+            err().print("interrupted")
             raise typer.Exit(130) from None
         except Exception as exc:
             if not type(exc).__module__.startswith("docker."):  # the SDK's errors, unimported
                 raise
-            err.print(
+            err().print(
                 f"[red]error from the Docker engine:[/red] {escape(str(exc))}", highlight=False
             )
             raise typer.Exit(1) from None
@@ -135,9 +123,14 @@ def runtime_of(lab: str | None) -> Runtime:
     """The runtime a lab runs on: the hosts it was brought up on (its saved state),
     else $LABKIT_HOSTS, else this machine's engine."""
     from labkit.core import state
+
+    return runtime_from_state(state.extras(lab) if lab else None)
+
+
+def runtime_from_state(saved: Mapping[str, Any] | None) -> Runtime:
+    """The runtime of a lab's saved state (`state.extras`): its hosts, else the default."""
     from labkit.runtime.select import hosts_file, runtime_for
 
-    saved = state.extras(lab) if lab else None
     where = (saved or {}).get("hosts") or {}
     return runtime_for(where.get("file") or hosts_file(), placement=where.get("placement"))
 
@@ -162,4 +155,4 @@ def lab_of_endpoint(target: str, lab_name: str | None) -> tuple[Any, Any]:
 def print_notes(notes: list[str]) -> None:
     """What merging manifests has to tell: the ignored kinds in one line, the warnings."""
     for note in notes:
-        err.print(f"[yellow]{escape(note)}[/yellow]", highlight=False, soft_wrap=True)
+        err().print(f"[yellow]{escape(note)}[/yellow]", highlight=False, soft_wrap=True)

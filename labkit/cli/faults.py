@@ -30,7 +30,7 @@ def _faults(lab_name: str | None) -> Any:
 
 
 def _done(fault: Any) -> None:
-    console.print(f"fault {fault} (revert: labkit fault revert {fault.id})")
+    console().print(f"fault {fault} (revert: labkit fault revert {fault.id})")
 
 
 @fault_app.command("list")
@@ -39,9 +39,9 @@ def fault_list(lab_name: LabOption = None) -> None:
     """The active faults."""
     active = _faults(lab_name).active
     for fault in active:
-        console.print(str(fault))
+        console().print(str(fault))
     if not active:
-        console.print("no active fault")
+        console().print("no active fault")
 
 
 @fault_app.command("revert")
@@ -63,7 +63,7 @@ def fault_revert(
     else:
         raise UsageError("name a fault (labkit fault list) or use --all")
     for fault in reverted:
-        console.print(f"reverted {fault}")
+        console().print(f"reverted {fault}")
 
 
 @fault_app.command("stop")
@@ -78,7 +78,7 @@ def fault_stop(node: str, lab_name: LabOption = None) -> None:
 def fault_start(node: str, lab_name: LabOption = None) -> None:
     """Start a stopped node: its pods, routes and rules come back."""
     _faults(lab_name).start_node(node)
-    console.print(f"node {node} is back")
+    console().print(f"node {node} is back")
 
 
 @fault_app.command("restart")
@@ -86,7 +86,7 @@ def fault_start(node: str, lab_name: LabOption = None) -> None:
 def fault_restart(node: str, lab_name: LabOption = None) -> None:
     """Stop and start a node."""
     seconds = _faults(lab_name).restart_node(node)
-    console.print(f"node {node} restarted and rebuilt in {seconds:.1f} s")
+    console().print(f"node {node} restarted and rebuilt in {seconds:.1f} s")
 
 
 @fault_app.command("link-down")
@@ -101,7 +101,7 @@ def fault_link_down(node: str, network: NetworkOption = None, lab_name: LabOptio
 def fault_link_up(node: str, network: NetworkOption = None, lab_name: LabOption = None) -> None:
     """Bring a node's underlay interface back up (and its routes)."""
     _faults(lab_name).link_up(node, network)
-    console.print(f"underlay link of {node} is up")
+    console().print(f"underlay link of {node} is up")
 
 
 @fault_app.command("partition")
@@ -122,7 +122,7 @@ def fault_partition(
 def fault_heal(lab_name: LabOption = None) -> None:
     """Revert every partition."""
     for fault in _faults(lab_name).heal():
-        console.print(f"reverted {fault}")
+        console().print(f"reverted {fault}")
 
 
 @fault_app.command("rate")

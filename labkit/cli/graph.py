@@ -69,7 +69,7 @@ def graph(
     data = drawn.encode() if isinstance(drawn, str) else drawn
     if output is not None:
         output.write_bytes(data)
-        console.print(f"wrote {output} ({fmt})")
+        console().print(f"wrote {output} ({fmt})")
     elif isinstance(drawn, bytes) and sys.stdout.isatty():
         raise UsageError(f"--format {fmt} is binary: use -o FILE or a pipe")
     else:

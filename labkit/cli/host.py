@@ -23,9 +23,9 @@ def images_build(
     from labkit.runtime.images import build_image
 
     tag = build_image(
-        connect(), "node", force=force, progress=lambda line: console.print(line, highlight=False)
+        connect(), "node", force=force, progress=lambda line: console().print(line, highlight=False)
     )
-    console.print(f"node image: {tag}")
+    console().print(f"node image: {tag}")
 
 
 @app.command()
@@ -40,14 +40,14 @@ def doctor(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         return
     for key, value in report.items():
         if isinstance(value, dict):
-            console.print(f"[bold]{key}[/bold]")
+            console().print(f"[bold]{key}[/bold]")
             for feature, detail in value.items():
                 mark = "[green]yes[/green]" if detail.get("ok") else "[red]no[/red]"
-                console.print(
+                console().print(
                     f"  {feature:<14} {mark}  {detail.get('detail', '')}", highlight=False
                 )
         else:
-            console.print(f"[bold]{key}[/bold]: {value}", highlight=False)
+            console().print(f"[bold]{key}[/bold]: {value}", highlight=False)
 
 
 @app.command()
@@ -67,4 +67,4 @@ def validate(
     from labkit.topology.loader import load_topology
 
     parsed = load_topology(topology)
-    console.print(f"{parsed.name}: ok ({len(parsed.nodes)} nodes, {len(parsed.pods)} pods)")
+    console().print(f"{parsed.name}: ok ({len(parsed.nodes)} nodes, {len(parsed.pods)} pods)")

@@ -73,10 +73,10 @@ def sandbox_up(
     """Start COUNT dockerds, each in a network namespace of its own, formed into a swarm."""
     from labkit.runtime import sandbox as sandboxes
 
-    made = sandboxes.sandbox_up(count, name, image=not no_image, progress=console.print)
+    made = sandboxes.sandbox_up(count, name, image=not no_image, progress=console().print)
     steps = ", ".join(f"{k} {v:.2f}s" for k, v in made.timings.items())
-    console.print(f"sandbox {name!r} up ({steps})")
-    console.print(
+    console().print(f"sandbox {name!r} up ({steps})")
+    console().print(
         f"hosts file: [bold]{made.inventory}[/bold]  (labkit up TOPOLOGY --hosts {made.inventory})"
     )
 
@@ -88,7 +88,7 @@ def sandbox_down(name: SandboxName = "default") -> None:
     from labkit.runtime import sandbox as sandboxes
 
     removed = sandboxes.sandbox_down(name)
-    console.print(
+    console().print(
         f"sandbox {name!r} removed"
         + (f": {', '.join(removed)}" if removed else " (nothing was there)")
     )
@@ -102,10 +102,10 @@ def sandbox_status(name: SandboxName = "default") -> None:
 
     rows = sandboxes.sandbox_status(name)
     if not rows:
-        console.print(f"no sandbox {name!r}")
+        console().print(f"no sandbox {name!r}")
     for row in rows:
         state = "up" if row.running else "[red]DOWN[/red]"
-        console.print(
+        console().print(
             f"{row.name}  {state}  swarm={row.swarm} {row.role}  {row.rss_mb:.1f} MB  {row.url}",
             highlight=False,
         )
@@ -129,7 +129,7 @@ def init(hosts_file: Annotated[str, typer.Argument(help="The hosts file")]) -> N
         {name: DockerRuntime(c) for name, c in zip(inventory.hosts, clients, strict=True)}
     )
     if not runtime.swarm_problems():
-        console.print("the hosts are one swarm already")
+        console().print("the hosts are one swarm already")
         return
     addresses = [host.address for host in inventory.hosts.values()]
     if None in addresses:
@@ -142,7 +142,7 @@ def init(hosts_file: Annotated[str, typer.Argument(help="The hosts file")]) -> N
             f"{hosts_file}: some hosts are in another swarm; leave it first (docker swarm leave)"
         )
     form_swarm(clients, [str(a) for a in addresses])
-    console.print(
+    console().print(
         f"swarm formed: {', '.join(inventory.hosts)} (manager: {next(iter(inventory.hosts))})"
     )
 
@@ -218,17 +218,17 @@ def check(
             name, row["engine"], str(row["kernel"]), f"{row['swarm']} ({row['role']})",
             row.get("node mode", "-"), row["node image"], ", ".join(missing) or "none",
         )  # fmt: skip
-    console.print(table)
+    console().print(table)
     for name, why in report["unreachable"].items():
-        console.print(f"[red]{name}: unreachable[/red] ({why})", highlight=False)
+        console().print(f"[red]{name}: unreachable[/red] ({why})", highlight=False)
     for problem in report["swarm problems"]:
-        console.print(
+        console().print(
             f"[yellow]{problem}[/yellow]  (labkit hosts init {hosts_file})", highlight=False
         )
     if "shared L2" in report:
         l2 = report["shared L2"]
         mark = "[green]yes[/green]" if l2["ok"] else "[yellow]no[/yellow]"
-        console.print(f"shared L2: {mark}  {l2['detail']}", highlight=False)
+        console().print(f"shared L2: {mark}  {l2['detail']}", highlight=False)
     if report["unreachable"] or report["swarm problems"]:
         raise typer.Exit(2)
 
@@ -252,5 +252,5 @@ def bench_hosts(
     counts = [int(count) for count in csv(hosts)]
     run(
         host_counts=counts, backends=csv(backends), big_nodes=big_nodes, seconds=seconds,
-        repeats=repeats, out=out, png=png, console=console,
+        repeats=repeats, out=out, png=png, console=console(),
     )  # fmt: skip

@@ -28,9 +28,9 @@ def _change(verb: str, files: list[str], lab_name: str | None) -> None:
     lab = attach_lab(lab_name)
     result = getattr(lab, verb)(files, stdin=sys.stdin)
     for line in result.lines:
-        console.print(line, highlight=False)
+        console().print(line, highlight=False)
     print_notes(result.notes)
-    console.print(f"[dim]{result.seconds * 1000:.0f} ms[/dim]")
+    console().print(f"[dim]{result.seconds * 1000:.0f} ms[/dim]")
 
 
 @app.command()
@@ -78,7 +78,7 @@ def _table(rows: list[dict[str, Any]], *, wide: bool, all_namespaces: bool) -> N
     from rich.table import Table
 
     if not rows:
-        console.print("No resources found.")
+        console().print("No resources found.")
         return
     table = Table(box=None, pad_edge=False)
     columns = [
@@ -91,7 +91,7 @@ def _table(rows: list[dict[str, Any]], *, wide: bool, all_namespaces: bool) -> N
         table.add_column(column.upper())
     for row in rows:
         table.add_row(*(str(row[c]) for c in columns), *(str(row["wide"][c]) for c in extra))
-    console.print(table)
+    console().print(table)
 
 
 def _pods(lab: Any) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from labkit.cli.common import (
     friendly,
     only_lab,
     print_notes,
+    runtime_from_state,
     runtime_of,
 )
 from labkit.cli.hosts import describe_with_hosts
@@ -64,21 +65,21 @@ def up(
     print_notes(given.manifest_notes if files or kube_version else parsed.manifest_notes)
     runtime = runtime_for(hosts_file(hosts), parsed, source=str(path))  # refused here: nothing made
     profiled = ProfiledRuntime(runtime) if profile else None
-    with console.status(f"bringing up {parsed.name}") as status:
+    with console().status(f"bringing up {parsed.name}") as status:
         # By hand: kept on purpose, so a later run never reclaims it as stale.
         lab = Lab.up(
             given, name=name, progress=lambda message: status.update(message), keep=True, source=str(path),
             runtime=cast("Runtime", profiled) if profiled else runtime,  # timed: every call passed on
         )  # fmt: skip
-    console.print(f"[green]lab {lab.name} is up[/green] in {lab.timings['up']:.1f} s")
+    console().print(f"[green]lab {lab.name} is up[/green] in {lab.timings['up']:.1f} s")
     _print_lab(lab)
     if profiled is not None:
         from labkit.cli.profile import print_profile
 
         print_profile(lab, profiled.profile, time.perf_counter() - PROCESS_STARTED)
-    console.print("\nnext:")
+    console().print("\nnext:")
     for line in next_steps(lab):
-        console.print(f"  [bold]{line}[/bold]", highlight=False)
+        console().print(f"  [bold]{line}[/bold]", highlight=False)
 
 
 def next_steps(lab: Any) -> list[str]:
@@ -136,15 +137,12 @@ def down(
             if stale and not stale_reason(runtime.lab_labels(lab)):
                 continue  # reclaimed and brought up again meanwhile
             # On every host it was brought up on; a host that does not answer keeps the lab known.
-            removed = (
-                runtime_of(lab).remove_lab(lab)
-                if state.extras(lab) is not None
-                else runtime.remove_lab(lab)
-            )
+            saved = state.extras(lab)
+            removed = (runtime_from_state(saved) if saved is not None else runtime).remove_lab(lab)
             state.forget(lab)
-        console.print(f"removed lab {lab} ({removed} objects)")
+        console().print(f"removed lab {lab} ({removed} objects)")
     if not names:
-        console.print("nothing to remove")
+        console().print("nothing to remove")
 
 
 def _print_lab(lab: Any) -> None:
@@ -161,7 +159,7 @@ def _print_lab(lab: Any) -> None:
         nodes.add_row(
             node["name"], *host, ips, node["pod_subnet"] or "-", ",".join(node["roles"]) or "-"
         )
-    console.print(nodes)
+    console().print(nodes)
     if document["pods"]:
         pods = Table(title="pods", title_justify="left")
         for column in ("pod", "node", "namespace", "IP", "labels"):
@@ -169,7 +167,7 @@ def _print_lab(lab: Any) -> None:
         for pod in document["pods"]:
             labels = ",".join(f"{k}={v}" for k, v in pod["labels"].items())
             pods.add_row(pod["name"], pod["node"], pod["namespace"], pod["ip"], labels or "-")
-        console.print(pods)
+        console().print(pods)
     if document.get("services"):
         _print_services(document)
     for key, value in document.items():
@@ -184,7 +182,7 @@ def _print_lab(lab: Any) -> None:
             "service_proxy",
         ):
             continue
-        console.print(f"[bold]{key}[/bold]: {json.dumps(value, indent=1)}")
+        console().print(f"[bold]{key}[/bold]: {json.dumps(value, indent=1)}")
 
 
 def _print_services(document: dict[str, Any]) -> None:
@@ -215,7 +213,7 @@ def _print_services(document: dict[str, Any]) -> None:
             ports,
             endpoints or f"[yellow]none: {notes}[/yellow]",
         )
-    console.print(table)
+    console().print(table)
 
 
 @app.command()
@@ -238,7 +236,7 @@ def stop(name: Annotated[str | None, typer.Argument(help="Lab name")] = None) ->
     """Stop a lab on purpose: its containers stop, its addresses and state stay."""
     lab = attach_lab(name)
     nodes = lab.stop()
-    console.print(
+    console().print(
         f"lab {lab.name} stopped ({len(nodes)} node(s)); bring it back: labkit start {lab.name}"
     )
 
@@ -248,7 +246,7 @@ def stop(name: Annotated[str | None, typer.Argument(help="Lab name")] = None) ->
 def start(name: Annotated[str | None, typer.Argument(help="Lab name")] = None) -> None:
     """Bring a stopped lab back (after `labkit stop` or an engine restart), as recorded."""
     lab = attach_lab(name)
-    with console.status(f"starting {lab.name}"):
+    with console().status(f"starting {lab.name}"):
         nodes = lab.start()
-    console.print(f"lab {lab.name} is up ({len(nodes)} node(s) rebuilt)")
+    console().print(f"lab {lab.name} is up ({len(nodes)} node(s) rebuilt)")
     _print_lab(lab)

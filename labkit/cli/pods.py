@@ -32,7 +32,7 @@ def pod_add(
     pod = lab.add_pod(
         name, {"node": node, "labels": labels, "run": run or [], "namespace": namespace}
     )
-    console.print(f"pod {pod.name} on {pod.node.name}: {pod.ip}")
+    console().print(f"pod {pod.name} on {pod.node.name}: {pod.ip}")
     _print_service_sync(lab)
 
 
@@ -42,7 +42,7 @@ def pod_delete(name: str, lab_name: Annotated[str | None, typer.Option("--lab")]
     """Delete a pod; services follow."""
     lab = attach_lab(lab_name)
     lab.delete_pod(name)
-    console.print(f"pod {name} deleted")
+    console().print(f"pod {name} deleted")
     _print_service_sync(lab)
 
 
@@ -57,7 +57,7 @@ def pod_move(
     lab = attach_lab(lab_name)
     old_ip = lab.pod(name).ip
     pod = lab.move_pod(name, node)
-    console.print(f"pod {name} moved to {node}: {old_ip} -> {pod.ip}")
+    console().print(f"pod {name} moved to {node}: {old_ip} -> {pod.ip}")
 
 
 @pod_app.command("kill")
@@ -66,7 +66,7 @@ def pod_kill(name: str, lab_name: Annotated[str | None, typer.Option("--lab")] =
     """Kill a pod's processes (its namespace and IP stay)."""
     lab = attach_lab(lab_name)
     lab.pod(name).kill()
-    console.print(f"pod {name}: processes killed")
+    console().print(f"pod {name}: processes killed")
     _print_service_sync(lab)
 
 
@@ -76,7 +76,7 @@ def pod_restart(name: str, lab_name: Annotated[str | None, typer.Option("--lab")
     """Restart a pod's processes."""
     lab = attach_lab(lab_name)
     lab.pod(name).restart()
-    console.print(f"pod {name}: restarted")
+    console().print(f"pod {name}: restarted")
     _print_service_sync(lab)
 
 
@@ -90,7 +90,7 @@ def pod_label(
     """Replace a pod's labels; services follow."""
     lab = attach_lab(lab_name)
     lab.set_labels(name, dict(item.split("=", 1) for item in labels))
-    console.print(f"pod {name}: labels set")
+    console().print(f"pod {name}: labels set")
     _print_service_sync(lab)
 
 
@@ -98,7 +98,7 @@ def _print_service_sync(lab: Any) -> None:
     """The service proxy's programming latency for the change just made (when it has services)."""
     summary = lab.services.last_sync() if lab.topology.services else None
     if summary:
-        console.print(
+        console().print(
             f"services: rules programmed on {len(summary['per_node'])} node(s) in "
             f"{summary['seconds'] * 1000:.0f} ms ({summary['kind']} sync)"
         )

@@ -67,20 +67,20 @@ def check(
     lab = attach_lab(name)
     pods = lab.pods()
     chosen, wanted = expect.select(pods, sources), expect.select(pods, targets)
-    with Progress(console=console, transient=True) as bar:
+    with Progress(console=console(), transient=True) as bar:
         task = bar.add_task("probing", total=None)
         matrix = expect.reachability_matrix(
             chosen, wanted, sample=sample, seed=seed,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )  # fmt: skip
     if len(matrix.targets) <= 20 and sample is None:
-        console.print(matrix.render(), highlight=False, markup=False)
+        console().print(matrix.render(), highlight=False, markup=False)
     else:
         for line in matrix.failed():
-            console.print(escape(line), highlight=False)
+            console().print(escape(line), highlight=False)
     counts = matrix.counts()
     summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items()))
     ok = counts.get("ok", 0)
-    console.print(f"{ok}/{len(matrix.cells)} paths reachable ({summary})", highlight=False)
+    console().print(f"{ok}/{len(matrix.cells)} paths reachable ({summary})", highlight=False)
     if ok != len(matrix.cells):
         raise typer.Exit(1)

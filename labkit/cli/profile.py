@@ -28,7 +28,7 @@ def print_profile(lab: Lab, profile: Profile, process_seconds: float) -> None:
         phases.add_row(phase, f"{seconds:.3f}")
     for layer, seconds in lab.steps["layers"].items():
         phases.add_row(f"  layer {layer}", f"{seconds:.3f}")
-    console.print(phases)
+    console().print(phases)
     pods = list(lab.steps["pods"].values())
     if pods:
         cni = _table(
@@ -37,7 +37,7 @@ def print_profile(lab: Lab, profile: Profile, process_seconds: float) -> None:
         cni.add_row(
             str(len(pods)), f"{statistics.median(pods):.3f}", f"{max(pods):.3f}", f"{sum(pods):.3f}"
         )
-        console.print(cni)
+        console().print(cni)
     calls = _table("engine calls and execs (threads overlap: sums exceed wall time)",
                    "what", "count", "sum s", "slowest s")  # fmt: skip
     rows = profile.rows()
@@ -45,4 +45,4 @@ def print_profile(lab: Lab, profile: Profile, process_seconds: float) -> None:
         calls.add_row(what, str(count), f"{seconds:.3f}", f"{slowest:.3f}")
     if len(rows) > 12:
         calls.add_row(f"... {len(rows) - 12} more", "", "", "")
-    console.print(calls)
+    console().print(calls)

@@ -55,9 +55,9 @@ def test_the_cli_console_made_on_first_use_serves_rich_progress_and_tables(capsy
 
     from labkit.cli.common import console
 
-    with Progress(console=console, transient=True) as bar:  # what `labkit check` does
+    with Progress(console=console(), transient=True) as bar:  # what `labkit check` does
         bar.add_task("probing", total=None)
     table = Table("a")
     table.add_row("labkit")
-    console.print(table)
+    console().print(table)
     assert "labkit" in capsys.readouterr().out
