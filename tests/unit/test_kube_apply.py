@@ -8,7 +8,6 @@ import pytest
 
 from labkit import Lab, parse_topology
 from labkit.errors import TopologyError
-from labkit.runtime import features
 from labkit.runtime.fake import FakeRuntime
 from labkit.topology.kube.apply_plan import (
     applied_documents,
@@ -150,13 +149,7 @@ def test_add_manifests_stacks_on_a_topology_that_has_some():
 # -- on a lab (the fake runtime) ---------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def host_has_everything(monkeypatch, tmp_path):
-    table = {name: {"ok": True, "detail": ""} for name in features.PROBES}
-    monkeypatch.setattr(features, "kernel_features", lambda: table)
-    monkeypatch.setattr(features, "engine_features", lambda: {"l2-underlay": {"ok": True}})
-    monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path))
-    monkeypatch.delenv("LABKIT_NAME_PREFIX", raising=False)
+pytestmark = pytest.mark.usefixtures("host_has_everything")  # tests/unit/conftest.py
 
 
 @pytest.fixture

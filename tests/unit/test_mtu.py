@@ -87,7 +87,7 @@ def test_an_mtu_that_leaves_the_pods_too_little_is_refused_with_the_network_name
     assert backends.mtu_problems(topology("host-gw", 100)) == []
 
 
-def test_the_lab_creates_its_networks_with_the_topology_s_mtu():
+def test_the_lab_creates_its_networks_with_the_topology_s_mtu(host_has_everything):
     runtime = FakeRuntime()
     Lab.up(topology("host-gw"), runtime=runtime, name="fake")
     assert [n["mtu"] for n in runtime.networks.values()] == [9000]

@@ -15,7 +15,6 @@ from labkit.dataplane.proxy_modes import mode_of
 from labkit.layers.base import BaseLayer
 from labkit.layers.proxy_program import program
 from labkit.layers.service_state import stored_plans
-from labkit.runtime import features
 from labkit.runtime.base import ExecResult
 from labkit.runtime.fake import FakeRuntime
 
@@ -47,13 +46,7 @@ services:
 """
 
 
-@pytest.fixture(autouse=True)
-def host_has_everything(monkeypatch, tmp_path):
-    table = {name: {"ok": True, "detail": ""} for name in features.PROBES}
-    monkeypatch.setattr(features, "kernel_features", lambda: table)
-    monkeypatch.setattr(features, "engine_features", lambda: {"l2-underlay": {"ok": True}})
-    monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path))
-    monkeypatch.delenv("LABKIT_NAME_PREFIX", raising=False)
+pytestmark = pytest.mark.usefixtures("host_has_everything")  # tests/unit/conftest.py
 
 
 class SpeakingRuntime(FakeRuntime):

@@ -8,19 +8,12 @@ from typing import Any
 import pytest
 
 from labkit import Lab, parse_topology
-from labkit.runtime import features
 from labkit.runtime.fake import FakeRuntime
 
 
 @pytest.fixture(autouse=True)
-def host_has_everything(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> dict[str, Any]:
-    """Every kernel feature present, and the state files in a folder of the test's own."""
-    table = {name: {"ok": True, "detail": ""} for name in features.PROBES}
-    monkeypatch.setattr(features, "kernel_features", lambda: table)
-    monkeypatch.setattr(features, "engine_features", lambda: {"l2-underlay": {"ok": True}})
-    monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path))
-    monkeypatch.delenv("LABKIT_NAME_PREFIX", raising=False)
-    return table
+def fake_host(host_has_everything: dict[str, Any]) -> None:
+    """Every feature present, without probing this machine (tests/unit/conftest.py)."""
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The topology the fake-runtime lab tests share: two nodes, a pod on each."""
+"""What the fake-runtime lab tests share: two nodes, a pod on each; the CNI line of a pod."""
 
 TWO_NODES = """
 name: fake
@@ -18,3 +18,8 @@ IMPAIRED = TWO_NODES.replace(
     "node-1: {networks: [underlay]}",
     "node-1: {networks: [underlay], impair: {underlay: {rate: 20mbit}}}",
 )
+
+
+def cni_add(pod: str) -> str:
+    """What a node script holds when it wires `pod` (its line of `labkit-cni add-all`)."""
+    return f'"pod": "{pod}"'

@@ -143,9 +143,9 @@ def test_reclaim_rules():
     assert owner.reclaim_reason(elsewhere, **here) is None  # another host's: not judged here
 
 
-def test_the_lock_is_reentrant_in_one_thread(tmp_path):
+def test_the_lock_is_reentrant_in_one_thread():
     with state.lock("x"), state.lock("x"):
-        assert (tmp_path / "locks" / "x.lock").exists()
+        assert (state.state_dir() / "locks" / "x.lock").exists()
 
 
 # -- capture -------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
-from fake_topologies import TWO_NODES
+from fake_topologies import TWO_NODES, cni_add
 
 from labkit import Lab, parse_topology
 from labkit import lab as lab_module
@@ -38,8 +38,9 @@ def test_up_creates_the_network_then_each_node_then_runs_its_script(runtime):
         assert created < script
     # One script per node (vxlan has no convergence wait): its pods are in it.
     assert names.count("exec") == 2
-    assert "labkit-cni add a" in runtime.execs_on("fake-node-1")[0]
-    assert "labkit-cni add b" in runtime.execs_on("fake-node-2")[0]
+    assert "labkit-cni add-all" in runtime.execs_on("fake-node-1")[0]
+    assert cni_add("a") in runtime.execs_on("fake-node-1")[0]
+    assert cni_add("b") in runtime.execs_on("fake-node-2")[0]
     assert lab.pod("a").ip in IPv4Network(str(lab.addresses.pod_subnets["node-1"]))
     assert Lab.attach("fake", runtime).addresses == lab.addresses  # the state was saved
 
@@ -63,7 +64,7 @@ def test_up_refuses_a_running_lab_of_the_same_name_before_creating_anything(lab,
 
 
 def test_a_failed_up_removes_what_it_made(runtime):
-    runtime.fail_exec("labkit-cni add b", on="fake-node-2")
+    runtime.fail_exec(cni_add("b"), on="fake-node-2")
     with pytest.raises(ExecError):
         Lab.up(parse_topology(TOPOLOGY), runtime=runtime)
     assert runtime.calls[-1] == ("remove_lab", "fake")
@@ -71,7 +72,7 @@ def test_a_failed_up_removes_what_it_made(runtime):
 
 
 def test_an_interrupted_up_removes_what_it_made(runtime, tmp_path):
-    runtime.fail_exec("labkit-cni add a", error=KeyboardInterrupt())
+    runtime.fail_exec(cni_add("a"), error=KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         Lab.up(parse_topology(TOPOLOGY), runtime=runtime)
     assert ("remove_lab", "fake") in runtime.calls
@@ -84,7 +85,7 @@ def test_an_interrupted_up_removes_what_it_made(runtime, tmp_path):
 def test_add_pod_runs_the_pod_script_on_its_node(lab, runtime):
     pod = lab.add_pod("c", {"node": "node-2"})
     assert runtime.calls == [("exec", "fake-node-2", runtime.execs[-1][1])]
-    assert "labkit-cni add c" in runtime.execs[-1][1]
+    assert cni_add("c") in runtime.execs[-1][1]
     assert pod.ip == IPv4Address("10.244.1.3")  # after b's .2
 
 
@@ -97,7 +98,7 @@ def test_add_pod_without_a_node_goes_to_the_least_loaded_running_node(lab, runti
 
 
 def test_a_failed_add_pod_is_rolled_back(lab, runtime):
-    runtime.fail_exec("labkit-cni add c")
+    runtime.fail_exec(cni_add("c"))
     with pytest.raises(ExecError):
         lab.add_pod("c", {"node": "node-2"})
     assert [call[1] for call in runtime.calls] == ["fake-node-2", "fake-node-2"]
@@ -112,7 +113,7 @@ def test_move_pod_deletes_then_adds_and_keeps_the_old_ip_for_a_return(lab, runti
     moved = lab.move_pod("a", "node-2")
     assert [call[1] for call in runtime.calls] == ["fake-node-1", "fake-node-2"]
     assert "ip netns del a" in runtime.execs[-2][1]
-    assert "labkit-cni add a" in runtime.execs[-1][1]
+    assert cni_add("a") in runtime.execs[-1][1]
     assert moved.node.name == "node-2" and moved.ip in lab.addresses.pod_subnets["node-2"]
     back = lab.move_pod("a", "node-1")
     assert back.ip == old_ip  # sticky
@@ -120,7 +121,7 @@ def test_move_pod_deletes_then_adds_and_keeps_the_old_ip_for_a_return(lab, runti
 
 def test_a_failed_move_puts_the_pod_back(lab, runtime):
     old_ip = lab.pod("a").ip
-    runtime.fail_exec("labkit-cni add a", on="fake-node-2")
+    runtime.fail_exec(cni_add("a"), on="fake-node-2")
     with pytest.raises(ExecError):
         lab.move_pod("a", "node-2")
     assert [call[1] for call in runtime.calls] == [
@@ -129,7 +130,7 @@ def test_a_failed_move_puts_the_pod_back(lab, runtime):
         "fake-node-2",
         "fake-node-1",
     ]
-    assert "labkit-cni add a" in runtime.execs[-1][1]  # recreated where it was
+    assert cni_add("a") in runtime.execs[-1][1]  # recreated where it was
     assert lab.pod("a").node.name == "node-1" and lab.pod("a").ip == old_ip
 
 
@@ -152,7 +153,7 @@ def test_a_stopped_node_comes_back_with_its_script(lab, runtime):
     assert runtime.calls[0] == ("start_node", "fake-node-2")
     rebuilt = runtime.execs_on("fake-node-2")
     assert rebuilt[0] == "true"  # waited for it to answer
-    assert "labkit-cni add b" in rebuilt[1]  # then its whole script again
+    assert cni_add("b") in rebuilt[1]  # then its whole script again
     assert lab.cluster.stopped_nodes() == set() and lab.faults.active == []
 
 
