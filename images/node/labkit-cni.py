@@ -4,6 +4,13 @@
   labkit-cni add|del|check POD_NAME NETNS_PATH [--ifname eth0]
              [--conf-dir /etc/cni/net.d] [--bin-dir /usr/lib/cni]
              [--args 'K=V;K2=V2'] [--cap-args JSON]
+  labkit-cni add-all [--conf-dir ...] [--bin-dir ...] < PODS
+
+add-all wires many pods in one process, one JSON object per line of stdin:
+{"pod": POD_NAME, "netns": NETNS_PATH, "args": "K=V;...", "capArgs": {...},
+"out": FILE, "name": SHOWN}. Each pod's ADD result goes to its `out` file, then
+a line `labkit-time pod SHOWN NANOSECONDS`; the first pod that fails stops it
+(exit status 1). A node bringing up its pods starts one Python, not one per pod.
 
 Runs the plugins of the first *.conflist (sorted by name) in --conf-dir, per the
 CNI spec (1.0 / 0.4): ADD in order, chaining prevResult; DEL in reverse order,
@@ -31,6 +38,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -147,13 +155,75 @@ def cni_del(
     return errors
 
 
+def add_pod(
+    pod: str,
+    netns: str,
+    ifname: str,
+    cni_args: str,
+    cap_args: Json,
+    conflist: Json,
+    bin_dirs: list[str],
+) -> Json:
+    """ADD one pod (lo first, unless the list has its own loopback) and cache the result."""
+    env = {
+        "CNI_CONTAINERID": pod,
+        "CNI_NETNS": netns,
+        "CNI_IFNAME": ifname,
+        "CNI_ARGS": cni_args,
+        "CNI_PATH": ":".join(bin_dirs),
+    }
+    lo_env = dict(env, CNI_IFNAME="lo", CNI_ARGS="")
+    loopback = loopback_list(conflist)
+    if loopback:
+        cni_add(loopback, lo_env, {}, bin_dirs)
+    try:
+        result = cni_add(conflist, env, cap_args, bin_dirs)
+    except PluginError:
+        if loopback:
+            cni_del(loopback, lo_env, {}, None, bin_dirs)
+        raise
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    cache = {
+        "kind": "labkit-cni-cache",
+        "containerId": pod,
+        "ifName": ifname,
+        "netns": netns,
+        "networkName": conflist["name"],
+        "cniArgs": cni_args,
+        "capabilityArgs": cap_args,
+        "result": result,
+    }
+    (CACHE_DIR / f"{pod}.json").write_text(json.dumps(cache, indent=2))
+    return result
+
+
+def add_all(lines: list[str], conflist: Json, bin_dirs: list[str]) -> None:
+    for line in lines:
+        if not line.strip():
+            continue
+        started = time.monotonic_ns()
+        entry = json.loads(line)
+        result = add_pod(
+            entry["pod"],
+            entry["netns"],
+            entry.get("ifname", "eth0"),
+            entry.get("args", ""),
+            entry.get("capArgs") or {},
+            conflist,
+            bin_dirs,
+        )
+        Path(entry["out"]).write_text(json.dumps(result, indent=2) + "\n")
+        took = time.monotonic_ns() - started
+        print(f"labkit-time pod {entry.get('name', entry['pod'])} {took}", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="labkit-cni", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["add", "del", "check"])
-    parser.add_argument("pod", metavar="POD_NAME", help="the CNI container id")
-    parser.add_argument("netns", metavar="NETNS_PATH", help="e.g. /var/run/netns/POD_NAME")
+    parser.add_argument("command", choices=["add", "del", "check", "add-all"])
+    parser.add_argument("pod", metavar="POD_NAME", nargs="?", help="the CNI container id")
+    parser.add_argument("netns", metavar="NETNS_PATH", nargs="?", help="/var/run/netns/POD_NAME")
     parser.add_argument("--ifname", default="eth0")
     parser.add_argument("--conf-dir", type=Path, default=Path("/etc/cni/net.d"))
     parser.add_argument(
@@ -169,6 +239,16 @@ def main() -> int:
         help="capability args as JSON, e.g. '{\"portMappings\": [...]}'",
     )
     opts = parser.parse_args()
+    bin_dirs = opts.bin_dir.split(":")
+    if opts.command == "add-all":
+        try:
+            add_all(sys.stdin.read().splitlines(), load_conflist(opts.conf_dir), bin_dirs)
+        except PluginError as error:
+            sys.stderr.write(f"{error}\n")
+            return 1
+        return 0
+    if opts.pod is None or opts.netns is None:
+        parser.error(f"{opts.command} needs POD_NAME and NETNS_PATH")
 
     cache = CACHE_DIR / f"{opts.pod}.json"
     if opts.command == "del" and not cache.exists() and not Path(opts.netns).exists():
@@ -176,7 +256,6 @@ def main() -> int:
     cached: Json = json.loads(cache.read_text()) if cache.exists() else {}
     cni_args = opts.args if opts.args is not None else cached.get("cniArgs", "")
     cap_args = opts.cap_args if opts.cap_args is not None else cached.get("capabilityArgs", {})
-    bin_dirs = opts.bin_dir.split(":")
     netns = opts.netns
     if opts.command == "del" and not Path(netns).exists():
         netns = ""  # the spec's way to say "already gone": plugins then only release IPAM etc.
@@ -193,29 +272,8 @@ def main() -> int:
         conflist = load_conflist(opts.conf_dir)
         loopback = loopback_list(conflist)
         if opts.command == "add":
-            if loopback:
-                cni_add(loopback, lo_env, {}, bin_dirs)
-            try:
-                result = cni_add(conflist, env, cap_args, bin_dirs)
-            except PluginError:
-                if loopback:
-                    cni_del(loopback, lo_env, {}, None, bin_dirs)
-                raise
-            CACHE_DIR.mkdir(parents=True, exist_ok=True)
-            cache.write_text(
-                json.dumps(
-                    {
-                        "kind": "labkit-cni-cache",
-                        "containerId": opts.pod,
-                        "ifName": opts.ifname,
-                        "netns": opts.netns,
-                        "networkName": conflist["name"],
-                        "cniArgs": cni_args,
-                        "capabilityArgs": cap_args,
-                        "result": result,
-                    },
-                    indent=2,
-                )
+            result = add_pod(
+                opts.pod, opts.netns, opts.ifname, cni_args, cap_args, conflist, bin_dirs
             )
             print(json.dumps(result, indent=2))
         elif opts.command == "del":

@@ -15,6 +15,7 @@ from labkit.cli.common import (
     app,
     attach_lab,
     console,
+    escape,
     friendly,
     only_lab,
     print_notes,
@@ -79,7 +80,8 @@ def up(
         print_profile(lab, profiled.profile, time.perf_counter() - PROCESS_STARTED)
     console().print("\nnext:")
     for line in next_steps(lab):
-        console().print(f"  [bold]{line}[/bold]", highlight=False)
+        # never wrapped: each is a command to copy
+        console().print(f"  [bold]{escape(line)}[/bold]", highlight=False, soft_wrap=True)
 
 
 def next_steps(lab: Any) -> list[str]:

@@ -57,10 +57,9 @@ def node_scripts(
         # Routers take part in some backends too (bgp: they learn the pod subnets).
         parts.append(backend.get(node, ""))
         if node in addresses.pod_subnets:
-            parts += [
-                timed(f"pod {p}", pod_plan.pod_add_script(pod_spec(topology, addresses, p)))
-                for p in pods_on(topology, node)
-            ]
+            specs = [pod_spec(topology, addresses, p) for p in pods_on(topology, node)]
+            if specs:
+                parts.append(pod_plan.pods_add_script(specs))
         if node in addresses.pod_subnets and topology.cluster.masquerade.enabled:
             parts.append(egress.masquerade_script(topology.cluster, addresses.pod_subnets[node]))
         if topology.nodes[node].run:

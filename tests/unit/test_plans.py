@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from ipaddress import IPv4Address, IPv4Network
 
 from labkit.dataplane import backends, pods, vxlan
@@ -37,9 +38,43 @@ def test_pod_add_script_pins_the_ip_and_starts_each_container():
     spec = pods.PodSpec("web", "node-2", "default", IPv4Address("10.244.1.2"), ("echo-server",))
     text = pods.pod_add_script(spec)
     assert "ip netns add web" in text
-    assert "labkit-cni add web /var/run/netns/web --args 'IgnoreUnknown=1;IP=10.244.1.2;" in text
+    (entry,) = _cni_entries(text)
+    assert entry["pod"] == "web" and entry["netns"] == "/var/run/netns/web"
+    assert entry["args"].startswith("IgnoreUnknown=1;IP=10.244.1.2;")
+    assert entry["out"] == "/var/lib/labkit/pods/web.cni.json"
     assert "setsid -f sh -c" in text and "POD_IP=10.244.1.2" in text
     assert "/var/log/labkit/pods/web/echo-server.log" in text
+
+
+def _cni_entries(text: str) -> list[dict]:
+    """The pods one `labkit-cni add-all` of a script wires (its heredoc's JSON lines)."""
+    assert text.count("labkit-cni add-all") == 1
+    body = text.split("labkit-cni add-all <<'LABKIT_PODS'\n", 1)[1].split("\nLABKIT_PODS", 1)[0]
+    return [json.loads(line) for line in body.splitlines()]
+
+
+def test_a_nodes_pods_are_wired_by_one_cni_process_and_a_host_network_pod_by_none():
+    specs = [
+        pods.PodSpec(name, "node-2", "default", IPv4Address(f"10.244.1.{i + 2}"), ("echo-server",))
+        for i, name in enumerate(["a", "b", "c"])
+    ]
+    host = pods.PodSpec(
+        "agent", "node-2", "default", IPv4Address("10.0.0.2"), ("sleep 1",), host_network=True
+    )
+    text = pods.pods_add_script([*specs, host])
+    assert [e["pod"] for e in _cni_entries(text)] == ["a", "b", "c"]
+    assert "ip netns add agent" not in text and "LABKIT_POD=agent" in text
+    mapped = pods.PodSpec(
+        "m",
+        "n",
+        "default",
+        IPv4Address("10.244.1.9"),
+        (),
+        port_mappings=({"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},),
+    )
+    assert _cni_entries(pods.pod_add_script(mapped))[0]["capArgs"] == {
+        "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]
+    }
 
 
 def test_vxlan_script_programs_every_peer():
