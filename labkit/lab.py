@@ -23,7 +23,7 @@ from labkit.core.owner import claim_name, owner_labels
 from labkit.dataplane import nodes as node_plan
 from labkit.dataplane.kube_dns import with_cluster_dns
 from labkit.faults import Faults
-from labkit.layers import apply_layers, check_layers, describe_layers, sync_layers
+from labkit.layers import apply_layers, check_layers, describe_layers, readiness, sync_layers
 from labkit.layers import manifests as kube
 from labkit.layers.convergence import Routing
 from labkit.layers.egress import EgressControl
@@ -146,12 +146,23 @@ class Lab:
         progress(f"starting {len(topology.nodes)} node(s), each wiring its pod network "
                  f"({topology.cluster.backend}) and pods ({len(topology.pods)}) once it runs")  # fmt: skip
         scripts = node_plan.node_scripts(topology, self.addresses, engine_mtu=cluster.underlay_mtu)
+        for node in scripts:  # each node probes its pods last: the Services start from that
+            scripts[node] += "\n" + readiness.readiness_part(cluster, node)
         last_started, outputs = machines.build_nodes(cluster, scripts)
+        cluster.ready_at_build = set().union(
+            *(
+                readiness.ready_in(cluster, node, out)
+                for node, out in zip(topology.nodes, outputs, strict=True)
+            )
+        )
         self.timings["nodes"] = last_started - step  # then "pods": the scripts still running
         self.timings["pods"], step = time.perf_counter() - last_started, time.perf_counter()
         self.steps["pods"] = node_plan.parse_times("".join(outputs))
         step = time.perf_counter()
-        self.steps["layers"] = apply_layers(cluster, progress)
+        try:
+            self.steps["layers"] = apply_layers(cluster, progress)
+        finally:
+            cluster.ready_at_build = None  # of this moment only
         self.timings["layers"] = time.perf_counter() - step
         cluster.state.pop("building")
         cluster.save()

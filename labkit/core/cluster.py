@@ -59,6 +59,9 @@ class Cluster:
         # Set by the lab: what follows a pod change, and what a returning node needs.
         self.on_pods_changed: Callable[[Sequence[str]], None] = _nothing
         self.on_node_rebuilt: Callable[[str], object] = _nothing
+        # The pods found ready at the end of the node scripts at up: the first
+        # Service sync takes them instead of probing every node again.
+        self.ready_at_build: set[str] | None = None
 
     @classmethod
     def load(cls, name: str, runtime: Runtime) -> Cluster:

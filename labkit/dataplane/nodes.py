@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from labkit.dataplane import backends, egress
+from labkit.dataplane import backends, dns, egress, kube_dns
 from labkit.dataplane import pods as pod_plan
 from labkit.topology.addressing import Addresses
 from labkit.topology.model import Topology
+from labkit.topology.services_alloc import dns_vip
 
 
 def pods_on(topology: Topology, node: str) -> list[str]:
@@ -58,6 +59,7 @@ def node_scripts(
         parts.append(backend.get(node, ""))
         if node in addresses.pod_subnets:
             specs = [pod_spec(topology, addresses, p) for p in pods_on(topology, node)]
+            parts += _resolv_conf_lines(topology, specs)
             if specs:
                 parts.append(pod_plan.pods_add_script(specs))
         if node in addresses.pod_subnets and topology.cluster.masquerade.enabled:
@@ -66,6 +68,15 @@ def node_scripts(
             parts.append(egress.node_run_script(topology.nodes[node].run))
         scripts[node] = "\n".join(part for part in parts if part)
     return scripts
+
+
+def _resolv_conf_lines(topology: Topology, specs: list[pod_plan.PodSpec]) -> list[str]:
+    """Each pod's resolv.conf as the kubelet writes it, before its processes start
+    (`ip netns exec` mounts it only for processes started after it exists)."""
+    if not kube_dns.present(topology):
+        return []
+    pods = {spec.name: spec.namespace for spec in specs if not spec.host_network}
+    return dns.pod_resolv_lines(dns_vip(topology.cluster), pods)
 
 
 TIME_MARK = "labkit-time"

@@ -27,7 +27,7 @@ LAYERS: tuple[Layer, ...] = (
     FloatingLayer(),  # floating IPs: DNAT and routes
     EgressLayer(),  # pod traffic leaving the cluster: masqueraded (ip-masq-agent)
     ServicesLayer(),  # service VIPs, node ports (the DNS ClusterIP too)
-    ClusterDnsLayer(),  # after services: records from their endpoints; pods' resolv.conf
+    ClusterDnsLayer(),  # after services: records from their endpoints
     HealthCheckLayer(),  # after services: it answers from their per-node plans
     LoadBalancerLayer(),  # after services: the rules must be there before the addresses
     IngressLayer(),  # after services: it reads their endpoints

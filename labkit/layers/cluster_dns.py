@@ -1,11 +1,12 @@
-"""The cluster DNS layer: records for the kube-dns pods, resolv.conf for every pod.
+"""The cluster DNS layer: records for the kube-dns pods, resolv.conf for changed pods.
 
 The kube-dns pods and Service are part of the topology (dataplane/kube_dns.py,
 added when the lab comes up), so the services layer programs the DNS
 ClusterIP like any Service. This layer, after it, writes the records the
-services and their ready endpoints make onto the nodes that run DNS pods,
-and each pod's resolv.conf as the kubelet writes it. It follows pod and
-service changes, writing only when the records changed.
+services and their ready endpoints make onto the nodes that run DNS pods.
+Each pod's resolv.conf, as the kubelet writes it, comes with the node's script
+(before the pod starts), and from here for a pod added or changed later. It
+follows pod and service changes, writing the records only when they changed.
 """
 
 from __future__ import annotations
@@ -105,12 +106,9 @@ def wait_served(cluster: Cluster, within: float = 15.0) -> None:
 
 
 def apply(cluster: Cluster) -> None:
-    """Every pod's resolv.conf, then the records on the DNS nodes."""
-    members = [n for n in cluster.addresses.pod_subnets if n not in cluster.stopped_nodes()]
-    # One exec per node: its pods' resolv.conf and, on a DNS node, the records.
-    follow(
-        cluster, force=True, also={n: _resolv_lines(cluster, cluster.pods_on(n)) for n in members}
-    )
+    """The records on the DNS nodes (each node's script wrote its pods' resolv.conf
+    before they started: dataplane/nodes.py)."""
+    follow(cluster, force=True)
 
 
 def sync(cluster: Cluster, changed_pods: Sequence[str]) -> None:

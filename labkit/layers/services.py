@@ -99,7 +99,9 @@ def _record(
 def apply_services(cluster: Cluster) -> SyncReport:
     """A fresh cluster: routes, then a full sync everywhere."""
     started = time.perf_counter()
-    ready = probe_ready(cluster)
+    ready, cluster.ready_at_build = cluster.ready_at_build, None
+    if ready is None:
+        ready = probe_ready(cluster)
     members = _members(cluster)
     plans = current_plans(cluster, ready, members)
     setup = {

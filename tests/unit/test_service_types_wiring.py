@@ -14,6 +14,7 @@ from labkit.dataplane import healthcheck, lb_announce
 from labkit.dataplane.proxy_modes import mode_of
 from labkit.layers.base import BaseLayer
 from labkit.layers.proxy_program import program
+from labkit.layers.readiness import MARK
 from labkit.layers.service_state import stored_plans
 from labkit.runtime.base import ExecResult
 from labkit.runtime.fake import FakeRuntime
@@ -69,11 +70,11 @@ class SpeakingRuntime(FakeRuntime):
 
 @pytest.fixture
 def runtime() -> FakeRuntime:
-    # Both pods answer the readiness probe (one exec per node names its pods).
+    # Both pods answer the readiness probe (at up, the end of each node's script).
     return SpeakingRuntime(
         responses={
-            "== a netns": "== a netns\necho-server up\n",
-            "== b netns": "== b netns\necho-server up\n",
+            "== a netns": f"{MARK}\n== a netns\necho-server up\n",
+            "== b netns": f"{MARK}\n== b netns\necho-server up\n",
         }
     )
 

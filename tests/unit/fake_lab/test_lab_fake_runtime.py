@@ -10,6 +10,7 @@ from fake_topologies import TWO_NODES, cni_add
 from labkit import Lab, parse_topology
 from labkit import lab as lab_module
 from labkit.errors import LabkitError, UsageError
+from labkit.layers.readiness import MARK
 from labkit.runtime.base import ExecError
 from labkit.topology.loader import load_topology as load
 
@@ -181,3 +182,27 @@ def test_lab_pods_are_the_workloads_unless_labels_are_asked_for(lab):
     assert [p.name for p in lab.pods(app="x")] == ["addon"]
     assert [p.name for p in lab.cluster.pods()] == ["a", "b", "addon"]
     assert [p.name for p in lab.cluster.workloads()] == ["a", "b"]
+
+
+WITH_A_SERVICE = (
+    TWO_NODES.replace(
+        "a: {node: node-1, run: [echo-server]}",
+        "a: {node: node-1, run: [echo-server], labels: {app: a}}",
+    )
+    + "services:\n  a: {selector: {app: a}, ports: [{port: 80, target_port: 8080}]}\n"
+)
+
+
+def test_each_nodes_script_writes_its_pods_resolv_conf_before_they_start_and_probes_them_last(
+    runtime,
+):
+    runtime.responses["== a netns"] = f"{MARK}\n== a netns\necho-server up\n"
+    runtime.responses["dig +short"] = "10.96.0.10"  # the DNS pods answer for kube-dns
+    lab = Lab.up(parse_topology(WITH_A_SERVICE), runtime=runtime)
+    built = runtime.execs_on("fake-node-1")[0]
+    assert built.index("/etc/netns/a/resolv.conf") < built.index("LABKIT_POD=a")
+    assert built.index("LABKIT_POD=a") < built.index(MARK)
+    # The first Service sync took that answer: no probe round of its own, and `a` is served.
+    probes = [c for _, c in runtime.execs if MARK in c]
+    assert len(probes) == 2  # one per node, inside its script
+    assert lab.service("a").endpoints() and lab.cluster.ready_at_build is None
