@@ -179,14 +179,25 @@ def start_containers_script(pod: PodSpec, only: str | None = None) -> str:
     env_words = " ".join(q(f"{key}={value}") for key, value in env.items())
     lines = [f"mkdir -p {STATE_DIR}/{pod.netns} {LOG_DIR}/{pod.netns}"]
     enter = "" if pod.host_network else f"ip netns exec {q(pod.netns)} "
+    pidfiles = []
     for name, command in pod.containers().items():
         if only is not None and name != only:
             continue
         pidfile = f"{STATE_DIR}/{pod.netns}/{name}.pid"
+        pidfiles.append(pidfile)
         inner = f'echo $$ > {pidfile}; exec {enter}env {env_words} sh -c "$0"'
+        # LABKIT_POD from the first exec on: the process counts as the pod's
+        # (`_runs_for`) from the moment its pid file names it.
         lines.append(
-            f"setsid -f sh -c {q(inner)} {q(command)} "
+            f"setsid -f env {q('LABKIT_POD=' + pod.name)} sh -c {q(inner)} {q(command)} "
             f">> {LOG_DIR}/{pod.netns}/{name}.log 2>&1 < /dev/null"
+        )
+    if pidfiles:
+        # `setsid -f` returns before the process wrote its pid file: wait (at most
+        # 2 s) so that whoever looks next, the readiness probe first, sees it.
+        lines.append(
+            f"for f in {' '.join(pidfiles)}; do n=0; "
+            'while [ ! -s "$f" ] && [ $n -lt 200 ]; do sleep 0.01; n=$((n + 1)); done; done'
         )
     return "\n".join(lines)
 
