@@ -45,6 +45,9 @@ def test_records_update_hups_for_a_records_and_restarts_for_srv_or_cname():
     script = "\n".join(kube_dns.records_update_lines(records))
     assert "10.96.0.2 web.default.svc.cluster.local" in script
     assert "cmp -s" in script and "sig=HUP" in script and "sig=TERM" in script
+    # The first time: every record is there before the config that starts the DNS pods.
+    assert script.index(kube_dns.RECORDS_PATH) < script.index(f"mv {kube_dns.CONF_PATH}.new")
+    assert "then mv" in script.split("sig=;")[0] and '[ -z "$sig" ] ||' in script
     conf = kube_dns.dnsmasq_conf()
     assert f"addn-hosts={kube_dns.HOSTS_PATH}" in conf and "local=/cluster.local/" in conf
     assert "listen-address" not in conf  # every address of the pod
