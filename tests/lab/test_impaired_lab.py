@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from cli_runner import labkit
+from cli_runner import labkit, labkit_child
 
 from labkit import expect
 from labkit.core.state import state_dir
@@ -70,23 +69,10 @@ def test_a_netem_fault_over_a_rate_keeps_the_rate(lab, faults):
 
 
 def test_labkit_capture_streams_pcap_until_ctrl_c(lab):
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "labkit",
-            "capture",
-            "web",
-            "--lab",
-            lab.name,
-            "--",
-            "tcp",
-            "port",
-            "8080",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    child = labkit_child(
+        "capture", "web", "--lab", lab.name, "--", "tcp", "port", "8080",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
     try:
         assert child.stderr is not None
         started = child.stderr.readline().decode()  # "capturing on web (...)" once tcpdump listens

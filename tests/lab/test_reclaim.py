@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cli_runner import labkit
+from cli_runner import labkit, labkit_child
 
 from labkit import Lab, UsageError
 from labkit.core import state
@@ -143,11 +143,7 @@ def test_ctrl_c_during_up_leaves_nothing(runtime, tmp_path, moment):
     name = PREFIX + f"sigint-{moment}"
     lock = state.state_dir() / "locks" / f"{name}.lock"
     lock.unlink(missing_ok=True)  # made when `up` starts planning
-    child = subprocess.Popen(
-        [sys.executable, "-m", "labkit", "up", str(topology)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    child = labkit_child("up", str(topology), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if moment == "planning":
         wait_for(lock.exists)  # planning and checking: nothing made yet
     elif moment == "network":
