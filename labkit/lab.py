@@ -29,6 +29,7 @@ from labkit.layers.convergence import Routing
 from labkit.layers.egress import EgressControl
 from labkit.layers.ingress import IngressControl
 from labkit.layers.policy import Policies
+from labkit.layers.services import wanted as services_wanted
 from labkit.layers.services_api import ServiceHandle, Services
 from labkit.layers.vrrp import VrrpControl
 from labkit.runtime.base import Runtime
@@ -146,15 +147,18 @@ class Lab:
         progress(f"starting {len(topology.nodes)} node(s), each wiring its pod network "
                  f"({topology.cluster.backend}) and pods ({len(topology.pods)}) once it runs")  # fmt: skip
         scripts = node_plan.node_scripts(topology, self.addresses, engine_mtu=cluster.underlay_mtu)
-        for node in scripts:  # each node probes its pods last: the Services start from that
-            scripts[node] += "\n" + readiness.readiness_part(cluster, node)
+        probed = services_wanted(cluster)  # no Services, no one to take the answer
+        if probed:
+            for node in scripts:  # each node probes its pods last: the Services start from that
+                scripts[node] += "\n" + readiness.readiness_part(cluster, node)
         last_started, outputs = machines.build_nodes(cluster, scripts)
-        cluster.ready_at_build = set().union(
-            *(
-                readiness.ready_in(cluster, node, out)
-                for node, out in zip(topology.nodes, outputs, strict=True)
+        if probed:
+            cluster.ready_at_build = set().union(
+                *(
+                    readiness.ready_in(cluster, node, out)
+                    for node, out in zip(topology.nodes, outputs, strict=True)
+                )
             )
-        )
         self.timings["nodes"] = last_started - step  # then "pods": the scripts still running
         self.timings["pods"], step = time.perf_counter() - last_started, time.perf_counter()
         self.steps["pods"] = node_plan.parse_times("".join(outputs))

@@ -39,6 +39,11 @@ from labkit.topology.services_alloc import (
 )
 
 
+def wanted(cluster: Cluster) -> bool:
+    """Services to program (or IPVS's dummy device to keep)."""
+    return bool(cluster.topology.services) or cluster.topology.cluster.proxy_mode == "ipvs"
+
+
 def _dns_enabled(cluster: Cluster) -> bool:
     return kube_dns.present(cluster.topology)
 
@@ -264,7 +269,7 @@ class ServicesLayer(BaseLayer):
     name = "services"
 
     def wanted(self, cluster: Cluster) -> bool:
-        return bool(cluster.topology.services) or cluster.topology.cluster.proxy_mode == "ipvs"
+        return wanted(cluster)
 
     def check(self, cluster: Cluster) -> None:
         for feature, what in _features(cluster):

@@ -206,3 +206,8 @@ def test_each_nodes_script_writes_its_pods_resolv_conf_before_they_start_and_pro
     probes = [c for _, c in runtime.execs if MARK in c]
     assert len(probes) == 2  # one per node, inside its script
     assert lab.service("a").endpoints() and lab.cluster.ready_at_build is None
+
+
+def test_without_services_no_node_script_probes_readiness(runtime):
+    Lab.up(parse_topology(TWO_NODES), runtime=runtime)
+    assert not [c for _, c in runtime.execs if MARK in c]  # no one would take the answer
