@@ -22,14 +22,15 @@ from labkit.core.handles import PodHandle
 from labkit.core.owner import claim_name, owner_labels
 from labkit.dataplane import nodes as node_plan
 from labkit.dataplane.kube_dns import with_cluster_dns
+from labkit.dataplane.script import SCRIPT_LIMIT, parts_of
 from labkit.faults import Faults
-from labkit.layers import apply_layers, check_layers, describe_layers, readiness, sync_layers
+from labkit.layers import apply_layers, check_layers, describe_layers, sync_layers
+from labkit.layers import build_parts as layer_parts
 from labkit.layers import manifests as kube
 from labkit.layers.convergence import Routing
 from labkit.layers.egress import EgressControl
 from labkit.layers.ingress import IngressControl
 from labkit.layers.policy import Policies
-from labkit.layers.services import wanted as services_wanted
 from labkit.layers.services_api import ServiceHandle, Services
 from labkit.layers.vrrp import VrrpControl
 from labkit.runtime.base import Runtime
@@ -147,18 +148,14 @@ class Lab:
         progress(f"starting {len(topology.nodes)} node(s), each wiring its pod network "
                  f"({topology.cluster.backend}) and pods ({len(topology.pods)}) once it runs")  # fmt: skip
         scripts = node_plan.node_scripts(topology, self.addresses, engine_mtu=cluster.underlay_mtu)
-        probed = services_wanted(cluster)  # no Services, no one to take the answer
-        if probed:
-            for node in scripts:  # each node probes its pods last: the Services start from that
-                scripts[node] += "\n" + readiness.readiness_part(cluster, node)
+        parts = layer_parts(cluster)  # the layers' first apply, run by the node scripts
+        if all(len(scripts.get(n, "")) + len(body) < SCRIPT_LIMIT for n, body in parts.items()):
+            for node, body in parts.items():
+                scripts[node] = scripts.get(node, "") + "\n" + body
         last_started, outputs = machines.build_nodes(cluster, scripts)
-        if probed:
-            cluster.ready_at_build = set().union(
-                *(
-                    readiness.ready_in(cluster, node, out)
-                    for node, out in zip(topology.nodes, outputs, strict=True)
-                )
-            )
+        cluster.built = {
+            node: parts_of(out) for node, out in zip(topology.nodes, outputs, strict=True)
+        }
         self.timings["nodes"] = last_started - step  # then "pods": the scripts still running
         self.timings["pods"], step = time.perf_counter() - last_started, time.perf_counter()
         self.steps["pods"] = node_plan.parse_times("".join(outputs))
@@ -166,7 +163,7 @@ class Lab:
         try:
             self.steps["layers"] = apply_layers(cluster, progress)
         finally:
-            cluster.ready_at_build = None  # of this moment only
+            cluster.built = None  # of this moment only
         self.timings["layers"] = time.perf_counter() - step
         cluster.state.pop("building")
         cluster.save()

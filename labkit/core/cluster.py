@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from labkit.core import state as state_store
 from labkit.core.handles import NodeHandle, PodHandle
@@ -59,9 +59,16 @@ class Cluster:
         # Set by the lab: what follows a pod change, and what a returning node needs.
         self.on_pods_changed: Callable[[Sequence[str]], None] = _nothing
         self.on_node_rebuilt: Callable[[str], object] = _nothing
-        # The pods found ready at the end of the node scripts at up: the first
-        # Service sync takes them instead of probing every node again.
-        self.ready_at_build: set[str] | None = None
+        # At up, what each layer's part of the node scripts printed (node -> part ->
+        # output): a layer's first apply takes it instead of an exec round of its own.
+        self.built: dict[str, dict[str, str]] | None = None
+
+    def built_parts(self, name: str, nodes: Sequence[str]) -> dict[str, str] | None:
+        """The output of layer part `name` on each of `nodes` at up; None unless all have it."""
+        if self.built is None:
+            return None
+        found = {node: self.built.get(node, {}).get(name) for node in nodes}
+        return None if None in found.values() else cast("dict[str, str]", found)
 
     @classmethod
     def load(cls, name: str, runtime: Runtime) -> Cluster:

@@ -88,10 +88,19 @@ class Mode:
             return f"nft -f {path}"
         return f"{self._ipt}-restore --noflush < {path}"
 
-    def hook_commands(self) -> list[str]:
-        """Ensure the jumps from the built-in chains (inserted first, as kube-proxy does)."""
+    def hook_commands(self, fresh: bool = False) -> list[str]:
+        """Ensure the jumps from the built-in chains (inserted first, as kube-proxy does).
+        `fresh`: the node holds none yet (its script at up), so one restore inserts them
+        all, in the same order: a check and an insert per hook cost 28 processes."""
         if self.name == "nftables":
             return []  # the table's own base chains hook in
+        if fresh:
+            body = []
+            for wanted in ("filter", "nat"):
+                rules = [f"-I {c} 1 {spec}" for t, c, spec in reversed(self._hooks) if t == wanted]
+                body += [f"*{wanted}", *rules, "COMMIT"] if rules else []
+            text = "\n".join(body)
+            return [f"{self._ipt}-restore --noflush <<'{MARKER}'\n{text}\n{MARKER}"]
         commands = []
         for table, chain, spec in reversed(self._hooks):
             commands.append(
@@ -185,8 +194,10 @@ def sync_script(
     before: Sequence[str] = (),
     after: Sequence[str] = (),
     record_digest: bool = True,
+    fresh: bool = False,
 ) -> str:
-    """The node's script for one sync; `expected_digest` None skips the drift check."""
+    """The node's script for one sync; `expected_digest` None skips the drift check;
+    `fresh`: the node holds no rules of labkit's yet."""
     lines = ["set -e", *before]
     if expected_digest is not None:
         lines += [
@@ -198,7 +209,7 @@ def sync_script(
             "fi",
         ]
     lines += payload_step(mode, payload, path)
-    lines += mode.hook_commands()
+    lines += mode.hook_commands(fresh=fresh)
     lines += conntrack
     lines += after
     if record_digest:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from labkit.core.cluster import Cluster
+from labkit.dataplane import script
 from labkit.layers.base import Layer
 from labkit.layers.cluster_dns import ClusterDnsLayer
 from labkit.layers.convergence import Convergence
@@ -44,6 +45,16 @@ def active_layers(cluster: Cluster) -> list[Layer]:
 def check_layers(cluster: Cluster) -> None:
     for layer in active_layers(cluster):
         layer.check(cluster)
+
+
+def build_parts(cluster: Cluster) -> dict[str, str]:
+    """Each node's share of the wanted layers' build parts, in layer order, each
+    marked (`script.part`) so its output finds its way back to its layer."""
+    found: dict[str, list[str]] = {}
+    for layer in active_layers(cluster):
+        for node, body in layer.build_parts(cluster).items():
+            found.setdefault(node, []).append(script.part(layer.name, body))
+    return {node: "".join(parts) for node, parts in found.items()}
 
 
 def apply_layers(
@@ -82,6 +93,7 @@ __all__ = [
     "Layer",
     "active_layers",
     "apply_layers",
+    "build_parts",
     "check_layers",
     "describe_layers",
     "follow_services",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from labkit.core.cluster import Cluster
@@ -17,6 +17,12 @@ class Layer(Protocol):
 
     def check(self, cluster: Cluster) -> None:
         """Raise before anything is created when the host cannot run this layer."""
+        ...
+
+    def build_parts(self, cluster: Cluster) -> Mapping[str, str]:
+        """At up, what each node's script runs for this layer once its pods run (node ->
+        shell). Its output reaches `apply` as `cluster.built_parts(name, nodes)`, so
+        the first apply costs no exec round; a node missing there gets the full apply."""
         ...
 
     def apply(self, cluster: Cluster) -> None:
@@ -47,6 +53,9 @@ class BaseLayer:
 
     def check(self, cluster: Cluster) -> None:
         pass
+
+    def build_parts(self, cluster: Cluster) -> Mapping[str, str]:
+        return {}
 
     def apply(self, cluster: Cluster) -> None:
         pass

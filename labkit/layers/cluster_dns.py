@@ -22,15 +22,22 @@ from labkit.core.handles import PodHandle
 from labkit.dataplane import dns, kube_dns
 from labkit.dataplane.dns_records import Record, service_records
 from labkit.layers.base import BaseLayer
-from labkit.layers.service_state import ready_pods, vips
+from labkit.layers.service_state import build_ready, ready_pods, vips
 from labkit.topology.services_alloc import dns_vip, service_endpoints
 
 STATE_KEY = "cluster_dns"
 
 
-def records(cluster: Cluster) -> list[Record]:
-    """Every record the cluster DNS serves now (ready endpoints as the services layer saw them)."""
-    topology, ready = cluster.topology, ready_pods(cluster)
+LAYER_NAME = "cluster-dns"
+WRITTEN, SERVED = "labkit-dns-written", "labkit-dns-served"  # lines of a build part's output
+SERVE_TRIES = 300  # x 50 ms: as long as `wait_served` waits
+
+
+def records(cluster: Cluster, ready: set[str] | None = None) -> list[Record]:
+    """Every record the cluster DNS serves now (ready endpoints as the services layer
+    saw them, or the `ready` given)."""
+    topology = cluster.topology
+    ready = ready_pods(cluster) if ready is None else ready
     endpoints = {
         name: service_endpoints(service, topology.pods, cluster.addresses.pod_ips, ready)
         for name, service in topology.services.items()
@@ -81,6 +88,59 @@ def follow(
     return written
 
 
+def _local_dns_pods(cluster: Cluster, node: str) -> list[str]:
+    return [p for p in kube_dns.pod_names() if p in cluster.pods_on(node)]
+
+
+def _served_lines(cluster: Cluster, pod: str) -> list[str]:
+    """Until the pod's dnsmasq answers for the DNS Service (a shell loop, bounded);
+    then a SERVED line. It starts a moment after its config is there."""
+    name = dns.service_name(kube_dns.SERVICE, kube_dns.NAMESPACE)
+    vip, ip = dns_vip(cluster.topology.cluster), cluster.addresses.pod_ips[pod]
+    ask = f"dig +short +time=1 +tries=1 @{ip} {name} A 2>/dev/null | grep -qxF {vip}"
+    return [
+        f"n=0; until {ask}; do n=$((n + 1)); [ $n -lt {SERVE_TRIES} ] || break; sleep 0.05; done",
+        f"[ $n -ge {SERVE_TRIES} ] || echo {SERVED} {pod}",
+    ]
+
+
+def build_parts(cluster: Cluster) -> dict[str, str]:
+    """On each DNS node at up: the records (every pod taken as ready, as the Services
+    are), then a wait until its DNS pods answer, so the first apply has nothing to do."""
+    found = records(cluster, build_ready(cluster))
+    lines = [*kube_dns.records_update_lines(found), f"echo {WRITTEN} {_digest(found)} {len(found)}"]
+    return {
+        node: "\n".join(
+            [
+                *lines,
+                *(s for pod in _local_dns_pods(cluster, node) for s in _served_lines(cluster, pod)),
+            ]
+        )
+        for node in dns_nodes(cluster)
+    }
+
+
+def _take_built(cluster: Cluster) -> bool:
+    """What the build parts wrote, if every DNS node wrote it and its pods answer."""
+    nodes = dns_nodes(cluster)
+    built = cluster.built_parts(LAYER_NAME, nodes)
+    if built is None:
+        return False
+    written = set()
+    for node, output in built.items():
+        lines = [line.split() for line in output.splitlines()]
+        served = {words[1] for words in lines if len(words) == 2 and words[0] == SERVED}
+        if not set(_local_dns_pods(cluster, node)) <= served:
+            return False
+        written |= {tuple(words[1:]) for words in lines if len(words) == 3 and words[0] == WRITTEN}
+    if len(written) != 1:
+        return False
+    state = cluster.slice(STATE_KEY)
+    state["digest"], count = next(iter(written))
+    state["records"] = int(count)
+    return True
+
+
 def wait_served(cluster: Cluster, within: float = 15.0) -> None:
     """Until every running DNS pod answers with the records just written: its dnsmasq
     starts (or restarts) a moment after them, and the Service sends to either pod."""
@@ -107,8 +167,9 @@ def wait_served(cluster: Cluster, within: float = 15.0) -> None:
 
 def apply(cluster: Cluster) -> None:
     """The records on the DNS nodes (each node's script wrote its pods' resolv.conf
-    before they started: dataplane/nodes.py)."""
-    follow(cluster, force=True)
+    before they started: dataplane/nodes.py). At up the node scripts wrote them:
+    written again only if they differ now (a pod the services found not ready)."""
+    follow(cluster, force=not _take_built(cluster))
 
 
 def sync(cluster: Cluster, changed_pods: Sequence[str]) -> None:
@@ -125,10 +186,13 @@ def sync(cluster: Cluster, changed_pods: Sequence[str]) -> None:
 
 
 class ClusterDnsLayer(BaseLayer):
-    name = "cluster-dns"
+    name = LAYER_NAME
 
     def wanted(self, cluster: Cluster) -> bool:
         return kube_dns.present(cluster.topology)
+
+    def build_parts(self, cluster: Cluster) -> dict[str, str]:
+        return build_parts(cluster)
 
     def apply(self, cluster: Cluster) -> None:
         apply(cluster)

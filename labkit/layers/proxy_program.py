@@ -92,6 +92,33 @@ def _run(
     return parse_sync_output(handle.exec(script).stdout)
 
 
+SYNC_NS = "labkit-sync-ns"  # a build part's own write time, in nanoseconds
+
+
+def build_script(mode: Mode, plan: ProxyPlan, before: Sequence[str]) -> str:
+    """A fresh node's full sync as a part of its script at up (the rules inline)."""
+    body = sync_script(
+        mode,
+        payload=mode.render_full(plan),
+        path=_path(mode),
+        expected_digest=None,
+        before=["t0=$(date +%s%N)", f"mkdir -p {RULES_DIR}", *before],
+        after=[f'echo "{SYNC_NS} $(( $(date +%s%N) - t0 ))"'],
+        fresh=True,
+    )
+    return body if len(body) < INLINE_LIMIT else ""  # too big for a script: apply copies it
+
+
+def built_report(outputs: Mapping[str, str]) -> SyncReport:
+    """What the build parts of `build_script` did, node by node, as a SyncReport."""
+    nodes = {}
+    for node, output in outputs.items():
+        took = [line.split()[1] for line in output.splitlines() if line.startswith(SYNC_NS)]
+        seconds = int(took[-1]) / 1e9 if took else 0.0
+        nodes[node] = NodeSync(node, "full", seconds, parse_sync_output(output).digest)
+    return SyncReport("full", max((n.seconds for n in nodes.values()), default=0.0), nodes)
+
+
 def _existing_chains(cluster: Cluster, node: str, mode: Mode) -> list[str]:
     return list(parse_sync_output(cluster.node(node).exec(mode.chains_command()).stdout).chains)
 

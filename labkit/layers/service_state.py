@@ -73,6 +73,13 @@ def ready_pods(cluster: Cluster, fresh: bool = False) -> set[str]:
     return set(state["ready"]) & set(cluster.topology.pods)
 
 
+def build_ready(cluster: Cluster) -> set[str]:
+    """The pods the layers' parts of the node scripts take as ready at up: every pod
+    of a cluster node, as each is at the end of its script unless a container died
+    or a readiness probe fails. The first apply compares with what the scripts found."""
+    return {pod for node in cluster.addresses.pod_subnets for pod in cluster.pods_on(node)}
+
+
 def terminating_pods(cluster: Cluster) -> set[str]:
     """Pods marked as being deleted: still serving while alive, but not ready (their
     endpoints only take traffic when a service has no ready one: kube-proxy's fallback)."""

@@ -15,9 +15,10 @@ from labkit.dataplane import kubeproxy_iptables as ipt
 from labkit.dataplane.conntrack_cleanup import cleanup_commands
 from labkit.dataplane.kubeproxy import ProxyPlan, plan_to_json
 from labkit.layers.base import BaseLayer
-from labkit.layers.proxy_program import SyncReport, program
-from labkit.layers.readiness import probe_ready
+from labkit.layers.proxy_program import SyncReport, build_script, built_report, program
+from labkit.layers.readiness import probe_ready, readiness_part, ready_in
 from labkit.layers.service_state import (
+    build_ready,
     current_plans,
     last_sync,
     layer_state,
@@ -37,6 +38,8 @@ from labkit.topology.services_alloc import (
     selects,
     service_endpoints,
 )
+
+LAYER_NAME = "services"
 
 
 def wanted(cluster: Cluster) -> bool:
@@ -84,6 +87,7 @@ def _record(
     report: SyncReport,
     reason: str,
     started: float,
+    seconds: float | None = None,  # measured elsewhere (a node script's part)
 ) -> None:
     """Remember what the nodes hold; the latency counts from the moment the change was seen."""
     state = layer_state(cluster)
@@ -96,22 +100,50 @@ def _record(
     state["last_sync"] = {
         "reason": reason,
         **report.summary(),
-        "seconds": round(time.perf_counter() - started, 4),  # readiness probe + plan + write
+        "seconds": round(  # readiness probe + plan + write
+            time.perf_counter() - started if seconds is None else seconds, 4
+        ),
         "write_seconds": round(report.seconds, 4),
     }
 
 
-def apply_services(cluster: Cluster) -> SyncReport:
-    """A fresh cluster: routes, then a full sync everywhere."""
-    started = time.perf_counter()
-    ready, cluster.ready_at_build = cluster.ready_at_build, None
-    if ready is None:
-        ready = probe_ready(cluster)
+def _setup(cluster: Cluster, node: str, plan: ProxyPlan) -> list[str]:
+    return [*_route_lines(cluster, node), *_node_setup(cluster, plan)]
+
+
+def build_parts(cluster: Cluster) -> dict[str, str]:
+    """Each member's full sync, then the readiness of its pods, in its script at up."""
     members = _members(cluster)
+    plans = current_plans(cluster, build_ready(cluster), members)
+    mode = proxy_mode(cluster)
+    found = {}
+    for node in members:
+        rules = build_script(mode, plans[node], _setup(cluster, node, plans[node]))
+        if not rules:
+            return {}  # too big for a script: apply writes them all
+        found[node] = rules + readiness_part(cluster, node)
+    return found
+
+
+def apply_services(cluster: Cluster) -> SyncReport:
+    """A fresh cluster: routes, then a full sync everywhere (taken from the node
+    scripts at up, which wrote it assuming every pod ready: a pod found otherwise
+    there is synced again now)."""
+    started = time.perf_counter()
+    members = _members(cluster)
+    built = cluster.built_parts(LAYER_NAME, members)
+    if built is not None:
+        assumed = build_ready(cluster)
+        report = built_report(built)
+        plans = current_plans(cluster, assumed, members)
+        _record(cluster, plans, assumed, report, "lab up", started, seconds=report.seconds)
+        ready = set().union(*(ready_in(cluster, node, out) for node, out in built.items()))
+        if ready == assumed:
+            return report
+        return sync(cluster, sorted(assumed ^ ready), reason="lab up: pods not ready")
+    ready = probe_ready(cluster)
     plans = current_plans(cluster, ready, members)
-    setup = {
-        node: [*_route_lines(cluster, node), *_node_setup(cluster, plans[node])] for node in members
-    }
+    setup = {node: _setup(cluster, node, plans[node]) for node in members}
     report = program(
         cluster, members, proxy_mode(cluster), None, plans, {}, before=setup, fresh=True
     )
@@ -266,7 +298,7 @@ def describe(cluster: Cluster) -> dict[str, Any]:
 
 
 class ServicesLayer(BaseLayer):
-    name = "services"
+    name = LAYER_NAME
 
     def wanted(self, cluster: Cluster) -> bool:
         return wanted(cluster)
@@ -274,6 +306,9 @@ class ServicesLayer(BaseLayer):
     def check(self, cluster: Cluster) -> None:
         for feature, what in _features(cluster):
             features.require(feature, what)
+
+    def build_parts(self, cluster: Cluster) -> dict[str, str]:
+        return build_parts(cluster)
 
     def apply(self, cluster: Cluster) -> None:
         apply_services(cluster)

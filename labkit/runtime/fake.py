@@ -43,7 +43,8 @@ class FakeRuntime:
     subnets_taken: list[IPv4Network] = field(default_factory=list)
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     execs: list[tuple[str, str]] = field(default_factory=list)
-    responses: dict[str, str] = field(default_factory=dict)
+    # pattern -> stdout, or a function of the command that returns it
+    responses: dict[str, str | Callable[[str], str]] = field(default_factory=dict)
     networks: dict[str, dict[str, Any]] = field(default_factory=dict)
     containers: dict[str, dict[str, Any]] = field(default_factory=dict)
     files: dict[tuple[str, str], bytes] = field(default_factory=dict)
@@ -173,8 +174,8 @@ class FakeRuntime:
                 if check:
                     raise ExecError(container, text, result)
                 return result
-        stdout = next((out for pattern, out in self.responses.items() if pattern in text), "")
-        return ExecResult(0, stdout, "")
+        answer = next((out for pattern, out in self.responses.items() if pattern in text), "")
+        return ExecResult(0, answer(text) if callable(answer) else answer, "")
 
     def exec_stream(
         self, container: str, command: str | list[str]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
-from fake_topologies import TWO_NODES, cni_add
+from fake_topologies import TWO_NODES, cni_add, echoes
 
 from labkit import Lab, parse_topology
 from labkit import lab as lab_module
@@ -193,19 +193,37 @@ WITH_A_SERVICE = (
 )
 
 
-def test_each_nodes_script_writes_its_pods_resolv_conf_before_they_start_and_probes_them_last(
-    runtime,
-):
-    runtime.responses["== a netns"] = f"{MARK}\n== a netns\necho-server up\n"
-    runtime.responses["dig +short"] = "10.96.0.10"  # the DNS pods answer for kube-dns
+ALIVE = "== a netns\necho-server up\n== b netns\n"
+DNS_ALIVE = "== kube-dns-1 netns\nwhile up\n== kube-dns-2 netns\nwhile up\n"
+
+
+def test_each_nodes_script_programs_services_and_dns_then_probes_its_pods(runtime):
+    runtime.responses["labkit-part services"] = lambda s: echoes(s, {MARK: ALIVE + DNS_ALIVE})
     lab = Lab.up(parse_topology(WITH_A_SERVICE), runtime=runtime)
     built = runtime.execs_on("fake-node-1")[0]
     assert built.index("/etc/netns/a/resolv.conf") < built.index("LABKIT_POD=a")
-    assert built.index("LABKIT_POD=a") < built.index(MARK)
-    # The first Service sync took that answer: no probe round of its own, and `a` is served.
-    probes = [c for _, c in runtime.execs if MARK in c]
-    assert len(probes) == 2  # one per node, inside its script
-    assert lab.service("a").endpoints() and lab.cluster.ready_at_build is None
+    assert built.index("LABKIT_POD=a") < built.index("KUBE-SERVICES") < built.index(MARK)
+    assert built.index("LABKIT_POD=kube-dns-1") < built.index("dnsmasq.conf.new")
+    # The first apply of both layers took the scripts' answers: no exec round of their own.
+    assert [len(runtime.execs_on(f"fake-node-{i}")) for i in (1, 2)] == [1, 1]
+    assert lab.service("a").endpoints() and lab.cluster.built is None
+    assert lab.describe()["cluster_dns"]["records"] > 0
+
+
+def test_a_pod_found_not_ready_by_its_script_is_synced_again_at_up(runtime):
+    runtime.responses["labkit-part services"] = lambda s: echoes(s, {MARK: DNS_ALIVE})
+    lab = Lab.up(parse_topology(WITH_A_SERVICE), runtime=runtime)
+    assert not lab.service("a").endpoints()  # probed again: still not ready
+    assert len(runtime.execs_on("fake-node-1")) > 1
+
+
+def test_dns_pods_that_never_answered_in_the_scripts_are_waited_for_at_apply(runtime):
+    runtime.responses["labkit-part services"] = lambda s: echoes(
+        s.replace("echo labkit-dns-served", "echo not-served"), {MARK: ALIVE + DNS_ALIVE}
+    )
+    runtime.responses["dig +short"] = "10.96.0.10"  # answering now
+    Lab.up(parse_topology(WITH_A_SERVICE), runtime=runtime)
+    assert any("dig +short" in c and "until" not in c for _, c in runtime.execs)
 
 
 def test_without_services_no_node_script_probes_readiness(runtime):
