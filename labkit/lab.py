@@ -22,7 +22,7 @@ from labkit.core.handles import PodHandle
 from labkit.core.owner import claim_name, owner_labels
 from labkit.dataplane import nodes as node_plan
 from labkit.dataplane.kube_dns import with_cluster_dns
-from labkit.dataplane.script import SCRIPT_LIMIT, parts_of
+from labkit.dataplane.script import SCRIPT_LIMIT, parse_times, parts_of
 from labkit.faults import Faults
 from labkit.layers import apply_layers, check_layers, describe_layers, sync_layers
 from labkit.layers import build_parts as layer_parts
@@ -158,7 +158,7 @@ class Lab:
         }
         self.timings["nodes"] = last_started - step  # then "pods": the scripts still running
         self.timings["pods"], step = time.perf_counter() - last_started, time.perf_counter()
-        self.steps["pods"] = node_plan.parse_times("".join(outputs))
+        self.steps["pods"] = parse_times("".join(outputs))
         step = time.perf_counter()
         try:
             self.steps["layers"] = apply_layers(cluster, progress)

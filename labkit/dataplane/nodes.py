@@ -77,21 +77,3 @@ def _resolv_conf_lines(topology: Topology, specs: list[pod_plan.PodSpec]) -> lis
         return []
     pods = {spec.name: spec.namespace for spec in specs if not spec.host_network}
     return dns.pod_resolv_lines(dns_vip(topology.cluster), pods)
-
-
-TIME_MARK = "labkit-time"
-
-
-def timed(what: str, text: str) -> str:
-    """`text`, then a line saying how long it took (`labkit-time <what> <ns>`)."""
-    return f'_t=$(date +%s%N)\n{text.rstrip()}\necho "{TIME_MARK} {what} $(( $(date +%s%N) - _t ))"'
-
-
-def parse_times(output: str) -> dict[str, float]:
-    """The seconds of each `timed` part, from a script's output."""
-    found = {}
-    for line in output.splitlines():
-        words = line.split()
-        if len(words) >= 3 and words[0] == TIME_MARK and words[-1].isdigit():
-            found[" ".join(words[1:-1])] = int(words[-1]) / 1e9
-    return found

@@ -74,3 +74,21 @@ def parts_of(output: str) -> dict[str, str]:
         else:
             current.append(line)
     return {name: "\n".join(lines) + "\n" if lines else "" for name, lines in found.items()}
+
+
+TIME_MARK = "labkit-time"
+
+
+def timed(what: str, text: str) -> str:
+    """`text`, then a line saying how long it took (`labkit-time <what> <ns>`)."""
+    return f'_t=$(date +%s%N)\n{text.rstrip()}\necho "{TIME_MARK} {what} $(( $(date +%s%N) - _t ))"\n'
+
+
+def parse_times(output: str) -> dict[str, float]:
+    """The seconds of each `timed` part, from a script's output."""
+    found = {}
+    for line in output.splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[0] == TIME_MARK and words[-1].isdigit():
+            found[" ".join(words[1:-1])] = int(words[-1]) / 1e9
+    return found

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from ipaddress import IPv4Address
 from typing import Any
 
 from labkit.concurrency import parallel
@@ -29,7 +30,7 @@ STATE_KEY = "cluster_dns"
 
 
 LAYER_NAME = "cluster-dns"
-WRITTEN, SERVED = "labkit-dns-written", "labkit-dns-served"  # lines of a build part's output
+SERVED = "labkit-dns-served"  # a line of a build part's output: this pod answers
 SERVE_TRIES = 300  # x 50 ms: as long as `wait_served` waits
 
 
@@ -92,12 +93,18 @@ def _local_dns_pods(cluster: Cluster, node: str) -> list[str]:
     return [p for p in kube_dns.pod_names() if p in cluster.pods_on(node)]
 
 
-def _served_lines(cluster: Cluster, pod: str) -> list[str]:
-    """Until the pod's dnsmasq answers for the DNS Service (a shell loop, bounded);
-    then a SERVED line. It starts a moment after its config is there."""
+def _query(cluster: Cluster, pod_ip: IPv4Address) -> tuple[str, str]:
+    """A question a DNS pod answers once it serves the records (the DNS Service's own
+    name), and the answer it must give."""
     name = dns.service_name(kube_dns.SERVICE, kube_dns.NAMESPACE)
-    vip, ip = dns_vip(cluster.topology.cluster), cluster.addresses.pod_ips[pod]
-    ask = f"dig +short +time=1 +tries=1 @{ip} {name} A 2>/dev/null | grep -qxF {vip}"
+    return f"dig +short +time=1 +tries=1 @{pod_ip} {name} A", str(dns_vip(cluster.topology.cluster))
+
+
+def _served_lines(cluster: Cluster, pod: str) -> list[str]:
+    """Until the pod's dnsmasq answers (a shell loop, as long as `wait_served` waits);
+    then a SERVED line. It starts a moment after its config is there."""
+    query, expected = _query(cluster, cluster.addresses.pod_ips[pod])
+    ask = f"{query} 2>/dev/null | grep -qxF {expected}"
     return [
         f"n=0; until {ask}; do n=$((n + 1)); [ $n -lt {SERVE_TRIES} ] || break; sleep 0.05; done",
         f"[ $n -ge {SERVE_TRIES} ] || echo {SERVED} {pod}",
@@ -107,8 +114,7 @@ def _served_lines(cluster: Cluster, pod: str) -> list[str]:
 def build_parts(cluster: Cluster) -> dict[str, str]:
     """On each DNS node at up: the records (every pod taken as ready, as the Services
     are), then a wait until its DNS pods answer, so the first apply has nothing to do."""
-    found = records(cluster, build_ready(cluster))
-    lines = [*kube_dns.records_update_lines(found), f"echo {WRITTEN} {_digest(found)} {len(found)}"]
+    lines = kube_dns.records_update_lines(records(cluster, build_ready(cluster)))
     return {
         node: "\n".join(
             [
@@ -121,31 +127,25 @@ def build_parts(cluster: Cluster) -> dict[str, str]:
 
 
 def _take_built(cluster: Cluster) -> bool:
-    """What the build parts wrote, if every DNS node wrote it and its pods answer."""
+    """The records the build parts wrote, if every DNS node ran its part and its pods
+    answer: the state says so, and `follow` writes again only what changed since."""
     nodes = dns_nodes(cluster)
     built = cluster.built_parts(LAYER_NAME, nodes)
     if built is None:
         return False
-    written = set()
     for node, output in built.items():
-        lines = [line.split() for line in output.splitlines()]
-        served = {words[1] for words in lines if len(words) == 2 and words[0] == SERVED}
+        served = {line.split()[-1] for line in output.splitlines() if line.startswith(SERVED)}
         if not set(_local_dns_pods(cluster, node)) <= served:
             return False
-        written |= {tuple(words[1:]) for words in lines if len(words) == 3 and words[0] == WRITTEN}
-    if len(written) != 1:
-        return False
+    found = records(cluster, build_ready(cluster))
     state = cluster.slice(STATE_KEY)
-    state["digest"], count = next(iter(written))
-    state["records"] = int(count)
+    state["digest"], state["records"] = _digest(found), len(found)
     return True
 
 
 def wait_served(cluster: Cluster, within: float = 15.0) -> None:
     """Until every running DNS pod answers with the records just written: its dnsmasq
     starts (or restarts) a moment after them, and the Service sends to either pod."""
-    name = dns.service_name(kube_dns.SERVICE, kube_dns.NAMESPACE)
-    expected = str(dns_vip(cluster.topology.cluster))
     down = cluster.stopped_nodes()
     pods = [
         cluster.pod(pod)
@@ -154,9 +154,9 @@ def wait_served(cluster: Cluster, within: float = 15.0) -> None:
     ]
 
     def answers(pod: PodHandle) -> None:
-        query = f"dig +short +time=1 +tries=1 @{pod.ip} {name} A"
+        query, expected = _query(cluster, pod.ip)
         got = pod.node.exec(query, check=False, timeout=5).stdout.split()
-        assert expected in got, f"{pod.name} answers {got or 'nothing'} for {name}"
+        assert expected in got, f"{pod.name} answers {got or 'nothing'} for {query.split()[-2]}"
 
     # A dnsmasq not listening yet refuses at once: ask again soon (it starts in ~0.1 s).
     parallel(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from labkit.concurrency import parallel
 from labkit.dataplane.kubeproxy import ProxyPlan
 from labkit.dataplane.proxy_modes import Mode, SyncOutput, parse_sync_output, sync_script
+from labkit.dataplane.script import parse_times, timed
 
 if TYPE_CHECKING:
     from labkit.core.cluster import Cluster
@@ -92,7 +93,7 @@ def _run(
     return parse_sync_output(handle.exec(script).stdout)
 
 
-SYNC_NS = "labkit-sync-ns"  # a build part's own write time, in nanoseconds
+BUILD_STEP = "proxy sync"  # the build part's own write, timed as the node script's steps are
 
 
 def build_script(mode: Mode, plan: ProxyPlan, before: Sequence[str]) -> str:
@@ -102,19 +103,17 @@ def build_script(mode: Mode, plan: ProxyPlan, before: Sequence[str]) -> str:
         payload=mode.render_full(plan),
         path=_path(mode),
         expected_digest=None,
-        before=["t0=$(date +%s%N)", f"mkdir -p {RULES_DIR}", *before],
-        after=[f'echo "{SYNC_NS} $(( $(date +%s%N) - t0 ))"'],
+        before=[f"mkdir -p {RULES_DIR}", *before],
         fresh=True,
     )
-    return body if len(body) < INLINE_LIMIT else ""  # too big for a script: apply copies it
+    return timed(BUILD_STEP, body)
 
 
 def built_report(outputs: Mapping[str, str]) -> SyncReport:
     """What the build parts of `build_script` did, node by node, as a SyncReport."""
     nodes = {}
     for node, output in outputs.items():
-        took = [line.split()[1] for line in output.splitlines() if line.startswith(SYNC_NS)]
-        seconds = int(took[-1]) / 1e9 if took else 0.0
+        seconds = parse_times(output).get(BUILD_STEP, 0.0)
         nodes[node] = NodeSync(node, "full", seconds, parse_sync_output(output).digest)
     return SyncReport("full", max((n.seconds for n in nodes.values()), default=0.0), nodes)
 

@@ -86,8 +86,7 @@ def _record(
     ready: set[str],
     report: SyncReport,
     reason: str,
-    started: float,
-    seconds: float | None = None,  # measured elsewhere (a node script's part)
+    seconds: float,
 ) -> None:
     """Remember what the nodes hold; the latency counts from the moment the change was seen."""
     state = layer_state(cluster)
@@ -100,9 +99,7 @@ def _record(
     state["last_sync"] = {
         "reason": reason,
         **report.summary(),
-        "seconds": round(  # readiness probe + plan + write
-            time.perf_counter() - started if seconds is None else seconds, 4
-        ),
+        "seconds": round(seconds, 4),  # readiness probe + plan + write
         "write_seconds": round(report.seconds, 4),
     }
 
@@ -116,13 +113,11 @@ def build_parts(cluster: Cluster) -> dict[str, str]:
     members = _members(cluster)
     plans = current_plans(cluster, build_ready(cluster), members)
     mode = proxy_mode(cluster)
-    found = {}
-    for node in members:
-        rules = build_script(mode, plans[node], _setup(cluster, node, plans[node]))
-        if not rules:
-            return {}  # too big for a script: apply writes them all
-        found[node] = rules + readiness_part(cluster, node)
-    return found
+    return {
+        node: build_script(mode, plans[node], _setup(cluster, node, plans[node]))
+        + readiness_part(cluster, node)
+        for node in members
+    }
 
 
 def apply_services(cluster: Cluster) -> SyncReport:
@@ -136,7 +131,7 @@ def apply_services(cluster: Cluster) -> SyncReport:
         assumed = build_ready(cluster)
         report = built_report(built)
         plans = current_plans(cluster, assumed, members)
-        _record(cluster, plans, assumed, report, "lab up", started, seconds=report.seconds)
+        _record(cluster, plans, assumed, report, "lab up", report.seconds)
         ready = set().union(*(ready_in(cluster, node, out) for node, out in built.items()))
         if ready == assumed:
             return report
@@ -147,7 +142,7 @@ def apply_services(cluster: Cluster) -> SyncReport:
     report = program(
         cluster, members, proxy_mode(cluster), None, plans, {}, before=setup, fresh=True
     )
-    _record(cluster, plans, ready, report, "lab up", started)
+    _record(cluster, plans, ready, report, "lab up", time.perf_counter() - started)
     return report
 
 
@@ -194,7 +189,7 @@ def sync(
         conntrack=conntrack, before=before, stale=state.get("stale", {}),
     )  # fmt: skip
     why = reason or (f"pods changed: {', '.join(changed_pods)}" if changed_pods else "check")
-    _record(cluster, plans, ready, report, why, started)
+    _record(cluster, plans, ready, report, why, time.perf_counter() - started)
     return report
 
 
