@@ -25,6 +25,7 @@ from labkit.dataplane.kube_dns import with_cluster_dns
 from labkit.dataplane.script import SCRIPT_LIMIT, parse_times, parts_of
 from labkit.faults import Faults
 from labkit.layers import apply_layers, check_layers, describe_layers, sync_layers
+from labkit.layers import build_files as layer_files
 from labkit.layers import build_parts as layer_parts
 from labkit.layers import manifests as kube
 from labkit.layers.convergence import Routing
@@ -148,10 +149,13 @@ class Lab:
         progress(f"starting {len(topology.nodes)} node(s), each wiring its pod network "
                  f"({topology.cluster.backend}) and pods ({len(topology.pods)}) once it runs")  # fmt: skip
         scripts = node_plan.node_scripts(topology, self.addresses, engine_mtu=cluster.underlay_mtu)
-        parts = layer_parts(cluster)  # the layers' first apply, run by the node scripts
-        if all(len(scripts.get(n, "")) + len(body) < SCRIPT_LIMIT for n, body in parts.items()):
-            for node, body in parts.items():
-                scripts[node] = scripts.get(node, "") + "\n" + body
+        # The layers' first apply, run by the node scripts: files before, parts after.
+        files, parts = layer_files(cluster), layer_parts(cluster)
+        whole = {
+            n: files.get(n, "") + scripts.get(n, "") + "\n" + parts.get(n, "") for n in scripts
+        }
+        if all(len(text) < SCRIPT_LIMIT for text in whole.values()):
+            scripts = whole
         last_started, outputs = machines.build_nodes(cluster, scripts)
         cluster.built = {
             node: parts_of(out) for node, out in zip(topology.nodes, outputs, strict=True)

@@ -81,7 +81,9 @@ TIME_MARK = "labkit-time"
 
 def timed(what: str, text: str) -> str:
     """`text`, then a line saying how long it took (`labkit-time <what> <ns>`)."""
-    return f'_t=$(date +%s%N)\n{text.rstrip()}\necho "{TIME_MARK} {what} $(( $(date +%s%N) - _t ))"\n'
+    return (
+        f'_t=$(date +%s%N)\n{text.rstrip()}\necho "{TIME_MARK} {what} $(( $(date +%s%N) - _t ))"\n'
+    )
 
 
 def parse_times(output: str) -> dict[str, float]:

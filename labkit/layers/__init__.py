@@ -57,6 +57,15 @@ def build_parts(cluster: Cluster) -> dict[str, str]:
     return {node: "".join(parts) for node, parts in found.items()}
 
 
+def build_files(cluster: Cluster) -> dict[str, str]:
+    """Each node's share of the wanted layers' files, first in its script at up."""
+    found: dict[str, list[str]] = {}
+    for layer in active_layers(cluster):
+        for node, body in layer.build_files(cluster).items():
+            found.setdefault(node, []).append(body.rstrip() + "\n")
+    return {node: "".join(parts) for node, parts in found.items()}
+
+
 def apply_layers(
     cluster: Cluster, progress: Callable[[str], None] = lambda _: None
 ) -> dict[str, float]:
@@ -93,6 +102,7 @@ __all__ = [
     "Layer",
     "active_layers",
     "apply_layers",
+    "build_files",
     "build_parts",
     "check_layers",
     "describe_layers",

@@ -19,6 +19,11 @@ class Layer(Protocol):
         """Raise before anything is created when the host cannot run this layer."""
         ...
 
+    def build_files(self, cluster: Cluster) -> Mapping[str, str]:
+        """At up, shell each node's script runs first, before its pods start (node ->
+        shell): the files of the first apply a pod reads as it starts."""
+        ...
+
     def build_parts(self, cluster: Cluster) -> Mapping[str, str]:
         """At up, what each node's script runs for this layer once its pods run (node ->
         shell). Its output reaches `apply` as `cluster.built_parts(name, nodes)`, so
@@ -53,6 +58,9 @@ class BaseLayer:
 
     def check(self, cluster: Cluster) -> None:
         pass
+
+    def build_files(self, cluster: Cluster) -> Mapping[str, str]:
+        return {}
 
     def build_parts(self, cluster: Cluster) -> Mapping[str, str]:
         return {}

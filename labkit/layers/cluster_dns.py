@@ -111,23 +111,26 @@ def _served_lines(cluster: Cluster, pod: str) -> list[str]:
     ]
 
 
-def build_parts(cluster: Cluster) -> dict[str, str]:
-    """On each DNS node at up: the records (every pod taken as ready, as the Services
-    are), then a wait until its DNS pods answer, so the first apply has nothing to do."""
+def build_files(cluster: Cluster) -> dict[str, str]:
+    """On each DNS node at up, before its pods start: the records (every pod taken as
+    ready, as the Services are), so each DNS pod starts dnsmasq with them at once."""
     lines = kube_dns.records_update_lines(records(cluster, build_ready(cluster)))
+    return {node: "\n".join(lines) for node in dns_nodes(cluster)}
+
+
+def build_parts(cluster: Cluster) -> dict[str, str]:
+    """At the end of each DNS node's script: a wait until its DNS pods answer, so the
+    first apply has nothing to do."""
     return {
         node: "\n".join(
-            [
-                *lines,
-                *(s for pod in _local_dns_pods(cluster, node) for s in _served_lines(cluster, pod)),
-            ]
+            s for pod in _local_dns_pods(cluster, node) for s in _served_lines(cluster, pod)
         )
         for node in dns_nodes(cluster)
     }
 
 
 def _take_built(cluster: Cluster) -> bool:
-    """The records the build parts wrote, if every DNS node ran its part and its pods
+    """The records the build files wrote, if every DNS node ran its part and its pods
     answer: the state says so, and `follow` writes again only what changed since."""
     nodes = dns_nodes(cluster)
     built = cluster.built_parts(LAYER_NAME, nodes)
@@ -190,6 +193,9 @@ class ClusterDnsLayer(BaseLayer):
 
     def wanted(self, cluster: Cluster) -> bool:
         return kube_dns.present(cluster.topology)
+
+    def build_files(self, cluster: Cluster) -> dict[str, str]:
+        return build_files(cluster)
 
     def build_parts(self, cluster: Cluster) -> dict[str, str]:
         return build_parts(cluster)

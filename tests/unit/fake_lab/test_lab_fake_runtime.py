@@ -203,7 +203,9 @@ def test_each_nodes_script_programs_services_and_dns_then_probes_its_pods(runtim
     built = runtime.execs_on("fake-node-1")[0]
     assert built.index("/etc/netns/a/resolv.conf") < built.index("LABKIT_POD=a")
     assert built.index("LABKIT_POD=a") < built.index("KUBE-SERVICES") < built.index(MARK)
-    assert built.index("LABKIT_POD=kube-dns-1") < built.index("dnsmasq.conf.new")
+    # The DNS pods start with their records there; the script waits for them to answer.
+    assert built.index("dnsmasq.conf.new") < built.index("LABKIT_POD=kube-dns-1")
+    assert built.index(MARK) < built.index("dig +short")
     # The first apply of both layers took the scripts' answers: no exec round of their own.
     assert [len(runtime.execs_on(f"fake-node-{i}")) for i in (1, 2)] == [1, 1]
     assert lab.service("a").endpoints() and lab.cluster.built is None
