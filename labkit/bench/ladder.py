@@ -28,7 +28,7 @@ COMPARISONS = (
     ("cross-node", "bare-vxlan", "pod to pod across nodes vs kernel VXLAN between bare namespaces"),
     ("cross-node", "baseline", "pod to pod across nodes vs node to node over the underlay"),
     ("bare-vxlan", "veth", "VXLAN itself (bare namespaces, same veth)"),
-    ("baseline", "veth", "the Docker bridge of the underlay vs a bare veth"),
+    ("baseline", "veth", "the underlay (Docker's bridge, or the macvlan) vs a bare veth"),
     ("node-vxlan", "bare-vxlan", "node to node over flannel.1 (no pod hops) vs bare VXLAN"),
     ("cross-node", "node-vxlan", "the pod hops: a veth and the CNI bridge at each end"),
     ("cross-node", "direct", "the CNI bridge vs a direct /32 route (Calico style) per pod"),
@@ -77,7 +77,7 @@ def ladder(samples: Samples) -> list[dict[str, object]]:
 
 
 def base_backend(name: str) -> str:
-    """`vxlan@9000` (a backend on a jumbo-frame underlay) -> `vxlan`."""
+    """`vxlan@9000`, `vxlan@macvlan` (a backend on another underlay) -> `vxlan`."""
     return name.split("@", 1)[0]
 
 

@@ -90,6 +90,9 @@ def direct_script(address: IPv4Address, mtu: int) -> str:
             f"ip -n {ns} route add {GATEWAY} dev eth0 scope link",
             f"ip -n {ns} route add default via {GATEWAY} dev eth0",
             f"ip route replace {address}/32 dev {DIRECT_HOST_IF}",
+            # Proxy ARP answers for an address the node routes elsewhere: a node on a
+            # macvlan underlay has no default route to do it.
+            f"ip route replace {GATEWAY}/32 dev lo",
         ]
     )
 

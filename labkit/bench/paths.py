@@ -2,7 +2,9 @@
 
 Each backend runs on the same layout (topologies/backend-<backend>.yaml: two
 nodes on one underlay, two pods per node), one lab after the other; a name
-`<backend>@<mtu>` runs it on an underlay of that MTU (jumbo frames). Each lab
+`<backend>@<mtu>` runs it on an underlay of that MTU (jumbo frames), and
+`<backend>@macvlan` on a macvlan underlay (no host bridge or host netfilter
+between the nodes, as on a physical segment). Each lab
 measures its two pod paths:
 
 - same node: pod to pod through the node's bridge;
@@ -52,7 +54,10 @@ from labkit.layers.convergence import check_pod_network
 from labkit.runtime.docker import DockerRuntime
 from labkit.topology import Topology, load_topology
 
-BACKENDS = ("vxlan", "host-gw", "udp", "bgp", "vxlan@9000", "host-gw@9000")
+BACKENDS = (
+    "vxlan", "host-gw", "udp", "bgp", "vxlan@9000", "host-gw@9000",
+    "vxlan@macvlan", "host-gw@macvlan", "bgp@macvlan", "vxlan@macvlan+9000",
+)  # fmt: skip
 PATHS = {
     "baseline": "node-1 -> node-2 over the underlay",
     "same-node": "client-1 -> web-1 through the bridge",
@@ -169,13 +174,18 @@ def measure_path(client: Endpoint, server: Endpoint, mtu: int, seconds: float) -
 
 
 def backend_topology(name: str) -> Topology:
-    """backend-<backend>.yaml; for `<backend>@<mtu>`, with every network at that MTU."""
-    backend, _, mtu = name.partition("@")
+    """backend-<backend>.yaml; `<backend>@<mtu>`: every network at that MTU (jumbo
+    frames); `<backend>@macvlan`: every network a macvlan (no host bridge); both: `@macvlan+9000`."""
+    backend, _, variant = name.partition("@")
     topology = load_topology(f"backend-{backend}", search_from=Path(__file__).resolve().parent)
-    if not mtu:
+    if not variant:
         return topology
-    networks = {n: net.model_copy(update={"mtu": int(mtu)}) for n, net in topology.networks.items()}
-    return topology.model_copy(update={"name": f"{topology.name}-{mtu}", "networks": networks})
+    change: dict[str, object] = {}
+    for token in variant.split("+"):
+        change.update({"mtu": int(token)} if token.isdigit() else {"driver": token})
+    networks = {n: net.model_copy(update=change) for n, net in topology.networks.items()}
+    suffix = variant.replace("+", "-")
+    return topology.model_copy(update={"name": f"{topology.name}-{suffix}", "networks": networks})
 
 
 def bench_backend(

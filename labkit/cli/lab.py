@@ -143,6 +143,8 @@ def down(
             removed = (runtime_from_state(saved) if saved is not None else runtime).remove_lab(lab)
             state.forget(lab)
         console().print(f"removed lab {lab} ({removed} objects)")
+    if all_labs and isinstance(runtime, DockerRuntime):
+        runtime.remove_macvlan_parents()  # of a run killed before it made its network
     if not names:
         console().print("nothing to remove")
 

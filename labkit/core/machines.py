@@ -26,8 +26,10 @@ STOPPED_FLAG = "stopped"  # in the lab's state: stopped on purpose (`labkit stop
 
 def create_networks(cluster: Cluster) -> None:
     for network, subnet in cluster.addresses.underlay_subnets.items():
-        mtu = cluster.topology.networks[network].mtu  # None: the engine's default
-        cluster.runtime.create_network(cluster.name, network, subnet, cluster.owner, mtu=mtu)
+        spec = cluster.topology.networks[network]  # mtu None: the engine's default
+        cluster.runtime.create_network(
+            cluster.name, network, subnet, cluster.owner, mtu=spec.mtu, driver=spec.driver
+        )
 
 
 def create_node(cluster: Cluster, node: str) -> None:

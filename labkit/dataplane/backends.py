@@ -228,6 +228,11 @@ def needed_features(topology: Topology) -> list[tuple[str, str]]:
     """
     backend = topology.cluster.backend
     needs = [(feature, f"backend {backend}") for feature in KERNEL_NEEDS[backend]]
+    drivers = {name: network.driver for name, network in topology.networks.items()}
+    needs += [("macvlan", f"networks.{n}.driver") for n, d in drivers.items() if d == "macvlan"]
+    # Docker's isolation rules only stand on its bridges: a macvlan underlay has none.
+    if "bridge" not in drivers.values():
+        return needs
     if backend in UNENCAPSULATED:
         needs.append(("l2-underlay", f"backend {backend}"))
     elif routers(topology):

@@ -94,6 +94,7 @@ class Runtime(Protocol):
         subnet: IPv4Network,
         extra_labels: Mapping[str, str] | None = None,
         mtu: int | None = None,
+        driver: str = "bridge",  # or "macvlan" (topology's `networks.<name>.driver`)
     ) -> str: ...
 
     def create_node(

@@ -15,7 +15,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import docker
 import docker.errors
 
 from labkit.errors import EngineUnavailable, LabkitError
+from labkit.runtime import macvlan_parent
 from labkit.runtime.base import (
     LAB_LABEL,
     NODE_LABEL,
@@ -36,7 +37,7 @@ from labkit.runtime.base import (
 from labkit.runtime.docker_exec import STDERR, exec_frames, exec_output
 from labkit.runtime.docker_removal import remove_containers, remove_network
 from labkit.runtime.host_routes import host_routes
-from labkit.runtime.network_spec import lab_network
+from labkit.runtime.network_spec import NetworkSpec, lab_network
 
 # What a node needs when --privileged is refused (a host whose capability
 # bounding set lacks one of "all caps", e.g. CAP_SYS_RESOURCE): the docker
@@ -47,6 +48,7 @@ NODE_CAPABILITIES = [
     "FOWNER", "FSETID", "MKNOD", "AUDIT_WRITE", "SYS_CHROOT", "SETFCAP",
 ]  # fmt: skip
 UNCONFINED = ["seccomp=unconfined", "apparmor=unconfined"]
+DEFAULT_MTU = 1500  # a macvlan network's without an `mtu`: Docker's bridge default
 
 # Per-node sysctls set at creation (the container's own network namespace).
 NODE_SYSCTLS = {
@@ -182,10 +184,35 @@ class DockerRuntime:
         subnet: IPv4Network,
         extra_labels: Mapping[str, str] | None = None,
         mtu: int | None = None,
+        driver: str = "bridge",
     ) -> str:
         spec = lab_network(lab, network, subnet, extra_labels, mtu)
-        self.client.networks.create(spec.name, driver="bridge", **spec.create_args())
+        if driver == "macvlan":
+            self._create_macvlan(spec, lab)
+        else:
+            self.client.networks.create(spec.name, driver="bridge", **spec.create_args())
         return spec.name
+
+    def _create_macvlan(self, spec: NetworkSpec, lab: str) -> None:
+        """A macvlan network on a veth pair of its own (macvlan_parent.py); the pair's
+        MTU is the network's, which the nodes' interfaces take."""
+        parent = macvlan_parent.parent_name(spec.name)
+        script = macvlan_parent.create_script(parent, lab, spec.mtu or DEFAULT_MTU)
+        self._on_engine_host(script)
+        macvlan = replace(spec, mtu=None, options={"parent": parent, "macvlan_mode": "bridge"})
+        try:
+            self.client.networks.create(spec.name, driver="macvlan", **macvlan.create_args())
+        except BaseException:
+            self._on_engine_host(macvlan_parent.delete_script([parent]))
+            raise
+
+    def _on_engine_host(self, script: str) -> None:
+        macvlan_parent.run_on_engine_host(self.client, self.node_image(), script)
+
+    def remove_macvlan_parents(self, lab: str | None = None) -> None:
+        """The parent pairs of `lab`'s macvlan networks (None: of every lab) left on the
+        engine's host by a run killed before it made the network."""
+        self._on_engine_host(macvlan_parent.sweep_script(lab))
 
     def create_node(
         self,
@@ -362,8 +389,12 @@ class DockerRuntime:
         selector = {"label": f"{LAB_LABEL}={lab}"}
         ids = [item["Id"] for item in api.containers(all=True, filters=selector)]
         removed = remove_containers(api, ids)
-        for network in api.networks(filters=selector):
+        networks = api.networks(filters=selector)
+        for network in networks:
             removed += remove_network(api, network["Id"], network["Name"])
+        parents = [(n.get("Options") or {}).get("parent", "") for n in networks]
+        if ours := [p for p in parents if macvlan_parent.is_parent(p)]:
+            self._on_engine_host(macvlan_parent.delete_script(ours))
         return removed
 
 

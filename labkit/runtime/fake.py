@@ -109,13 +109,17 @@ class FakeRuntime:
         subnet: IPv4Network,
         extra_labels: Mapping[str, str] | None = None,
         mtu: int | None = None,
+        driver: str = "bridge",
     ) -> str:
-        self._record("create_network", lab, network, str(subnet))
+        self._record(
+            "create_network", lab, network, str(subnet), *([driver] if driver != "bridge" else [])
+        )
         spec = lab_network(lab, network, subnet, extra_labels, mtu)
         if spec.name in self.networks:
             raise LabkitError(f"network {spec.name} exists")
         self.networks[spec.name] = {
-            "lab": lab, "subnet": spec.subnet, "labels": spec.labels, "mtu": spec.mtu, "spec": spec
+            "lab": lab, "subnet": spec.subnet, "labels": spec.labels, "mtu": spec.mtu, "spec": spec,
+            "driver": driver,
         }  # fmt: skip
         return spec.name
 

@@ -54,6 +54,10 @@ PROBES: dict[str, tuple[str, str]] = {
     # ipvsadm first: asking the kernel for IPVS loads the module where there is one.
     "ipvs": ("ipvsadm -L -n >/dev/null && test -e /proc/net/ip_vs", "proxy mode ipvs"),
     "dummy": ("ip link add lkdum0 type dummy", "proxy mode ipvs (the kube-ipvs0 device)"),
+    "macvlan": (
+        "ip link add lkv0 type veth peer name lkv1 && ip link add lkmv0 link lkv0 type macvlan mode bridge",
+        "macvlan underlays (networks.<name>.driver)",
+    ),
     "ipip": ("ip link add lkip0 type ipip local 10.0.0.1 remote 10.0.0.2", "IPIP tunnels"),
     "gre": ("ip link add lkgre0 type gre local 10.0.0.1 remote 10.0.0.2", "GRE tunnels"),
     "wireguard": ("ip link add lkwg0 type wireguard", "WireGuard"),

@@ -253,12 +253,18 @@ class SwarmRuntime:
         subnet: IPv4Network,
         extra_labels: Mapping[str, str] | None = None,
         mtu: int | None = None,
+        driver: str = "bridge",
     ) -> str:
         """An attachable, internal overlay, once, on a manager: every host sees the same one
         (a macvlan network on every host for `l2_networks`; see swarm_networks.py).
 
         `mtu` is not passed on: an overlay gives containers its own (1450), and the
         driver's option would take another 50 from them; the pod MTU follows `underlay_mtu`."""
+        if driver != "bridge":
+            raise UsageError(
+                f"network {network!r}: driver {driver} needs one engine; over several hosts, "
+                "list the network under the hosts file's `l2:` (a macvlan on every host)"
+            )
         spec = lab_network(lab, network, subnet, extra_labels)
         manager = self.hosts[self.manager()]
         if network in self.l2_networks:

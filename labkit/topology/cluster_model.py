@@ -16,6 +16,9 @@ from labkit.topology.units import parse_loss, parse_rate, parse_time, tc_loss
 
 Backend = Literal["none", "vxlan", "host-gw", "udp", "bgp"]
 ProxyMode = Literal["iptables", "nftables", "ipvs"]
+# bridge: the engine's Linux bridge (the host's netfilter sees every frame); macvlan:
+# the nodes' interfaces on one shared parent, frames passed between them directly.
+NetworkDriver = Literal["bridge", "macvlan"]
 
 
 class Impairment(Strict):
@@ -87,6 +90,12 @@ class Network(Strict):
         default=None, ge=68, le=65535,
         description="Underlay MTU (9000: jumbo frames); pods get it less the backend's overhead",
     )  # fmt: skip
+    driver: NetworkDriver = Field(
+        default="bridge",
+        description="bridge: Docker's bridge network; macvlan: the nodes as on one physical "
+        "segment (no host bridge or host netfilter on the way: closer to a real cluster's "
+        "wire, and faster); one engine only",
+    )
 
 
 class BgpSettings(Strict):

@@ -414,3 +414,13 @@ def test_two_racks_routes_each_rack_through_the_router():
     router_a = addresses.node_ips["router"]["rack-a"]
     assert set(underlay) == {"node-a1", "node-a2", "node-b1", "node-b2"}
     assert f"via {router_a}" in underlay["node-a1"]
+
+
+def test_a_macvlan_underlay_needs_macvlan_and_not_the_bridge_rule_of_host_gw():
+    text = "name: t\nnetworks:\n  u: {driver: macvlan}\nnodes:\n  a: {}\n  b: {}\ncluster: {backend: host-gw}\n"
+    needs = dict(backends.needed_features(parse_topology(text)))
+    assert needs["macvlan"] == "networks.u.driver" and "l2-underlay" not in needs
+    bridged = dict(
+        backends.needed_features(parse_topology(text.replace("driver: macvlan", "mtu: 1500")))
+    )
+    assert "l2-underlay" in bridged and "macvlan" not in bridged

@@ -116,6 +116,13 @@ def test_a_backend_at_an_mtu_is_its_topology_with_every_network_at_that_mtu():
     assert paths.backend_topology("host-gw").networks["underlay"].mtu is None
 
 
+def test_a_backend_on_macvlan_is_its_topology_with_every_network_a_macvlan():
+    both = paths.backend_topology("vxlan@macvlan+9000")
+    assert both.name == "backend-vxlan-macvlan-9000"
+    assert {(n.driver, n.mtu) for n in both.networks.values()} == {("macvlan", 9000)}
+    assert paths.backend_topology("vxlan").networks["underlay"].driver == "bridge"
+
+
 def test_table_and_chart(tmp_path):
     results = fake_run()
     out = io.StringIO()

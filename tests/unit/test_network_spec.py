@@ -6,8 +6,14 @@ from ipaddress import IPv4Network
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from labkit.errors import UsageError
+from labkit.runtime import macvlan_parent
+from labkit.runtime.docker import DockerRuntime
 from labkit.runtime.fake import FakeRuntime
 from labkit.runtime.network_spec import lab_network
+from labkit.runtime.swarm import SwarmRuntime
 from labkit.runtime.swarm_networks import create_macvlan, create_overlay
 
 SUBNET = IPv4Network("10.210.0.0/24")
@@ -62,3 +68,78 @@ def test_the_fake_keeps_the_same_spec():
     kept = runtime.networks["lab-underlay"]
     assert kept["spec"] == lab_network("lab", "underlay", SUBNET, mtu=1400)
     assert runtime.lab_labels("lab")["labkit.network"] == "underlay"
+    assert kept["driver"] == "bridge"
+
+
+def test_a_lab_asks_its_runtime_for_each_network_s_driver():
+    from labkit import Lab, parse_topology
+
+    runtime = FakeRuntime()
+    text = "name: t\nnetworks:\n  u: {driver: macvlan}\n  v: {}\nnodes:\n  a: {networks: [u, v]}\n"
+    Lab.up(parse_topology(text), runtime=runtime, name="t")
+    assert {name: kept["driver"] for name, kept in runtime.networks.items()} == {
+        "t-u": "macvlan",
+        "t-v": "bridge",
+    }
+
+
+class MacvlanEngine(Engine):
+    """Also records what runs in the engine's host namespace (the parent pair's scripts)."""
+
+    def __init__(self, fail_create: bool = False) -> None:
+        super().__init__()
+        self.scripts: list[str] = []
+        self.fail_create = fail_create
+        self.client.containers = SimpleNamespace(run=self.run)
+
+    def create(self, name: str, **arguments: Any) -> None:
+        if self.fail_create:
+            raise RuntimeError("the engine refused")
+        super().create(name, **arguments)
+
+    def run(self, image: str, command: list[str], **options: Any) -> None:
+        assert options["network_mode"] == "host" and options["cap_add"] == ["NET_ADMIN"]
+        self.scripts.append(command[-1])
+
+
+def docker_runtime(engine: MacvlanEngine) -> DockerRuntime:
+    runtime = DockerRuntime(engine.client)  # type: ignore[arg-type]
+    runtime.node_image = lambda: "labkit/node:test"  # type: ignore[method-assign]
+    return runtime
+
+
+def test_a_macvlan_network_sits_on_a_parent_pair_of_its_own_at_the_network_s_mtu():
+    engine = MacvlanEngine()
+    docker_runtime(engine).create_network("lab", "underlay", SUBNET, mtu=9000, driver="macvlan")
+    [(name, args)] = engine.created
+    parent = macvlan_parent.parent_name("lab-underlay")
+    assert name == "lab-underlay" and args["driver"] == "macvlan" and args["internal"] is True
+    assert args["options"] == {"parent": parent, "macvlan_mode": "bridge"}  # MTU: the pair's
+    [script] = engine.scripts
+    assert f"ip link add {parent} mtu 9000 type veth peer name {parent[:-1]}b mtu 9000" in script
+    assert "addrgenmode none" in script and f"alias {macvlan_parent.ALIAS}lab up" in script
+
+
+def test_a_macvlan_network_the_engine_refuses_takes_its_parent_pair_away():
+    engine = MacvlanEngine(fail_create=True)
+    with pytest.raises(RuntimeError):
+        docker_runtime(engine).create_network("lab", "underlay", SUBNET, driver="macvlan")
+    created, removed = engine.scripts
+    parent = macvlan_parent.parent_name("lab-underlay")
+    assert "ip link add" in created and removed == f"ip link del {parent} 2>/dev/null || true"
+
+
+def test_parent_names_fit_a_link_name_and_are_told_apart_from_others():
+    names = {macvlan_parent.parent_name(f"lab-{i}-underlay") for i in range(100)}
+    assert len(names) == 100 and all(len(n) <= 15 and macvlan_parent.is_parent(n) for n in names)
+    assert not macvlan_parent.is_parent("eth0") and not macvlan_parent.is_parent("lkm123")
+
+
+def test_the_sweep_of_one_lab_leaves_the_other_labs_pairs():
+    assert '[ "$a" = labkit-lab=one ] || continue' in macvlan_parent.sweep_script("one")
+    assert "] || continue; ip link del" not in macvlan_parent.sweep_script(None)
+
+
+def test_a_multi_host_lab_refuses_a_macvlan_network_it_cannot_span():
+    with pytest.raises(UsageError, match="hosts file's `l2:`"):
+        SwarmRuntime.create_network(None, "lab", "underlay", SUBNET, driver="macvlan")  # type: ignore[arg-type]

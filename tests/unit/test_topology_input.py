@@ -152,6 +152,11 @@ def test_every_name_follows_its_kubernetes_rule(extra: str, where: str, says: st
             "overlaps networks.a.subnet",
         ),
         (BASE + "ingress: {nodes: [node-9]}\n", "t.yaml:4:19", "unknown node 'node-9'"),
+        (
+            "name: t\nnetworks:\n  a: {driver: ipvlan}\nnodes:\n  node-1: {}\n",
+            "t.yaml:3:15",
+            "networks.a.driver: must be 'bridge' or 'macvlan'",
+        ),
         ("name: t\nnodes:\n  node-1: &x {roles: [*x]}\n", "t.yaml:3:11", "refers to itself"),
     ],
     ids=lambda value: value if isinstance(value, str) and len(value) < 20 else None,

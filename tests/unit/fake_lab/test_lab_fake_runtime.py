@@ -231,4 +231,3 @@ def test_dns_pods_that_never_answered_in_the_scripts_are_waited_for_at_apply(run
 def test_without_services_no_node_script_probes_readiness(runtime):
     Lab.up(parse_topology(TWO_NODES), runtime=runtime)
     assert not [c for _, c in runtime.execs if MARK in c]  # no one would take the answer
-
