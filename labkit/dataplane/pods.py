@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
-from labkit.dataplane.script import q, script, write_file
+from labkit.dataplane.script import batch, q, script, write_file
 from labkit.topology.model import key_name, slug
 
 CONFLIST_PATH = "/etc/cni/net.d/10-labkit.conflist"
@@ -129,19 +129,23 @@ def pods_add_script(pods: Sequence[PodSpec]) -> str:
     for pod in wired:
         ns = q(pod.netns)
         lines += [
-            f"ip netns del {ns} 2>/dev/null || true",
-            # Only an earlier incarnation has an ADD result cached to undo: a fresh
-            # pod skips the process (labkit-cni would return at once; issue 14).
+            # Only an earlier incarnation has a namespace file, or an ADD result cached
+            # to undo: a fresh pod starts no process for either (issue 14).
+            f"[ ! -e /var/run/netns/{pod.netns} ] || ip netns del {ns} 2>/dev/null || true",
             f"[ ! -e {CNI_CACHE_DIR}/{pod.netns}.json ] || "
             f"labkit-cni del {ns} /var/run/netns/{pod.netns} >/dev/null 2>&1 || true",
-            f"ip netns add {ns}",  # labkit-cni brings lo up (the loopback plugin)
-            # A closed UDP port answers with ICMP port unreachable: never slowed.
-            f"ip netns exec {ns} {NO_ICMP_ERROR_LIMIT}",
         ]
     if wired:
+        # One `ip` for every namespace; labkit-cni brings lo up (the loopback plugin).
+        # A closed UDP port answers with ICMP port unreachable: never slowed.
+        namespaces = [q(pod.netns) for pod in wired]
+        lines.append(
+            batch("ip", [f"netns add {ns}" for ns in namespaces]
+                  + [f"netns exec {ns} {NO_ICMP_ERROR_LIMIT}" for ns in namespaces])
+        )  # fmt: skip
         entries = "\n".join(json.dumps(_cni_entry(pod), sort_keys=True) for pod in wired)
         lines.append(f"labkit-cni add-all <<'LABKIT_PODS'\n{entries}\nLABKIT_PODS")
-    lines += [start_containers_script(pod) for pod in pods]
+    lines.append(_start_pods_script(pods))
     return script(lines)
 
 
@@ -168,6 +172,31 @@ def start_containers_script(pod: PodSpec, only: str | None = None) -> str:
     Each runs in its own session so that it can be killed as a group; its pid
     is kept in STATE_DIR/<pod>/<container>.pid.
     """
+    return _start_pods_script([pod], only)
+
+
+def _start_pods_script(pods: Sequence[PodSpec], only: str | None = None) -> str:
+    """Every pod's processes started, then one wait for all their pid files: the
+    pods start side by side, not each after the last one's pid file (issue 14)."""
+    dirs = [f"{root}/{pod.netns}" for pod in pods for root in (STATE_DIR, LOG_DIR)]
+    lines = [f"mkdir -p {' '.join(dirs)}"] if dirs else []
+    pidfiles: list[str] = []
+    for pod in pods:
+        starts = _container_starts(pod, only)
+        lines += starts.values()
+        pidfiles += starts
+    if pidfiles:
+        # `setsid -f` returns before the process wrote its pid file: wait (at most
+        # 2 s) so that whoever looks next, the readiness probe first, sees it.
+        lines.append(
+            f"for f in {' '.join(pidfiles)}; do n=0; "
+            'while [ ! -s "$f" ] && [ $n -lt 200 ]; do sleep 0.01; n=$((n + 1)); done; done'
+        )
+    return "\n".join(lines)
+
+
+def _container_starts(pod: PodSpec, only: str | None) -> dict[str, str]:
+    """pid file -> the line that starts that container of the pod (`only`: one)."""
     env = {
         "POD_NAME": key_name(pod.name),
         "POD_NAMESPACE": pod.namespace,
@@ -177,29 +206,20 @@ def start_containers_script(pod: PodSpec, only: str | None = None) -> str:
         "LABKIT_POD": pod.name,  # whose process this is (`_runs_for`)
     }
     env_words = " ".join(q(f"{key}={value}") for key, value in env.items())
-    lines = [f"mkdir -p {STATE_DIR}/{pod.netns} {LOG_DIR}/{pod.netns}"]
     enter = "" if pod.host_network else f"ip netns exec {q(pod.netns)} "
-    pidfiles = []
+    starts = {}
     for name, command in pod.containers().items():
         if only is not None and name != only:
             continue
         pidfile = f"{STATE_DIR}/{pod.netns}/{name}.pid"
-        pidfiles.append(pidfile)
         inner = f'echo $$ > {pidfile}; exec {enter}env {env_words} sh -c "$0"'
         # LABKIT_POD from the first exec on: the process counts as the pod's
         # (`_runs_for`) from the moment its pid file names it.
-        lines.append(
+        starts[pidfile] = (
             f"setsid -f env {q('LABKIT_POD=' + pod.name)} sh -c {q(inner)} {q(command)} "
             f">> {LOG_DIR}/{pod.netns}/{name}.log 2>&1 < /dev/null"
         )
-    if pidfiles:
-        # `setsid -f` returns before the process wrote its pid file: wait (at most
-        # 2 s) so that whoever looks next, the readiness probe first, sees it.
-        lines.append(
-            f"for f in {' '.join(pidfiles)}; do n=0; "
-            'while [ ! -s "$f" ] && [ $n -lt 200 ]; do sleep 0.01; n=$((n + 1)); done; done'
-        )
-    return "\n".join(lines)
+    return starts
 
 
 def kill_containers_script(

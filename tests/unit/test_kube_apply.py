@@ -173,7 +173,7 @@ def test_lab_apply_scales_a_deployment_on_its_nodes(lab):
     assert len(new) == 2
     for key in new:
         netns = key.replace("/", "_")
-        assert any(f"ip netns add {netns}" in command for _, command in runtime.execs)
+        assert any(f"\nnetns add {netns}\n" in command for _, command in runtime.execs)
     assert set(Lab.attach("kw", runtime).topology.pods) == set(lab.topology.pods)
     lab.apply([_deployment_object(1)])
     assert len([k for k in lab.topology.pods if k.startswith("shop/")]) == 1

@@ -65,7 +65,7 @@ def test_the_vxlan_device_and_the_pods_bridge_take_the_derived_mtu():
     jumbo = topology("vxlan")
     addresses = plan_addresses(jumbo)
     script = nodes.node_scripts(jumbo, addresses)["node-1"]
-    assert f"ip link set {vxlan.DEVICE} mtu 8950" in script
+    assert f"ip link add {vxlan.DEVICE} mtu 8950 " in script
     assert '"mtu": 8950' in script  # the CNI bridge's conflist
 
 

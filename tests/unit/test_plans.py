@@ -37,7 +37,7 @@ def test_container_names_are_program_names_numbered_when_repeated():
 def test_pod_add_script_pins_the_ip_and_starts_each_container():
     spec = pods.PodSpec("web", "node-2", "default", IPv4Address("10.244.1.2"), ("echo-server",))
     text = pods.pod_add_script(spec)
-    assert "ip netns add web" in text
+    assert "ip netns add web" in commands(text)
     (entry,) = _cni_entries(text)
     assert entry["pod"] == "web" and entry["netns"] == "/var/run/netns/web"
     assert entry["args"].startswith("IgnoreUnknown=1;IP=10.244.1.2;")
@@ -89,7 +89,7 @@ def test_vxlan_script_programs_every_peer():
     )
     assert "type vxlan id 1 local 172.20.0.2" in text and "dstport 8472 nolearning" in text
     assert "address 0e:6b:ac:14:00:02" in text
-    assert "ip link set flannel.1 mtu 1450" in text
+    assert "ip link add flannel.1 mtu 1450 " in text
     assert "ip addr add 10.244.0.0/32 dev flannel.1" in text
     assert (
         "ip neigh replace 10.244.1.0 lladdr 0e:6b:ac:14:00:03 dev flannel.1 nud permanent" in text

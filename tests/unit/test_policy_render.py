@@ -345,8 +345,10 @@ def test_pod_add_script_first_removes_an_earlier_incarnation_and_fixes_the_mac()
     from labkit.dataplane import pods
 
     text = pods.pod_add_script(pods.PodSpec("web", "node-1", "default", IPv4Address("10.244.1.2")))
-    lines = text.splitlines()
-    cleanup = lines.index("ip netns del web 2>/dev/null || true")
+    from labkit.dataplane.script import commands
+
+    lines = commands(text).splitlines()
+    cleanup = lines.index("[ ! -e /var/run/netns/web ] || ip netns del web 2>/dev/null || true")
     # An earlier incarnation's CNI ADD (its cached result) is undone; a fresh pod skips it.
     assert lines[cleanup + 1] == (
         "[ ! -e /var/lib/labkit/cni/web.json ] || "

@@ -87,7 +87,7 @@ def test_stop_stops_every_node_and_start_reruns_scripts_layers_and_faults(lab, r
     assert not state.flag(lab.name, "stopped")
     for node in ("fake-node-1", "fake-node-2"):
         commands = runtime.execs_on(node)
-        script = next(i for i, c in enumerate(commands) if "pod_add" in c or "ip netns add" in c)
+        script = next(i for i, c in enumerate(commands) if "labkit-cni add-all" in c)
         shaped = max(i for i, c in enumerate(commands) if "tc qdisc replace" in c)
         assert script < shaped  # the node's script first, then what goes on top
     assert (
