@@ -5,7 +5,7 @@ one line here.
 """
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from labkit.core.cluster import Cluster
@@ -50,20 +50,27 @@ def check_layers(cluster: Cluster) -> None:
 def build_parts(cluster: Cluster) -> dict[str, str]:
     """Each node's share of the wanted layers' build parts, in layer order, each
     marked (`script.part`) so its output finds its way back to its layer."""
-    found: dict[str, list[str]] = {}
-    for layer in active_layers(cluster):
-        for node, body in layer.build_parts(cluster).items():
-            found.setdefault(node, []).append(script.part(layer.name, body))
-    return {node: "".join(parts) for node, parts in found.items()}
+    return _joined_by_node(
+        (node, script.part(layer.name, body))
+        for layer in active_layers(cluster)
+        for node, body in layer.build_parts(cluster).items()
+    )
 
 
 def build_files(cluster: Cluster) -> dict[str, str]:
     """Each node's share of the wanted layers' files, first in its script at up."""
-    found: dict[str, list[str]] = {}
-    for layer in active_layers(cluster):
-        for node, body in layer.build_files(cluster).items():
-            found.setdefault(node, []).append(body.rstrip() + "\n")
-    return {node: "".join(parts) for node, parts in found.items()}
+    return _joined_by_node(
+        (node, body.rstrip() + "\n")
+        for layer in active_layers(cluster)
+        for node, body in layer.build_files(cluster).items()
+    )
+
+
+def _joined_by_node(pieces: Iterable[tuple[str, str]]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for node, text in pieces:
+        found[node] = found.get(node, "") + text
+    return found
 
 
 def apply_layers(
