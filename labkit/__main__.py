@@ -1,3 +1,3 @@
-from labkit.cli import app
+from labkit.cli import main
 
-app()
+main()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 
 HEAVY = (
     "docker",
@@ -61,3 +62,33 @@ def test_the_cli_console_made_on_first_use_serves_rich_progress_and_tables(capsy
     table.add_row("labkit")
     console().print(table)
     assert "labkit" in capsys.readouterr().out
+
+
+def labkit(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "labkit", *argv], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_the_quick_exit_keeps_the_exit_codes_and_every_line() -> None:
+    helped = labkit("--help")
+    assert helped.returncode == 0 and helped.stdout.rstrip().splitlines()[-1].strip()
+    assert "Commands" in helped.stdout and "down" in helped.stdout  # flushed, all of it
+    assert labkit("no-such-verb").returncode == 2
+    bad = labkit("up", "/nonexistent/lab.yaml")
+    assert bad.returncode == 2 and "no such file: /nonexistent/lab.yaml" in bad.stderr
+
+
+def test_the_quick_exit_leaves_a_thread_still_running_to_python() -> None:
+    from labkit.cli import _exit_code, _exit_now
+
+    started = threading.Event()
+    worker = threading.Thread(target=lambda: started.wait(5))
+    worker.start()
+    _exit_code.append(3)
+    try:
+        _exit_now()  # returns: another thread runs (here, the test goes on)
+    finally:
+        _exit_code.clear()
+        started.set()
+        worker.join()
