@@ -235,7 +235,6 @@ class Loop:
 
     def __init__(self) -> None:
         self.selector = selectors.DefaultSelector()
-        self.watched: dict[socket.socket, int] = {}
         self.wake_r, wake_w = socket.socketpair()
         for end in (self.wake_r, wake_w):
             end.setblocking(False)
@@ -246,17 +245,16 @@ class Loop:
         self.selector.register(self.wake_r, selectors.EVENT_READ, None)
 
     def watch(self, sock: socket.socket, events: int, target: object) -> None:
-        known = self.watched.get(sock)
-        if events == known:
-            return
-        if not events:
-            if self.watched.pop(sock, None) is not None:
-                self.selector.unregister(sock)
-        elif known is None:
-            self.watched[sock] = events
-            self.selector.register(sock, events, target)
-        else:
-            self.watched[sock] = events
+        """Watch `sock` for `events` (none: stop watching it)."""
+        if sock.fileno() < 0:
+            return  # closed, so already unwatched: a socket is unwatched before it closes
+        key = self.selector.get_map().get(sock)
+        if key is None:
+            if events:
+                self.selector.register(sock, events, target)
+        elif not events:
+            self.selector.unregister(sock)
+        elif events != key.events:
             self.selector.modify(sock, events, target)
 
     def listen_tcp(self, port: int, handler: Handler) -> None:
@@ -318,9 +316,10 @@ class Loop:
 
     def stop(self) -> None:
         log("stopping")
-        for sock in list(self.watched):
-            sock.close()
-        self.watched.clear()
+        for key in list(self.selector.get_map().values()):
+            if key.data is not None:  # not the signals' wake-up socket
+                self.selector.unregister(key.fileobj)
+                key.fileobj.close()  # type: ignore[union-attr]
 
 
 def main(http_port: int, tcp_port: int, udp_port: int) -> None:

@@ -96,11 +96,11 @@ def _cache_file(kernel: str) -> Path:
 @cache
 def kernel_features() -> dict[str, dict[str, Any]]:
     """{feature: {"ok": bool, "detail": str, "needed_by": str}}, cached per kernel."""
-    from labkit.runtime.docker import LAB_LABEL, DockerRuntime
+    from labkit.runtime.docker import LAB_LABEL, DockerRuntime, engine_identity
     from labkit.runtime.images import node_image
 
     runtime = DockerRuntime()
-    kernel = str(runtime.client.info().get("KernelVersion", "unknown"))
+    kernel = engine_identity(runtime.client)[1]
     cached = _cache_file(kernel)
     if cached.exists():
         return dict(json.loads(cached.read_text()))

@@ -80,7 +80,7 @@ def test_the_quick_exit_keeps_the_exit_codes_and_every_line() -> None:
 
 
 def test_the_quick_exit_leaves_a_thread_still_running_to_python() -> None:
-    from labkit.cli import _exit_code, _exit_now
+    from labkit.cli.quick_exit import _exit_code, _exit_now
 
     started = threading.Event()
     worker = threading.Thread(target=lambda: started.wait(5))
