@@ -2,7 +2,7 @@
 
 from labkit.cli import bench, capture, faults, graph, host, hosts, kube, lab, pods, poke  # noqa: F401  (they register the verbs)
 from labkit.cli.common import app
-from labkit.cli.quick_exit import arm_quick_exit, exit_code_of
+from labkit.cli.quick_exit import arm_quick_exit, record_exit
 
 
 def main() -> None:
@@ -11,7 +11,7 @@ def main() -> None:
     try:
         app()
     except SystemExit as exc:  # what the app always ends with
-        exc.code = exit_code_of(exc.code)
+        exc.code = record_exit(exc.code)
         raise
 
 

@@ -28,9 +28,9 @@ def arm_quick_exit() -> None:
     atexit.register(_exit_now)
 
 
-def exit_code_of(code: object) -> int:
-    """The exit code of the app's SystemExit (a message is printed, as Python would);
-    the process ends with it once the exit handlers ran."""
+def record_exit(code: object) -> int:
+    """Keep the exit code of the app's SystemExit (a message instead of a number is
+    printed, as Python would, and is 1) for the quick exit, and return it."""
     if code is not None and not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import docker
 import pytest
 
@@ -23,7 +25,7 @@ def engines(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     made: list[str] = []
 
     def from_env(**_: object) -> Answering:
-        made.append(runtime_docker.os.environ.get("DOCKER_HOST", ""))
+        made.append(os.environ.get("DOCKER_HOST", ""))
         return Answering()
 
     monkeypatch.setattr(runtime_docker, "_connected", {})
