@@ -23,7 +23,9 @@ def bench_up(
     hundred: Annotated[
         bool, typer.Option(help="Also 100 nodes x 2 pods, with memory per node")
     ] = False,
-    repeats: Annotated[int, typer.Option(help="Runs of the whole-process measures")] = 3,
+    repeats: Annotated[
+        int, typer.Option(min=1, help="Runs of the whole-process measures; the median")
+    ] = 5,
     out: Annotated[Path, typer.Option(help="JSON results")] = Path("bench-results/up.json"),
 ) -> None:
     """up/down against the bare start of the same containers, as whole processes and at scale."""

@@ -16,7 +16,9 @@ from ipaddress import IPv4Network
 
 from labkit.concurrency import parallel
 from labkit.errors import LabkitError
+from labkit.runtime.base import LAB_LABEL
 from labkit.runtime.docker import DockerRuntime
+from labkit.runtime.docker_removal import remove_labelled
 
 # RFC 2544's benchmarking range (its upper half: the underlay probe takes the lower).
 BARE_SUPERNET = IPv4Network("198.19.0.0/16")
@@ -38,6 +40,12 @@ def start_bare(runtime: DockerRuntime, name: str, count: int) -> None:
     parallel(lambda i: runtime.create_node(name, f"n{i}", image, {"net": hosts[i]}), range(count))
 
 
+def remove_bare(runtime: DockerRuntime, name: str) -> None:
+    """The containers force-removed in parallel, then the network: `docker rm -f`, then
+    `docker network rm` (labkit's own removal detaches first to overlap the two)."""
+    remove_labelled(runtime.client.api, {"label": f"{LAB_LABEL}={name}"}, detach_first=False)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 2 or argv[0] not in ("up", "down") or (argv[0] == "up" and len(argv) != 3):
         print(__doc__, file=sys.stderr)
@@ -46,7 +54,7 @@ def main(argv: list[str]) -> int:
     if argv[0] == "up":
         start_bare(runtime, argv[1], int(argv[2]))
     else:
-        runtime.remove_lab(argv[1])
+        remove_bare(runtime, argv[1])
     return 0
 
 

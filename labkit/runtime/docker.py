@@ -37,7 +37,7 @@ from labkit.runtime.base import (
     network_name,
 )
 from labkit.runtime.docker_exec import STDERR, exec_frames, exec_output
-from labkit.runtime.docker_removal import remove_containers, remove_network
+from labkit.runtime.docker_removal import remove_labelled
 from labkit.runtime.host_routes import host_routes
 from labkit.runtime.network_spec import NetworkSpec, lab_network
 
@@ -387,13 +387,8 @@ class DockerRuntime:
 
     def remove_lab(self, lab: str) -> int:
         """Remove every container (in parallel) and network labelled `lab`. Idempotent."""
-        api = self.client.api
         selector = {"label": f"{LAB_LABEL}={lab}"}
-        ids = [item["Id"] for item in api.containers(all=True, filters=selector)]
-        removed = remove_containers(api, ids)
-        networks = api.networks(filters=selector)
-        for network in networks:
-            removed += remove_network(api, network["Id"], network["Name"])
+        removed, networks = remove_labelled(self.client.api, selector, detach_first=True)
         parents = [(n.get("Options") or {}).get("parent", "") for n in networks]
         if ours := [p for p in parents if macvlan_parent.is_parent(p)]:
             self._on_engine_host(macvlan_parent.delete_script(ours))

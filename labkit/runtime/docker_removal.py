@@ -1,9 +1,11 @@
-"""Removing a lab's objects from one engine: its containers in parallel, then its networks."""
+"""Removing a lab's objects from one engine: its containers in parallel, and its networks."""
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import docker.errors
@@ -27,6 +29,31 @@ def remove_containers(api: Any, ids: list[str]) -> int:
             raise
 
     return sum(parallel(remove, ids))
+
+
+def remove_labelled(
+    api: Any, selector: dict[str, str], detach_first: bool
+) -> tuple[int, list[Any]]:
+    """Remove the containers and networks `selector` matches: the count removed, and the
+    networks as listed. `detach_first` disconnects every container from those networks,
+    so that removing them (the engine's bridge and iptables work, ~90 ms a network)
+    runs beside the containers' kills instead of after them (`labkit down` of the
+    default lab: 0.54 s before, 0.42-0.44 s with it). Without it, the plain order:
+    `docker rm -f`, then `docker network rm`."""
+    ids = [item["Id"] for item in api.containers(all=True, filters=selector)]
+    networks = api.networks(filters=selector)
+    if not detach_first:
+        removed = remove_containers(api, ids)
+        return removed + sum(remove_network(api, n["Id"], n["Name"]) for n in networks), networks
+
+    def detach(pair: tuple[str, str]) -> None:
+        with contextlib.suppress(docker.errors.APIError):  # gone, or never attached
+            api.disconnect_container_from_network(*pair, force=True)
+
+    parallel(detach, [(container, n["Id"]) for container in ids for n in networks])
+    jobs: list[Callable[[], int]] = [lambda: remove_containers(api, ids)]
+    jobs += [partial(remove_network, api, n["Id"], n["Name"]) for n in networks]
+    return sum(parallel(lambda job: job(), jobs)), networks
 
 
 def remove_network(api: Any, network_id: str, name: str, within: float = 15.0) -> int:
