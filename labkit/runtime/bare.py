@@ -16,9 +16,8 @@ from ipaddress import IPv4Network
 
 from labkit.concurrency import parallel
 from labkit.errors import LabkitError
-from labkit.runtime.base import LAB_LABEL
 from labkit.runtime.docker import DockerRuntime
-from labkit.runtime.docker_removal import remove_labelled
+from labkit.runtime.docker_removal import remove_lab_objects
 
 # RFC 2544's benchmarking range (its upper half: the underlay probe takes the lower).
 BARE_SUPERNET = IPv4Network("198.19.0.0/16")
@@ -43,7 +42,7 @@ def start_bare(runtime: DockerRuntime, name: str, count: int) -> None:
 def remove_bare(runtime: DockerRuntime, name: str) -> None:
     """The containers force-removed in parallel, then the network: `docker rm -f`, then
     `docker network rm` (labkit's own removal detaches first to overlap the two)."""
-    remove_labelled(runtime.client.api, {"label": f"{LAB_LABEL}={name}"}, detach_first=False)
+    remove_lab_objects(runtime.client.api, name, detach_first=False)
 
 
 def main(argv: list[str]) -> int:

@@ -37,7 +37,7 @@ from labkit.runtime.base import (
     network_name,
 )
 from labkit.runtime.docker_exec import STDERR, exec_frames, exec_output
-from labkit.runtime.docker_removal import remove_labelled
+from labkit.runtime.docker_removal import remove_lab_objects
 from labkit.runtime.host_routes import host_routes
 from labkit.runtime.network_spec import NetworkSpec, lab_network
 
@@ -386,9 +386,9 @@ class DockerRuntime:
         return int(stats.get("usage", 0)) - int(inactive)
 
     def remove_lab(self, lab: str) -> int:
-        """Remove every container (in parallel) and network labelled `lab`. Idempotent."""
-        selector = {"label": f"{LAB_LABEL}={lab}"}
-        removed, networks = remove_labelled(self.client.api, selector, detach_first=True)
+        """Remove every container (in parallel) and network labelled `lab`, the networks
+        beside the containers (docker_removal). Idempotent."""
+        removed, networks = remove_lab_objects(self.client.api, lab, detach_first=True)
         parents = [(n.get("Options") or {}).get("parent", "") for n in networks]
         if ours := [p for p in parents if macvlan_parent.is_parent(p)]:
             self._on_engine_host(macvlan_parent.delete_script(ours))

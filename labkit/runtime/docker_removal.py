@@ -12,6 +12,7 @@ import docker.errors
 
 from labkit.concurrency import parallel
 from labkit.errors import LabkitError
+from labkit.runtime.base import LAB_LABEL
 
 
 def remove_containers(api: Any, ids: list[str]) -> int:
@@ -31,27 +32,35 @@ def remove_containers(api: Any, ids: list[str]) -> int:
     return sum(parallel(remove, ids))
 
 
-def remove_labelled(
-    api: Any, selector: dict[str, str], detach_first: bool
-) -> tuple[int, list[Any]]:
-    """Remove the containers and networks `selector` matches: the count removed, and the
-    networks as listed. `detach_first` disconnects every container from those networks,
+def remove_lab_objects(api: Any, lab: str, detach_first: bool) -> tuple[int, list[Any]]:
+    """Remove the lab's containers and networks: the count removed, and the networks as
+    listed. `detach_first` disconnects each container from the lab's networks it is on,
     so that removing them (the engine's bridge and iptables work, ~90 ms a network)
     runs beside the containers' kills instead of after them (`labkit down` of the
     default lab: 0.54 s before, 0.42-0.44 s with it). Without it, the plain order:
     `docker rm -f`, then `docker network rm`."""
-    ids = [item["Id"] for item in api.containers(all=True, filters=selector)]
+    selector = {"label": f"{LAB_LABEL}={lab}"}
+    containers = api.containers(all=True, filters=selector)
+    ids = [item["Id"] for item in containers]
     networks = api.networks(filters=selector)
     if not detach_first:
         removed = remove_containers(api, ids)
         return removed + sum(remove_network(api, n["Id"], n["Name"]) for n in networks), networks
 
+    ours = {n["Id"] for n in networks}
+    attached = [
+        (item["Id"], endpoint["NetworkID"])
+        for item in containers
+        for endpoint in ((item.get("NetworkSettings") or {}).get("Networks") or {}).values()
+        if endpoint.get("NetworkID") in ours
+    ]
+
     def detach(pair: tuple[str, str]) -> None:
-        with contextlib.suppress(docker.errors.APIError):  # gone, or never attached
+        with contextlib.suppress(docker.errors.APIError):  # gone meanwhile
             api.disconnect_container_from_network(*pair, force=True)
 
-    parallel(detach, [(container, n["Id"]) for container in ids for n in networks])
-    jobs: list[Callable[[], int]] = [lambda: remove_containers(api, ids)]
+    parallel(detach, attached)
+    jobs: list[Callable[[], int]] = [partial(remove_containers, api, ids)]
     jobs += [partial(remove_network, api, n["Id"], n["Name"]) for n in networks]
     return sum(parallel(lambda job: job(), jobs)), networks
 
