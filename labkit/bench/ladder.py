@@ -30,8 +30,8 @@ COMPARISONS = (
     ("bare-vxlan", "veth", "VXLAN itself (bare namespaces, same veth)"),
     ("baseline", "veth", "the underlay (Docker's bridge, or the macvlan) vs a bare veth"),
     ("node-vxlan", "bare-vxlan", "node to node over flannel.1 (no pod hops) vs bare VXLAN"),
-    ("cross-node", "node-vxlan", "the pod hops: a veth and the CNI bridge at each end"),
-    ("cross-node", "direct", "the CNI bridge vs a direct /32 route (Calico style) per pod"),
+    ("cross-node", "node-vxlan", "the pod hops: a veth and the CNI bridge (ptp: none) at each end"),
+    ("cross-node", "direct", "the lab's pod wiring (CNI bridge or ptp) vs a hand-made /32 route"),
 )
 PIECE_PREFIX = "cross-node, "  # a piece's path: the cross-node path with the piece changed
 

@@ -4,7 +4,8 @@ Each backend runs on the same layout (topologies/backend-<backend>.yaml: two
 nodes on one underlay, two pods per node), one lab after the other; a name
 `<backend>@<mtu>` runs it on an underlay of that MTU (jumbo frames), and
 `<backend>@macvlan` on a macvlan underlay (no host bridge or host netfilter
-between the nodes, as on a physical segment). Each lab
+between the nodes, as on a physical segment), `<backend>@ptp` with pods wired
+by CNI ptp (a routed veth per pod, no pod bridge). Each lab
 measures its two pod paths:
 
 - same node: pod to pod through the node's bridge;
@@ -57,10 +58,11 @@ from labkit.topology import Topology, load_topology
 BACKENDS = (
     "vxlan", "host-gw", "udp", "bgp", "vxlan@9000", "host-gw@9000",
     "vxlan@macvlan", "host-gw@macvlan", "bgp@macvlan", "vxlan@macvlan+9000",
+    "vxlan@ptp", "host-gw@ptp", "bgp@ptp", "host-gw@macvlan+ptp",
 )  # fmt: skip
 PATHS = {
     "baseline": "node-1 -> node-2 over the underlay",
-    "same-node": "client-1 -> web-1 through the bridge",
+    "same-node": "client-1 -> web-1 through the node (its bridge, or ptp routes)",
     "cross-node": "client-1 -> web-2 through the backend",
 }
 SOCKPERF_PORT = 11111
@@ -175,17 +177,24 @@ def measure_path(client: Endpoint, server: Endpoint, mtu: int, seconds: float) -
 
 def backend_topology(name: str) -> Topology:
     """backend-<backend>.yaml; `<backend>@<mtu>`: every network at that MTU (jumbo
-    frames); `<backend>@macvlan`: every network a macvlan (no host bridge); both: `@macvlan+9000`."""
+    frames); `<backend>@macvlan`: every network a macvlan (no host bridge);
+    `<backend>@ptp`: pods wired by CNI ptp (no pod bridge); joined: `@macvlan+9000`."""
     backend, _, variant = name.partition("@")
     topology = load_topology(f"backend-{backend}", search_from=Path(__file__).resolve().parent)
     if not variant:
         return topology
     change: dict[str, object] = {}
+    cluster = topology.cluster
     for token in variant.split("+"):
-        change.update({"mtu": int(token)} if token.isdigit() else {"driver": token})
+        if token == "ptp":
+            cluster = cluster.model_copy(update={"cni_plugin": token})
+        else:
+            change.update({"mtu": int(token)} if token.isdigit() else {"driver": token})
     networks = {n: net.model_copy(update=change) for n, net in topology.networks.items()}
     suffix = variant.replace("+", "-")
-    return topology.model_copy(update={"name": f"{topology.name}-{suffix}", "networks": networks})
+    return topology.model_copy(
+        update={"name": f"{topology.name}-{suffix}", "networks": networks, "cluster": cluster}
+    )
 
 
 def bench_backend(

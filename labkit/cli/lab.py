@@ -153,7 +153,8 @@ def _print_lab(lab: Any) -> None:
     from rich.table import Table
 
     document = describe_with_hosts(lab)
-    nodes = Table(title=f"lab {lab.name}: nodes", title_justify="left")
+    wiring = f"backend {document['backend']}, pods on {document['cni_plugin']}"
+    nodes = Table(title=f"lab {lab.name}: nodes ({wiring})", title_justify="left")
     placed = "host" in document["nodes"][0]
     for column in ("node", *(["host"] if placed else []), "underlay IPs", "pod subnet", "roles"):
         nodes.add_column(column)
@@ -179,6 +180,7 @@ def _print_lab(lab: Any) -> None:
             "name",
             "source",
             "backend",
+            "cni_plugin",
             "networks",
             "nodes",
             "pods",

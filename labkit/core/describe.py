@@ -15,6 +15,7 @@ def describe_cluster(cluster: Cluster) -> dict[str, Any]:
         "name": cluster.name,
         "source": cluster.source,
         "backend": cluster.topology.cluster.backend,
+        "cni_plugin": cluster.topology.cluster.cni_plugin,
         "networks": {k: str(v) for k, v in cluster.addresses.underlay_subnets.items()},
         "nodes": [
             {

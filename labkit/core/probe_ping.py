@@ -78,7 +78,8 @@ def ping(
     dont_fragment: bool = False,
 ) -> PingResult:
     """ICMP echo from `source`; `dont_fragment` with `size` probes the path MTU."""
-    words = ["ping", "-n", "-q", "-c", str(count), "-i", str(interval), "-W", str(timeout)]
+    # Not -q: only the per-packet lines name an ICMP error (unreachable, filtered).
+    words = ["ping", "-n", "-c", str(count), "-i", str(interval), "-W", str(timeout)]
     if size is not None:
         words += ["-s", str(size)]
     if dont_fragment:

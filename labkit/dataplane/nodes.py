@@ -54,7 +54,8 @@ def node_scripts(
             continue
         parts = [underlay.get(node, "")]
         if node in addresses.pod_subnets:
-            parts.append(pod_plan.node_setup_script(addresses.pod_subnets[node], mtu))
+            subnet = addresses.pod_subnets[node]
+            parts.append(pod_plan.node_setup_script(subnet, mtu, topology.cluster.cni_plugin))
         # Routers take part in some backends too (bgp: they learn the pod subnets).
         parts.append(backend.get(node, ""))
         if node in addresses.pod_subnets:

@@ -49,47 +49,48 @@ class PodSpec:
         return slug(self.name)
 
 
-def conflist(subnet: IPv4Network, mtu: int) -> dict[str, object]:
-    """The node's CNI network: bridge + host-local IPAM, then portmap for host ports."""
-    return {
-        "cniVersion": "1.0.0",
-        "name": "labkit",
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": BRIDGE,
-                "isGateway": True,
-                "ipMasq": False,  # pod-to-pod traffic keeps the pod's own source IP
-                "hairpinMode": True,  # a pod may reach itself through its service
-                "mtu": mtu,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [
-                        [{"subnet": str(subnet), "gateway": str(subnet.network_address + 1)}]
-                    ],
-                    "routes": [{"dst": "0.0.0.0/0"}],
-                },
-            },
-            {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
-        ],
+def conflist(subnet: IPv4Network, mtu: int, plugin: str = "bridge") -> dict[str, object]:
+    """The node's CNI network: bridge (or ptp) + host-local IPAM, then portmap for host ports."""
+    ipam = {
+        "type": "host-local",
+        "ranges": [[{"subnet": str(subnet), "gateway": str(subnet.network_address + 1)}]],
+        "routes": [{"dst": "0.0.0.0/0"}],
     }
+    if plugin == "ptp":
+        # The pod's veth gets a /32 route on the node, its peer the gateway address.
+        main: dict[str, object] = {"type": "ptp", "ipMasq": False, "mtu": mtu, "ipam": ipam}
+    else:
+        main = {
+            "type": "bridge",
+            "bridge": BRIDGE,
+            "isGateway": True,
+            "ipMasq": False,  # pod-to-pod traffic keeps the pod's own source IP
+            "hairpinMode": True,  # a pod may reach itself through its service
+            "mtu": mtu,
+            "ipam": ipam,
+        }
+    portmap = {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
+    return {"cniVersion": "1.0.0", "name": "labkit", "plugins": [main, portmap]}
 
 
-def node_setup_script(subnet: IPv4Network, mtu: int) -> str:
+def node_setup_script(subnet: IPv4Network, mtu: int, plugin: str = "bridge") -> str:
     """Per node, before any pod: the CNI config and the kernel knobs pods rely on."""
-    return script(
-        [
-            write_file(CONFLIST_PATH, json.dumps(conflist(subnet, mtu), indent=2)),
-            # Bridged pod traffic must traverse netfilter, or a pod calling a
-            # service whose endpoint is on the same bridge is never DNATed back.
-            "sysctl -qw net.bridge.bridge-nf-call-iptables=1",
-            "sysctl -qw net.ipv4.ip_forward=1",
-            # The node sends the ICMP errors of policy REJECTs: unlimited, so that
-            # back-to-back denials all fail at once (the kernel allows 6, then 1/s).
-            NO_ICMP_ERROR_LIMIT,
-            f"mkdir -p {STATE_DIR} {LOG_DIR}",
-        ]
-    )
+    lines = [
+        write_file(CONFLIST_PATH, json.dumps(conflist(subnet, mtu, plugin), indent=2)),
+        # Bridged pod traffic must traverse netfilter, or a pod calling a
+        # service whose endpoint is on the same bridge is never DNATed back.
+        "sysctl -qw net.bridge.bridge-nf-call-iptables=1",
+        "sysctl -qw net.ipv4.ip_forward=1",
+        # The node sends the ICMP errors of policy REJECTs: unlimited, so that
+        # back-to-back denials all fail at once (the kernel allows 6, then 1/s).
+        NO_ICMP_ERROR_LIMIT,
+        f"mkdir -p {STATE_DIR} {LOG_DIR}",
+    ]
+    if plugin == "ptp":
+        # No bridge holds the block: an address no pod has is refused here, as
+        # Calico's blackhole does, instead of following the default route out.
+        lines.append(f"ip route replace unreachable {subnet}")
+    return script(lines)
 
 
 def container_names(commands: tuple[str, ...] | list[str]) -> dict[str, str]:

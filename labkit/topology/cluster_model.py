@@ -19,6 +19,9 @@ ProxyMode = Literal["iptables", "nftables", "ipvs"]
 # bridge: the engine's Linux bridge (the host's netfilter sees every frame); macvlan:
 # the nodes' interfaces on one shared parent, frames passed between them directly.
 NetworkDriver = Literal["bridge", "macvlan"]
+# bridge: each node's pods on its cni0 bridge (flannel, kubenet); ptp: each pod's veth
+# routed by a /32, no bridge (kind's kindnet, Calico): one hop less on every packet.
+CniPlugin = Literal["bridge", "ptp"]
 
 
 class Impairment(Strict):
@@ -129,6 +132,11 @@ class Cluster(Strict):
     )
     service_cidr: IPv4Network = IPv4Network("10.96.0.0/12")
     backend: Backend = "vxlan"
+    cni_plugin: CniPlugin = Field(
+        default="bridge",
+        description="How each pod is wired: bridge (the node's cni0 bridge, as flannel) or "
+        "ptp (a veth routed by a /32 route, no bridge, as kindnet and Calico: faster)",
+    )
     proxy_mode: ProxyMode = "iptables"
     iptables_backend: Literal["nft", "legacy"] = Field(
         default="nft",

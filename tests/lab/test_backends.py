@@ -1,5 +1,6 @@
 """Every pod-network backend on the same layout (topologies/backend-*.yaml):
-two nodes on one underlay, two pods per node. One lab per backend, in turn.
+two nodes on one underlay, two pods per node. One lab per backend, in turn;
+then pods wired by CNI ptp instead of the bridge (topologies/pod-ptp.yaml).
 
 Each backend passes the same contract (same node, across nodes, node to
 remote pod, full matrix, the largest unfragmented packet, data intact, the
@@ -231,6 +232,62 @@ class TestBgp(BackendContract):
         finally:
             lab.routing.freeze_bird(frozen, False)
             lab.routing.wait_bgp_converged()
+
+
+@pytest.mark.topology("pod-ptp")
+class TestPtpPods(BackendContract):
+    """cluster.cni_plugin: ptp (kindnet, Calico): a routed veth per pod, no bridge."""
+
+    WIRE = f"udp dst port {vxlan.PORT}"
+
+    def test_no_bridge_each_pod_is_a_host_route_to_its_veth(self, lab):
+        assert lab.describe()["cni_plugin"] == "ptp"
+        node = lab.node("node-1")
+        assert "cni0" not in node.exec("ip -br link").stdout
+        for pod in ("web-1", "client-1"):
+            route = node.exec(f"ip route get {lab.pod(pod).ip}").stdout
+            assert f"{lab.pod(pod).ip} dev veth" in route, route
+
+    def test_an_address_no_pod_has_is_refused_by_its_node(self, lab):
+        """No bridge holds the block: the node's unreachable route answers at once
+        (without it the packet would follow the node's default route out)."""
+        subnet = lab.addresses.pod_subnets["node-1"]
+        free = subnet.network_address + 200
+        assert free not in lab.addresses.pod_ips.values()
+        result = lab.pod("client-2").ping(free, count=1)
+        assert result.status == "unreachable", result
+        assert lab.pod("client-1").tcp(free, 80).status == "unreachable"
+
+    def test_a_pod_reaches_itself_through_its_service_masqueraded(self, lab):
+        web = lab.pod("web-1")
+        answer = web.http(lab.service("solo").vip, 80)
+        assert answer.ok and answer.pod == "web-1", answer
+        assert answer.client_ip == str(lab.addresses.gateway("node-1")), answer
+
+    def test_a_neighbour_reaches_a_service_endpoint_on_its_node_with_its_own_address(self, lab):
+        client = lab.pod("client-1")
+        answer = client.http(lab.service("solo").vip, 80)
+        assert answer.ok and answer.pod == "web-1" and answer.client_ip == str(client.ip), answer
+
+    def test_node_port_on_either_node(self, lab):
+        port = lab.service("web").node_port(80)
+        for node in ("node-1", "node-2"):
+            answer = lab.pod("client-2").http(lab.node(node), port)
+            assert answer.ok and answer.pod in ("web-1", "web-2"), (node, answer)
+
+    def test_policy_isolates_a_pod_from_its_neighbour_and_the_other_node(self, lab):
+        web = lab.pod("web-1")
+        lab.set_policies(
+            {"solo-from-none": {"pod_selector": {"match_labels": {"solo": "yes"}},
+                                "policy_types": ["Ingress"]}}
+        )  # fmt: skip
+        try:
+            for client in ("client-1", "client-2"):
+                assert lab.pod(client).tcp(web, 9000).status == "denied", client
+            assert lab.pod("client-1").tcp(lab.pod("web-2"), 9000, payload="hi\n").ok
+        finally:
+            lab.set_policies({})
+        assert lab.pod("client-1").tcp(web, 9000, payload="hi\n").served_by == "web-1"
 
 
 def _wait_withdrawn(lab, watcher, subnet, within: float, what: str) -> None:

@@ -123,6 +123,14 @@ def test_a_backend_on_macvlan_is_its_topology_with_every_network_a_macvlan():
     assert paths.backend_topology("vxlan").networks["underlay"].driver == "bridge"
 
 
+def test_a_backend_with_ptp_pods_is_its_topology_with_the_ptp_plugin():
+    ptp = paths.backend_topology("host-gw@macvlan+ptp")
+    assert ptp.name == "backend-host-gw-macvlan-ptp"
+    assert ptp.cluster.cni_plugin == "ptp" and ptp.cluster.backend == "host-gw"
+    assert {n.driver for n in ptp.networks.values()} == {"macvlan"}
+    assert paths.backend_topology("host-gw").cluster.cni_plugin == "bridge"
+
+
 def test_table_and_chart(tmp_path):
     results = fake_run()
     out = io.StringIO()

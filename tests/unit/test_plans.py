@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from ipaddress import IPv4Address, IPv4Network
 
-from labkit.dataplane import backends, pods, vxlan
+from labkit.dataplane import backends, nodes, pods, vxlan
 from labkit.dataplane.script import commands
 from labkit.topology import parse_topology, plan_addresses
 
@@ -27,6 +27,24 @@ def test_conflist_is_bridge_host_local_and_portmap():
     assert bridge["ipMasq"] is False and bridge["mtu"] == 1450
     assert bridge["ipam"]["ranges"] == [[{"subnet": "10.244.1.0/24", "gateway": "10.244.1.1"}]]
     assert portmap == {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
+
+
+def test_ptp_conflist_routes_each_pod_and_the_node_refuses_the_rest_of_its_block():
+    subnet = IPv4Network("10.244.1.0/24")
+    ptp, portmap = pods.conflist(subnet, 1450, "ptp")["plugins"]  # type: ignore[misc]
+    assert ptp["type"] == "ptp" and ptp["ipMasq"] is False and ptp["mtu"] == 1450
+    assert ptp["ipam"]["ranges"] == [[{"subnet": "10.244.1.0/24", "gateway": "10.244.1.1"}]]
+    assert portmap["type"] == "portmap"
+    setup = pods.node_setup_script(subnet, 1450, "ptp")
+    assert "ip route replace unreachable 10.244.1.0/24" in setup
+    assert "unreachable" not in pods.node_setup_script(subnet, 1450)
+
+
+def test_the_topology_picks_the_plugin_every_node_is_set_up_with():
+    topology = parse_topology(TOPOLOGY.replace("pods:", "cluster: {cni_plugin: ptp}\npods:"))
+    scripts = nodes.node_scripts(topology, plan_addresses(topology))
+    assert all('"type": "ptp"' in text for text in scripts.values())
+    assert parse_topology(TOPOLOGY).cluster.cni_plugin == "bridge"
 
 
 def test_container_names_are_program_names_numbered_when_repeated():

@@ -161,3 +161,47 @@ def test_the_batch_program_sends_count_echoes_and_counts_the_answers():
     )
     assert answered.ok and (answered.sent, answered.received) == (3, 3), answered
     assert not unrouted.ok and (unrouted.sent, unrouted.received) == (0, 0), unrouted
+
+
+# iputils ping's own output (Debian 12), one case per outcome.
+PING_OK = """PING 10.244.0.2 (10.244.0.2) 56(84) bytes of data.
+64 bytes from 10.244.0.2: icmp_seq=1 ttl=64 time=0.061 ms
+
+--- 10.244.0.2 ping statistics ---
+1 packets transmitted, 1 received, 0% packet loss, time 0ms
+rtt min/avg/max/mdev = 0.061/0.061/0.061/0.000 ms
+"""
+PING_UNREACHABLE = """PING 10.244.0.200 (10.244.0.200) 56(84) bytes of data.
+From 10.244.0.0 icmp_seq=1 Destination Host Unreachable
+
+--- 10.244.0.200 ping statistics ---
+1 packets transmitted, 0 received, +1 errors, 100% packet loss, time 0ms
+"""
+PING_FILTERED = PING_UNREACHABLE.replace("Destination Host Unreachable", "Packet filtered")
+PING_SILENT = """PING 10.244.9.9 (10.244.9.9) 56(84) bytes of data.
+
+--- 10.244.9.9 ping statistics ---
+2 packets transmitted, 0 received, 100% packet loss, time 1001ms
+"""
+
+
+@pytest.mark.parametrize(
+    ("output", "status", "received"),
+    [(PING_OK, "ok", 1), (PING_UNREACHABLE, "unreachable", 0), (PING_FILTERED, "denied", 0),
+     (PING_SILENT, "timeout", 0)],
+)  # fmt: skip
+def test_ping_outcome_from_its_output(output, status, received):
+    result = probes.parse_ping(output)
+    assert (result.status, result.received) == (status, received), result
+
+
+def test_ping_prints_each_packet_so_an_icmp_error_is_seen():
+    sent = []
+
+    class Recorder(LocalEndpoint):
+        def exec(self, command, *, check=True, timeout=None):
+            sent.append(command)
+            return ExecResult(1, PING_UNREACHABLE, "")
+
+    assert probes.ping(Recorder(), "10.244.0.200", count=1).status == "unreachable"
+    assert " -q" not in sent[0]
