@@ -77,16 +77,17 @@ def node_setup_script(subnet: IPv4Network, mtu: int, plugin: str = "bridge") -> 
     """Per node, before any pod: the CNI config and the kernel knobs pods rely on."""
     lines = [
         write_file(CONFLIST_PATH, json.dumps(conflist(subnet, mtu, plugin), indent=2)),
-        # Bridged pod traffic must traverse netfilter, or a pod calling a
-        # service whose endpoint is on the same bridge is never DNATed back.
-        "sysctl -qw net.bridge.bridge-nf-call-iptables=1",
         "sysctl -qw net.ipv4.ip_forward=1",
         # The node sends the ICMP errors of policy REJECTs: unlimited, so that
         # back-to-back denials all fail at once (the kernel allows 6, then 1/s).
         NO_ICMP_ERROR_LIMIT,
         f"mkdir -p {STATE_DIR} {LOG_DIR}",
     ]
-    if plugin == "ptp":
+    if plugin == "bridge":
+        # Bridged pod traffic must traverse netfilter, or a pod calling a
+        # service whose endpoint is on the same bridge is never DNATed back.
+        lines.insert(1, "sysctl -qw net.bridge.bridge-nf-call-iptables=1")
+    else:
         # No bridge holds the block: an address no pod has is refused here, as
         # Calico's blackhole does, instead of following the default route out.
         lines.append(f"ip route replace unreachable {subnet}")

@@ -101,7 +101,8 @@ class PolicyLayer(BaseLayer):
     def check(self, cluster: Cluster) -> None:
         features.require("iptables", "network policy")
         features.require("conntrack", "network policy (stateful rules)")
-        features.require("br_netfilter", "network policy between pods of one node")
+        if cluster.topology.cluster.cni_plugin == "bridge":  # ptp pods are routed, never bridged
+            features.require("br_netfilter", "network policy between pods of one node")
 
     def apply(self, cluster: Cluster) -> None:
         push(cluster, force=True)

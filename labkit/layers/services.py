@@ -203,10 +203,9 @@ def resync(cluster: Cluster) -> SyncReport:
 
 def _features(cluster: Cluster) -> list[tuple[str, str]]:
     mode = cluster.topology.cluster.proxy_mode
-    needed = [
-        ("conntrack", "the service proxy"),
-        ("br_netfilter", "services with endpoints on the caller's bridge"),
-    ]
+    needed = [("conntrack", "the service proxy")]
+    if cluster.topology.cluster.cni_plugin == "bridge":  # ptp pods are routed, never bridged
+        needed.append(("br_netfilter", "services with endpoints on the caller's bridge"))
     if mode == "ipvs":
         # First: on a host without IPVS that is the reason given.
         return [

@@ -171,3 +171,30 @@ def test_a_capture_writes_the_stream_and_stops_tcpdump(lab, runtime):
     assert sink.getvalue() == b"PCAP"
     assert any("kill -INT" in c for c in runtime.execs_on("fake-node-1"))
     assert os.path.basename(one.command.split("/run/labkit-capture/")[1].split(".pid")[0]) == one.id
+
+
+PODS_AND_A_SERVICE = """\
+name: t
+nodes:
+  node-1: {}
+cluster: {cni_plugin: CNI, dns: false}
+pods:
+  web: {node: node-1, labels: {app: web}, run: [echo-server]}
+services:
+  web: {selector: {app: web}, ports: [{port: 80, target_port: 8080}]}
+policies:
+  deny: {pod_selector: {match_labels: {app: web}}, policy_types: [Ingress]}
+"""
+
+
+def test_without_bridge_netfilter_only_ptp_pods_run_services_and_policies(
+    runtime, host_has_everything
+):
+    host_has_everything["br_netfilter"] = {"ok": False, "detail": "not loaded"}
+    with pytest.raises(FeatureMissing, match="br_netfilter"):
+        Lab.up(parse_topology(PODS_AND_A_SERVICE.replace("CNI", "bridge")), runtime=runtime)
+    assert not [c for c in runtime.calls if c[0] in ("create_network", "create_node")]
+    lab = Lab.up(parse_topology(PODS_AND_A_SERVICE.replace("CNI", "ptp")), runtime=runtime)
+    script = "\n".join(runtime.execs_on("t-node-1"))
+    assert "bridge-nf-call-iptables" not in script and '"type": "ptp"' in script
+    lab.down()
