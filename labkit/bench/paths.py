@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from labkit import expect
@@ -54,12 +55,12 @@ from labkit.lab import Lab
 from labkit.layers.convergence import check_pod_network
 from labkit.runtime.docker import DockerRuntime
 from labkit.topology import Topology, load_topology
+from labkit.topology.cluster_model import Network
 
-BACKENDS = (
-    "vxlan", "host-gw", "udp", "bgp", "vxlan@9000", "host-gw@9000",
-    "vxlan@macvlan", "host-gw@macvlan", "bgp@macvlan", "vxlan@macvlan+9000",
-    "vxlan@ptp", "host-gw@ptp", "bgp@ptp", "host-gw@macvlan+ptp",
-)  # fmt: skip
+BASES = ("vxlan", "host-gw", "udp", "bgp")  # each has topologies/backend-<base>.yaml
+# What a name may add after `@`, joined by `+`: an MTU, the macvlan underlay, ptp pods.
+VARIANTS = ("<mtu>", "macvlan", "ptp")
+EXAMPLES = ("vxlan@9000", "host-gw@macvlan", "bgp@ptp", "vxlan@macvlan+9000+ptp")
 PATHS = {
     "baseline": "node-1 -> node-2 over the underlay",
     "same-node": "client-1 -> web-1 through the node (its bridge, or ptp routes)",
@@ -173,6 +174,22 @@ def measure_path(client: Endpoint, server: Endpoint, mtu: int, seconds: float) -
 
 
 # -- one backend -------------------------------------------------------------------------
+
+
+def backend_problem(name: str) -> str | None:
+    """Why `name` names no backend variant the bench can build (None: it does)."""
+    base, _, variant = name.partition("@")
+    if base not in BASES:
+        return f"{name!r}: no backend {base!r} (one of {', '.join(BASES)})"
+    for token in variant.split("+") if variant else ():
+        if token.isdigit():
+            try:
+                Network(mtu=int(token))
+            except ValidationError:
+                return f"{name!r}: MTU {token} is outside 68..65535"
+        elif token not in VARIANTS:
+            return f"{name!r}: {token!r} is none of {', '.join(VARIANTS)}"
+    return None
 
 
 def backend_topology(name: str) -> Topology:

@@ -60,12 +60,13 @@ def bench_paths(
     png: Annotated[Path, typer.Option(help="Bar chart")] = Path("bench-results/paths.png"),
 ) -> None:
     """Each backend's data paths against the underlay: iperf3 TCP/UDP, sockperf RTT."""
-    from labkit.bench.paths import BACKENDS, run
+    from labkit.bench.paths import EXAMPLES, backend_problem, run
 
     names = csv(backends)
-    unknown = sorted(set(names) - set(BACKENDS))
-    if unknown:
-        raise UsageError(f"unknown backend(s) {', '.join(unknown)} (known: {', '.join(BACKENDS)})")
+    problems = [problem for problem in map(backend_problem, names) if problem]
+    if problems:
+        shown = "; ".join(problems)
+        raise UsageError(f"unknown backend(s): {shown} (e.g. {', '.join(EXAMPLES)})")
     run(backend_names=names, repeats=repeats, seconds=seconds, out=out, png=png, console=console())
 
 

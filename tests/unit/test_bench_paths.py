@@ -152,3 +152,24 @@ def test_a_busy_host_is_named_as_the_reason_for_missed_goals():
     assert paths.busy_note(results) == ""
     results["host"]["load_1min"] = [1.0, 9.5]
     assert "load average up to 9.5 on 2 CPUs" in paths.busy_note(results)
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [("host-gw", None), ("vxlan@macvlan+9000+ptp", None), ("bgp@ptp", None),
+     ("geneve", "no backend 'geneve'"), ("vxlan@9", "MTU 9 is outside 68..65535"),
+     ("vxlan@ipvlan", "'ipvlan' is none of <mtu>, macvlan, ptp")],
+)  # fmt: skip
+def test_a_backend_name_is_a_backend_and_known_variants(name, problem):
+    found = paths.backend_problem(name)
+    assert found is None if problem is None else problem in (found or ""), found
+
+
+def test_an_unknown_backend_is_refused_with_exit_code_2_before_any_lab():
+    from typer.testing import CliRunner
+
+    from labkit.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "paths", "--backends", "vxlan,vxlan@jumbo"])
+    assert result.exit_code == 2, result.output
+    assert "'vxlan@jumbo': 'jumbo' is none of <mtu>, macvlan, ptp" in result.output
