@@ -8,7 +8,7 @@ between the nodes, as on a physical segment), `<backend>@ptp` with pods wired
 by CNI ptp (a routed veth per pod, no pod bridge). Each lab
 measures its two pod paths:
 
-- same node: pod to pod through the node's bridge;
+- same node: pod to pod through the node (its bridge, or ptp's routes);
 - cross node: pod to pod through the backend;
 
 against the baseline: node-1 to node-2 over the underlay, which no backend

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from labkit.dataplane.script import batch, q, script, write_file
+from labkit.topology.cluster_model import CniPlugin
 from labkit.topology.model import key_name, slug
 
 CONFLIST_PATH = "/etc/cni/net.d/10-labkit.conflist"
@@ -49,7 +50,7 @@ class PodSpec:
         return slug(self.name)
 
 
-def conflist(subnet: IPv4Network, mtu: int, plugin: str = "bridge") -> dict[str, object]:
+def conflist(subnet: IPv4Network, mtu: int, plugin: CniPlugin = "bridge") -> dict[str, object]:
     """The node's CNI network: bridge (or ptp) + host-local IPAM, then portmap for host ports."""
     ipam = {
         "type": "host-local",
@@ -73,7 +74,7 @@ def conflist(subnet: IPv4Network, mtu: int, plugin: str = "bridge") -> dict[str,
     return {"cniVersion": "1.0.0", "name": "labkit", "plugins": [main, portmap]}
 
 
-def node_setup_script(subnet: IPv4Network, mtu: int, plugin: str = "bridge") -> str:
+def node_setup_script(subnet: IPv4Network, mtu: int, plugin: CniPlugin = "bridge") -> str:
     """Per node, before any pod: the CNI config and the kernel knobs pods rely on."""
     lines = [
         write_file(CONFLIST_PATH, json.dumps(conflist(subnet, mtu, plugin), indent=2)),
