@@ -5,6 +5,9 @@ host that carries no address and leaves with the lab."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ from labkit import Lab, parse_topology
 from labkit.dataplane import backends
 from labkit.runtime.base import network_name
 from labkit.runtime.docker import DockerRuntime
-from labkit.runtime.macvlan_parent import ALIAS, is_parent
+from labkit.runtime.macvlan_parent import ALIAS, PREFIX, is_parent
 
 # The parent pair lives in the engine's host namespace: this host's, unless DOCKER_HOST
 # names another machine.
@@ -75,3 +78,58 @@ def test_down_takes_the_parent_pair_with_the_network():
         lab.down()
     assert not host_link(parent).exists()
     assert not host_link(parent[:-1] + "b").exists()
+
+
+def lab_pairs(lab: str) -> list[str]:
+    """The host's parent ends that name `lab` in their alias."""
+    return sorted(
+        link.name
+        for link in Path("/sys/class/net").iterdir()
+        if link.name.startswith(PREFIX) and _alias(link) == ALIAS + lab
+    )
+
+
+def _alias(link: Path) -> str:
+    try:
+        return (link / "ifalias").read_text().strip()
+    except OSError:  # gone meanwhile
+        return ""
+
+
+@pytest.mark.parametrize("moment", ["pair", "network"])
+def test_a_run_killed_after_making_its_pair_leaves_nothing_after_the_next_up(tmp_path, moment):
+    """kill -9 of `labkit up` once its parent pair exists (its network not yet, or made):
+    the next `up` of that name reclaims the lab, pair included, and its `down` leaves none."""
+    name = f"macvlan-kill-{moment}"
+    lab_name = os.environ.get("LABKIT_NAME_PREFIX", "") + name
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(
+        f"name: {name}\nnetworks:\n  u: {{driver: macvlan}}\n"
+        "nodes:\n  node-1: {networks: [u]}\n  node-2: {networks: [u]}\n"
+    )
+    runtime = DockerRuntime()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "labkit", "up", str(path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    network = network_name(lab_name, "u")
+    try:
+        deadline = time.monotonic() + 60
+        while not (lab_pairs(lab_name) if moment == "pair" else _network_exists(runtime, network)):
+            assert child.poll() is None and time.monotonic() < deadline, "never got there"
+            time.sleep(0.01)
+    finally:
+        child.kill()
+        child.wait(10)
+    assert lab_pairs(lab_name), "the killed run left no pair: nothing was tested"
+    lab = Lab.up(str(path), runtime=runtime)
+    try:
+        assert len(lab_pairs(lab_name)) == 2  # its own pair, made afresh: one, not two
+    finally:
+        lab.down()
+    assert lab_pairs(lab_name) == []
+    assert runtime.labelled(lab_name) == []
+
+
+def _network_exists(runtime: DockerRuntime, network: str) -> bool:
+    return bool(runtime.client.api.networks(names=[network]))
