@@ -19,10 +19,12 @@ import hashlib
 from shlex import quote as q
 from typing import Any
 
+from labkit.errors import LabkitError
 from labkit.runtime.base import LAB_LABEL
 
 PREFIX = "lkm"  # every parent's name starts so: lkm + 10 hex + a|b (15 chars at most)
 ALIAS = "labkit-lab="
+DONE = "labkit-macvlan-parent: done"
 
 
 def parent_name(network: str) -> str:
@@ -63,15 +65,25 @@ def sweep_script(lab: str | None) -> str:
 
 
 def run_on_engine_host(client: Any, image: str, script: str) -> None:
-    """`script` in the engine's host network namespace (a container that only runs `ip`)."""
-    client.containers.run(
+    """`script` in the engine's host network namespace (a container that only runs `ip`).
+
+    As `docker run --rm` does: the engine removes the container when it exits
+    (auto_remove), so a caller killed meanwhile leaves none behind; its stderr
+    is read through an attach made before the start, and a last line says the
+    script got to its end (the exit code is gone with the container).
+    """
+    api = client.api
+    created = api.create_container(
         image,
-        ["sh", "-ec", script],
+        ["sh", "-ec", f"{script}\necho {DONE} >&2"],
         entrypoint=[],
-        network_mode="host",
-        cap_add=["NET_ADMIN"],
-        labels={LAB_LABEL: "probe"},  # a killed one: `remove_dead_probes`
-        remove=True,
-        stdout=False,
-        stderr=True,
+        labels={LAB_LABEL: "probe"},  # killed before its start: `remove_dead_probes`
+        host_config=api.create_host_config(
+            network_mode="host", cap_add=["NET_ADMIN"], auto_remove=True
+        ),
     )
+    stderr = api.attach(created["Id"], stdout=False, stderr=True, stream=True, logs=True)
+    api.start(created["Id"])
+    said = b"".join(stderr).decode(errors="replace")
+    if DONE not in said:
+        raise LabkitError(f"on the engine's host, `ip` failed: {said.strip()[-500:]}")

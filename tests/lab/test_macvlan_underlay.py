@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from labkit import Lab, parse_topology
+from labkit import Lab, expect, parse_topology
 from labkit.dataplane import backends
-from labkit.runtime.base import network_name
+from labkit.errors import LabkitError
+from labkit.runtime.base import LAB_LABEL, network_name
 from labkit.runtime.docker import DockerRuntime
-from labkit.runtime.macvlan_parent import ALIAS, PREFIX, is_parent
+from labkit.runtime.macvlan_parent import ALIAS, PREFIX, is_parent, run_on_engine_host
 
 # The parent pair lives in the engine's host namespace: this host's, unless DOCKER_HOST
 # names another machine.
@@ -133,3 +134,16 @@ def test_a_run_killed_after_making_its_pair_leaves_nothing_after_the_next_up(tmp
 
 def _network_exists(runtime: DockerRuntime, network: str) -> bool:
     return bool(runtime.client.api.networks(names=[network]))
+
+
+def test_a_failed_script_on_the_engines_host_says_why_and_leaves_no_container():
+    runtime = DockerRuntime()
+    before = runtime.client.api.containers(all=True, filters={"label": f"{LAB_LABEL}=probe"})
+    with pytest.raises(LabkitError, match='Cannot find device "lkm0000000000a"'):
+        run_on_engine_host(runtime.client, runtime.node_image(), "ip link del lkm0000000000a")
+
+    def removed() -> None:  # by the engine, at its exit
+        found = runtime.client.api.containers(all=True, filters={"label": f"{LAB_LABEL}=probe"})
+        assert len(found) <= len(before), found
+
+    expect.eventually(removed, within=10, what="the helper container's removal")
