@@ -90,16 +90,26 @@ class MacvlanEngine(Engine):
         super().__init__()
         self.scripts: list[str] = []
         self.fail_create = fail_create
-        self.client.containers = SimpleNamespace(run=self.run)
+        self.client.api = SimpleNamespace(
+            create_container=self.create_container,
+            create_host_config=lambda **config: config,
+            attach=lambda *_, **__: iter([macvlan_parent.DONE.encode(), b"\n"]),
+            start=lambda _: None,
+        )
 
     def create(self, name: str, **arguments: Any) -> None:
         if self.fail_create:
             raise RuntimeError("the engine refused")
         super().create(name, **arguments)
 
-    def run(self, image: str, command: list[str], **options: Any) -> None:
-        assert options["network_mode"] == "host" and options["cap_add"] == ["NET_ADMIN"]
-        self.scripts.append(command[-1])
+    def create_container(self, image: str, command: list[str], **options: Any) -> dict[str, str]:
+        config = options["host_config"]
+        assert config["network_mode"] == "host" and config["cap_add"] == ["NET_ADMIN"]
+        assert config["auto_remove"]  # a killed caller leaves no container
+        script, _, last = command[-1].rpartition("\n")
+        assert last == f"echo {macvlan_parent.DONE} >&2"
+        self.scripts.append(script)
+        return {"Id": f"helper-{len(self.scripts)}"}
 
 
 def docker_runtime(engine: MacvlanEngine) -> DockerRuntime:
