@@ -87,7 +87,7 @@ def node_setup_script(subnet: IPv4Network, mtu: int, plugin: CniPlugin = "bridge
     if plugin == "bridge":
         # Bridged pod traffic must traverse netfilter, or a pod calling a
         # service whose endpoint is on the same bridge is never DNATed back.
-        lines.insert(1, "sysctl -qw net.bridge.bridge-nf-call-iptables=1")
+        lines.append("sysctl -qw net.bridge.bridge-nf-call-iptables=1")
     else:
         # No bridge holds the block: an address no pod has is refused here, as
         # Calico's blackhole does, instead of following the default route out.

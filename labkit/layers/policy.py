@@ -101,7 +101,7 @@ class PolicyLayer(BaseLayer):
     def check(self, cluster: Cluster) -> None:
         features.require("iptables", "network policy")
         features.require("conntrack", "network policy (stateful rules)")
-        if cluster.topology.cluster.cni_plugin == "bridge":  # ptp pods are routed, never bridged
+        if cluster.topology.cluster.bridged_pods:
             features.require("br_netfilter", "network policy between pods of one node")
 
     def apply(self, cluster: Cluster) -> None:

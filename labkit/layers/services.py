@@ -204,7 +204,7 @@ def resync(cluster: Cluster) -> SyncReport:
 def _features(cluster: Cluster) -> list[tuple[str, str]]:
     mode = cluster.topology.cluster.proxy_mode
     needed = [("conntrack", "the service proxy")]
-    if cluster.topology.cluster.cni_plugin == "bridge":  # ptp pods are routed, never bridged
+    if cluster.topology.cluster.bridged_pods:
         needed.append(("br_netfilter", "services with endpoints on the caller's bridge"))
     if mode == "ipvs":
         # First: on a host without IPVS that is the reason given.

@@ -209,7 +209,7 @@ class DockerRuntime:
             raise
 
     def _on_engine_host(self, script: str) -> None:
-        macvlan_parent.run_on_engine_host(self.client, self.node_image(), script)
+        macvlan_parent.run_script(self.client, self.node_image(), script)
 
     def remove_macvlan_parents(self, lab: str | None = None) -> None:
         """The parent pairs of `lab`'s macvlan networks (None: of every lab) left on the

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from ipaddress import IPv4Network, ip_interface
 
 from labkit.concurrency import parallel
-from labkit.runtime.base import LAB_LABEL
 from labkit.runtime.docker import UNCONFINED, DockerRuntime
+from labkit.runtime.engine_host import run_on_engine_host
 
 # Interfaces that are Docker's or a container's own, not a host's segment.
 NOT_A_SEGMENT = ("lo", "docker", "br-", "veth", "vx-", "vxlan", "ov-", "cni", "flannel")
@@ -111,14 +111,9 @@ def shared_l2(hosts: Mapping[str, DockerRuntime], image: str) -> tuple[bool, str
 def host_network_run(
     runtime: DockerRuntime, image: str, command: str | list[str], *, timeout: float
 ) -> str:
-    """Run a command in a short-lived container in the host's own network namespace."""
+    """A command's stdout, run in the host's own network namespace (engine_host.py)."""
     argv = ["sh", "-c", command] if isinstance(command, str) else command
-    container = runtime.client.containers.run(
-        image, ["timeout", str(int(timeout)), *argv], detach=True, network_mode="host",
-        cap_add=["NET_RAW", "NET_ADMIN"], security_opt=UNCONFINED, labels={LAB_LABEL: "probe"},
-    )  # fmt: skip
-    try:
-        container.wait(timeout=timeout + 5)
-        return bytes(container.logs(stdout=True, stderr=False)).decode(errors="replace")
-    finally:
-        container.remove(force=True)
+    return run_on_engine_host(
+        runtime.client, image, ["timeout", str(int(timeout)), *argv],
+        cap_add=["NET_RAW", "NET_ADMIN"], security_opt=UNCONFINED,
+    ).stdout  # fmt: skip

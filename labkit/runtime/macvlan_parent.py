@@ -8,7 +8,8 @@ veth pair whose ends carry no address, IPv6 off (no link-local address, so
 the host never speaks on the segment), used by nothing but this network.
 
 The engine may be on another machine (DOCKER_HOST), so the pair is made and
-removed by a short-lived container in the engine's host network namespace.
+removed by a short-lived container in the engine's host network namespace
+(engine_host.py).
 Each end's alias names the lab, so `down --all` finds a pair whose network a
 killed run never made.
 """
@@ -20,11 +21,10 @@ from shlex import quote as q
 from typing import Any
 
 from labkit.errors import LabkitError
-from labkit.runtime.base import LAB_LABEL
+from labkit.runtime.engine_host import run_on_engine_host
 
 PREFIX = "lkm"  # every parent's name starts so: lkm + 10 hex + a|b (15 chars at most)
 ALIAS = "labkit-lab="
-DONE = "labkit-macvlan-parent: done"
 
 
 def parent_name(network: str) -> str:
@@ -64,26 +64,8 @@ def sweep_script(lab: str | None) -> str:
     )
 
 
-def run_on_engine_host(client: Any, image: str, script: str) -> None:
-    """`script` in the engine's host network namespace (a container that only runs `ip`).
-
-    As `docker run --rm` does: the engine removes the container when it exits
-    (auto_remove), so a caller killed meanwhile leaves none behind; its stderr
-    is read through an attach made before the start, and a last line says the
-    script got to its end (the exit code is gone with the container).
-    """
-    api = client.api
-    created = api.create_container(
-        image,
-        ["sh", "-ec", f"{script}\necho {DONE} >&2"],
-        entrypoint=[],
-        labels={LAB_LABEL: "probe"},  # killed before its start: `remove_dead_probes`
-        host_config=api.create_host_config(
-            network_mode="host", cap_add=["NET_ADMIN"], auto_remove=True
-        ),
-    )
-    stderr = api.attach(created["Id"], stdout=False, stderr=True, stream=True, logs=True)
-    api.start(created["Id"])
-    said = b"".join(stderr).decode(errors="replace")
-    if DONE not in said:
-        raise LabkitError(f"on the engine's host, `ip` failed: {said.strip()[-500:]}")
+def run_script(client: Any, image: str, script: str) -> None:
+    """`script` (`ip` commands) on the engine's host; a failure says `ip`'s words."""
+    result = run_on_engine_host(client, image, ["sh", "-ec", script], cap_add=["NET_ADMIN"])
+    if not result.ok:
+        raise LabkitError(f"on the engine's host, `ip` failed: {result.output.strip()[-500:]}")

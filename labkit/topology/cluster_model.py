@@ -151,3 +151,8 @@ class Cluster(Strict):
         "martian drop, kube-proxy's default); false: --iptables-localhost-nodeports=false",
     )
     masquerade: Masquerade = Field(default_factory=Masquerade)
+
+    @property
+    def bridged_pods(self) -> bool:
+        """Pods on a bridge: their frames reach iptables only through br_netfilter."""
+        return self.cni_plugin == "bridge"

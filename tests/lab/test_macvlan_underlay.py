@@ -17,7 +17,7 @@ from labkit.dataplane import backends
 from labkit.errors import LabkitError
 from labkit.runtime.base import LAB_LABEL, network_name
 from labkit.runtime.docker import DockerRuntime
-from labkit.runtime.macvlan_parent import ALIAS, PREFIX, is_parent, run_on_engine_host
+from labkit.runtime.macvlan_parent import ALIAS, PREFIX, is_parent, run_script
 
 # The parent pair lives in the engine's host namespace: this host's, unless DOCKER_HOST
 # names another machine.
@@ -140,7 +140,7 @@ def test_a_failed_script_on_the_engines_host_says_why_and_leaves_no_container():
     runtime = DockerRuntime()
     before = runtime.client.api.containers(all=True, filters={"label": f"{LAB_LABEL}=probe"})
     with pytest.raises(LabkitError, match='Cannot find device "lkm0000000000a"'):
-        run_on_engine_host(runtime.client, runtime.node_image(), "ip link del lkm0000000000a")
+        run_script(runtime.client, runtime.node_image(), "ip link del lkm0000000000a")
 
     def removed() -> None:  # by the engine, at its exit
         found = runtime.client.api.containers(all=True, filters={"label": f"{LAB_LABEL}=probe"})

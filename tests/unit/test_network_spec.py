@@ -11,6 +11,7 @@ import pytest
 from labkit.errors import UsageError
 from labkit.runtime import macvlan_parent
 from labkit.runtime.docker import DockerRuntime
+from labkit.runtime.engine_host import EXIT
 from labkit.runtime.fake import FakeRuntime
 from labkit.runtime.network_spec import lab_network
 from labkit.runtime.swarm import SwarmRuntime
@@ -93,7 +94,7 @@ class MacvlanEngine(Engine):
         self.client.api = SimpleNamespace(
             create_container=self.create_container,
             create_host_config=lambda **config: config,
-            attach=lambda *_, **__: iter([macvlan_parent.DONE.encode(), b"\n"]),
+            attach=lambda *_, **__: iter([(None, f"{EXIT} 0\n".encode())]),
             start=lambda _: None,
         )
 
@@ -106,9 +107,8 @@ class MacvlanEngine(Engine):
         config = options["host_config"]
         assert config["network_mode"] == "host" and config["cap_add"] == ["NET_ADMIN"]
         assert config["auto_remove"]  # a killed caller leaves no container
-        script, _, last = command[-1].rpartition("\n")
-        assert last == f"echo {macvlan_parent.DONE} >&2"
-        self.scripts.append(script)
+        assert command[:2] == ["sh", "-c"] and command[-2] == "-ec"  # the exit status told
+        self.scripts.append(command[-1])
         return {"Id": f"helper-{len(self.scripts)}"}
 
 
