@@ -6,9 +6,13 @@ and every `labkit exec` would otherwise pay for loading all of it.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
+import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cache, wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -47,6 +51,24 @@ def err() -> Console:
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+@contextlib.contextmanager
+def progress_line(first: str) -> Iterator[Callable[[str], None]]:
+    """A spinner with the latest step, on a terminal; yields the function that says the
+    next one. Elsewhere (a pipe, CI) nothing would show: rich, which the end's tables
+    need, is loaded meanwhile in a thread, while this one mostly waits on the engine."""
+    if sys.stdout.isatty():
+        with console().status(first) as status:
+            yield lambda message: status.update(message)
+        return
+    threading.Thread(target=_load, args=("rich.console", "rich.table"), daemon=True).start()
+    yield lambda _: None
+
+
+def _load(*modules: str) -> None:
+    for module in modules:
+        importlib.import_module(module)
 
 
 def escape(text: str) -> str:

@@ -19,6 +19,7 @@ from labkit.cli.common import (
     friendly,
     only_lab,
     print_notes,
+    progress_line,
     runtime_from_state,
     runtime_of,
 )
@@ -66,10 +67,10 @@ def up(
     print_notes(given.manifest_notes if files or kube_version else parsed.manifest_notes)
     runtime = runtime_for(hosts_file(hosts), parsed, source=str(path))  # refused here: nothing made
     profiled = ProfiledRuntime(runtime) if profile else None
-    with console().status(f"bringing up {parsed.name}") as status:
+    with progress_line(f"bringing up {parsed.name}") as progress:
         # By hand: kept on purpose, so a later run never reclaims it as stale.
         lab = Lab.up(
-            given, name=name, progress=lambda message: status.update(message), keep=True, source=str(path),
+            given, name=name, progress=progress, keep=True, source=str(path),
             runtime=cast("Runtime", profiled) if profiled else runtime,  # timed: every call passed on
         )  # fmt: skip
     console().print(f"[green]lab {lab.name} is up[/green] in {lab.timings['up']:.1f} s")

@@ -92,3 +92,49 @@ def test_the_quick_exit_leaves_a_thread_still_running_to_python() -> None:
         _exit_code.clear()
         started.set()
         worker.join()
+
+
+def _verbs() -> list[str]:
+    from typer.main import get_command_name
+
+    from labkit.cli import app
+
+    commands = [
+        info.name or get_command_name(info.callback.__name__)
+        for info in app.registered_commands
+        if info.callback
+    ]
+    return commands + [info.name for info in app.registered_groups if info.name]
+
+
+def test_a_run_converts_only_the_verb_it_names_and_every_verb_stays_reachable() -> None:
+    from typer.main import get_command
+    from typer.testing import CliRunner
+
+    from labkit.cli import app
+    from labkit.cli.one_verb import one_verb
+
+    verbs = _verbs()
+    assert len(verbs) > 20 and {"up", "down", "exec", "bench", "pod"} <= set(verbs)
+    for verb in verbs:
+        cut = one_verb(app, [verb, "--help"])
+        listed = get_command(cut).list_commands(None)  # type: ignore[attr-defined,arg-type]
+        assert sorted(listed) in ([verb], sorted([verb, "labkit-one-verb"]))
+        shown = CliRunner().invoke(cut, [verb, "--help"], prog_name="labkit")
+        assert shown.exit_code == 0, (verb, shown.output)
+        assert f"Usage: labkit {verb}" in shown.output
+        assert "labkit-one-verb" not in shown.output
+
+
+def test_no_verb_or_an_unknown_one_gets_the_whole_app_and_its_suggestions() -> None:
+    from typer.testing import CliRunner
+
+    from labkit.cli import app
+    from labkit.cli.one_verb import one_verb
+
+    for args in ([], ["--help"], ["stat"]):
+        assert one_verb(app, args) is app
+    listed = CliRunner().invoke(app, ["--help"], prog_name="labkit").output
+    assert "up" in listed and "labkit-one-verb" not in listed
+    typo = CliRunner().invoke(app, ["stat"], prog_name="labkit")
+    assert typo.exit_code == 2 and "Did you mean" in typo.output
