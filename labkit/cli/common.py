@@ -169,6 +169,22 @@ def csv(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def recorded_target(target: str, lab_name: str | None) -> tuple[str, str | None] | None:
+    """A node's or pod's container and network namespace (None: the node's own), as
+    its lab's state recorded them, for a lab on this machine's engine: found without
+    loading the lab. None where that is not enough (hosts, a name given another way)."""
+    from labkit.core import state
+    from labkit.runtime.select import hosts_file
+
+    if hosts_file():
+        return None
+    extras = state.extras(only_lab(lab_name))
+    if not extras or extras.get("hosts"):
+        return None
+    found = (extras.get("exec_targets") or {}).get(target)
+    return (found[0], found[1]) if found else None
+
+
 def lab_of_endpoint(target: str, lab_name: str | None) -> tuple[Any, Any]:
     lab = attach_lab(lab_name)
     return lab, lab.endpoint(target)

@@ -9,7 +9,15 @@ from typing import Annotated
 
 import typer
 
-from labkit.cli.common import app, attach_lab, console, friendly, lab_of_endpoint
+from labkit.cli.common import (
+    app,
+    attach_lab,
+    console,
+    engine,
+    friendly,
+    lab_of_endpoint,
+    recorded_target,
+)
 
 
 @app.command(
@@ -23,8 +31,15 @@ def exec_(
 ) -> None:
     """Run a command on a node or in a pod's network namespace."""
 
-    _, endpoint = lab_of_endpoint(target, lab_name)
-    result = endpoint.exec(shlex.join(command), check=False)
+    text = shlex.join(command)
+    if recorded := recorded_target(target, lab_name):
+        from labkit.dataplane.script import in_netns
+
+        container, netns = recorded
+        result = engine().exec(container, in_netns(netns, text) if netns else text, check=False)
+    else:
+        _, endpoint = lab_of_endpoint(target, lab_name)
+        result = endpoint.exec(text, check=False)
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     raise typer.Exit(result.exit_code)

@@ -10,7 +10,7 @@ from labkit.core import probes
 from labkit.core.endpoint import Endpoint, Target
 from labkit.dataplane import pods as pod_plan
 from labkit.dataplane import readiness as readiness_plan
-from labkit.dataplane.script import q
+from labkit.dataplane.script import in_netns
 from labkit.dataplane.vxlan import underlay_device
 from labkit.runtime.base import ExecResult
 from labkit.topology.model import slug
@@ -152,9 +152,7 @@ class PodHandle(Probing):
         """Run a shell command inside the pod's network namespace (a hostNetwork pod's: the node's)."""
         if self.spec.host_network:
             return self.node.exec(command, check=check, timeout=timeout)
-        return self.node.exec(
-            f"ip netns exec {q(slug(self.name))} sh -c {q(command)}", check=check, timeout=timeout
-        )
+        return self.node.exec(in_netns(slug(self.name), command), check=check, timeout=timeout)
 
     # -- the pod's containers (processes) ---------------------------------
 

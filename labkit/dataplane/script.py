@@ -11,6 +11,11 @@ def q(value: object) -> str:
     return shlex.quote(str(value))
 
 
+def in_netns(netns: str, command: str) -> str:
+    """`command` (shell) run in the network namespace `netns` of the node it runs on."""
+    return f"ip netns exec {q(netns)} sh -c {q(command)}"
+
+
 def script(lines: Iterable[str]) -> str:
     """A fail-fast script from command lines (empty lines dropped)."""
     body = [line for line in lines if line]

@@ -37,6 +37,19 @@ def test_exec_runs_in_the_pods_namespace_and_passes_the_exit_code(lab):
     assert failed.returncode == 7
 
 
+def test_exec_finds_a_pod_by_namespace_and_name(lab):
+    added = labkit("pod", "add", "--lab", lab.name, "visitor", "--namespace", "shop")
+    assert added.returncode == 0, added.stderr
+    try:
+        result = labkit("exec", "--lab", lab.name, "shop/visitor", "--", "ip", "-4", "-o", "addr")
+        assert result.returncode == 0, result.stderr
+        shown = labkit("status", lab.name, "--json")
+        ip = next(p["ip"] for p in json.loads(shown.stdout)["pods"] if p["name"] == "visitor")
+        assert f"{ip}/24" in result.stdout
+    finally:
+        assert labkit("pod", "delete", "--lab", lab.name, "shop/visitor").returncode == 0
+
+
 def test_exec_on_an_unknown_target_names_what_exists(lab):
     result = labkit("exec", "--lab", lab.name, "nope", "--", "true")
     assert result.returncode == 2

@@ -9,10 +9,12 @@ from fake_topologies import TWO_NODES, cni_add, echoes
 
 from labkit import Lab, parse_topology
 from labkit import lab as lab_module
+from labkit.core import state as state_store
 from labkit.errors import LabkitError, UsageError
 from labkit.layers.readiness import MARK
 from labkit.runtime.base import ExecError
 from labkit.topology.loader import load_topology as load
+from labkit.topology.model import slug
 
 TOPOLOGY = TWO_NODES
 
@@ -231,3 +233,26 @@ def test_dns_pods_that_never_answered_in_the_scripts_are_waited_for_at_apply(run
 def test_without_services_no_node_script_probes_readiness(runtime):
     Lab.up(parse_topology(TWO_NODES), runtime=runtime)
     assert not [c for _, c in runtime.execs if MARK in c]  # no one would take the answer
+
+
+def _where(handle) -> list[str | None]:
+    """(container, netns) of what `endpoint` resolved: what a run of `exec` there uses."""
+    if hasattr(handle, "spec"):  # a pod
+        return [handle.node.container, None if handle.spec.host_network else slug(handle.name)]
+    return [handle.container, None]
+
+
+def test_the_saved_exec_targets_are_where_the_loaded_lab_finds_each_name(lab, runtime):
+    lab.add_pod("c", {"node": "node-2", "namespace": "shop"})
+    lab.add_pod("n", {"node": "node-1", "host_network": True})
+    lab.move_pod("a", "node-2")
+    saved = state_store.extras("fake")["exec_targets"]
+    assert saved["a"] == ["fake-node-2", "a"] and saved["n"] == ["fake-node-1", None]
+    assert saved["shop/c"] == saved["c"] == ["fake-node-2", "c"]
+    attached = Lab.attach("fake", runtime).cluster
+    for name, where in saved.items():
+        assert _where(attached.endpoint(name)) == where, name
+    assert set(saved) == {"node-1", "node-2", "a", "b", "c", "n", "default/a", "default/b",
+                          "default/n", "shop/c"}  # fmt: skip
+    lab.delete_pod("shop/c")  # NS/NAME of a pod keyed by its name alone
+    assert "c" not in state_store.extras("fake")["exec_targets"]
