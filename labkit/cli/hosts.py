@@ -8,6 +8,7 @@ labkit hosts init FILE          # form a swarm of the file's hosts
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -39,14 +40,15 @@ def describe_with_hosts(lab: Any) -> dict[str, Any]:
     """`lab.describe()`, each node with its host and whether that host is lost."""
     from labkit.core.describe import describe_cluster
     from labkit.runtime.fleet import HostLost
-    from labkit.runtime.swarm import SwarmRuntime
 
     try:
         document: dict[str, Any] = lab.describe()
     except HostLost as error:  # a layer asked a lost node: the plain document still shows
         document = describe_cluster(lab.cluster) | {"lost": str(error)}
     runtime = lab.runtime
-    if not isinstance(runtime, SwarmRuntime):
+    # Not loaded (3 ms at each up): then no Swarm runtime was made in this process.
+    swarm = sys.modules.get("labkit.runtime.swarm")
+    if swarm is None or not isinstance(runtime, swarm.SwarmRuntime):
         return document
     answers = {host: runtime.host_answers(host) for host in runtime.hosts}
     for node in document["nodes"]:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import time
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
-
 from labkit.concurrency import parallel
 from labkit.core.cluster import Cluster
 from labkit.errors import LabkitError
@@ -73,6 +71,8 @@ def stop_lab(cluster: Cluster) -> list[str]:
 
 def rebuild_node(cluster: Cluster, node: str) -> None:
     """Start a node's container, wait until it answers, run its whole script."""
+    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed  # at use
+
     cluster.runtime.start_node(cluster.container(node))
     for attempt in Retrying(
         stop=stop_after_delay(NODE_RETURN_SECONDS),

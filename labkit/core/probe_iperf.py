@@ -6,8 +6,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
-
 from labkit.core.endpoint import Endpoint, Target
 from labkit.core.probe_results import address_of
 from labkit.errors import LabkitError
@@ -90,6 +88,8 @@ def iperf(
         words += ["-b", bitrate]
     if length:
         words += ["-l", str(length)]
+
+    from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed  # at use
 
     @retry(
         retry=retry_if_exception_type(_NotListening),
