@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from typing import Annotated
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +20,9 @@ from labkit.cli.common import (
     recorded_target,
 )
 
+if TYPE_CHECKING:
+    from labkit.runtime.base import Runtime
+
 
 @app.command(
     name="exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
@@ -29,20 +33,34 @@ def exec_(
     command: Annotated[list[str], typer.Argument(help="The command, after --")],
     lab_name: Annotated[str | None, typer.Option("--lab", help="Lab name")] = None,
 ) -> None:
-    """Run a command on a node or in a pod's network namespace."""
-
+    """Run a command on a node or in a pod's network namespace; its output as it comes."""
     text = shlex.join(command)
+    runtime: Runtime
     if recorded := recorded_target(target, lab_name):
         from labkit.dataplane.script import in_netns
 
         container, netns = recorded
-        result = engine().exec(container, in_netns(netns, text) if netns else text, check=False)
+        runtime, on_node = engine(), in_netns(netns, text) if netns else text
     else:
-        _, endpoint = lab_of_endpoint(target, lab_name)
-        result = endpoint.exec(text, check=False)
-    sys.stdout.write(result.stdout)
-    sys.stderr.write(result.stderr)
-    raise typer.Exit(result.exit_code)
+        from labkit.core.handles import PodHandle
+
+        lab, endpoint = lab_of_endpoint(target, lab_name)
+        node = endpoint.node if isinstance(endpoint, PodHandle) else endpoint
+        runtime, container, on_node = lab.runtime, node.container, endpoint.on_node(text)
+    raise typer.Exit(_streamed(runtime.exec_stream(container, on_node)))
+
+
+def _streamed(frames: Generator[tuple[bytes, bytes], None, int]) -> int:
+    """Write an exec's output to ours as it comes; its exit code."""
+    while True:
+        try:
+            out, err = next(frames)
+        except StopIteration as ended:
+            return int(ended.value)
+        for chunk, stream in ((out, sys.stdout), (err, sys.stderr)):
+            if chunk:
+                stream.buffer.write(chunk)
+                stream.flush()
 
 
 @app.command()

@@ -73,6 +73,10 @@ class NodeHandle(Probing):
     ) -> ExecResult:
         return self.cluster.runtime.exec(self.container, command, check=check, timeout=timeout)
 
+    def on_node(self, command: str) -> str:
+        """The shell command this node runs for `command` (itself: as a pod's, its namespace's)."""
+        return command
+
     def pods(self) -> list[PodHandle]:
         """The workloads on this node (as `lab.pods()`: not the addons')."""
         return [p for p in self.cluster.workloads() if p.node.name == self.name]
@@ -150,9 +154,11 @@ class PodHandle(Probing):
 
     def exec(self, command: str, *, check: bool = True, timeout: float | None = None) -> ExecResult:
         """Run a shell command inside the pod's network namespace (a hostNetwork pod's: the node's)."""
-        if self.spec.host_network:
-            return self.node.exec(command, check=check, timeout=timeout)
-        return self.node.exec(in_netns(slug(self.name), command), check=check, timeout=timeout)
+        return self.node.exec(self.on_node(command), check=check, timeout=timeout)
+
+    def on_node(self, command: str) -> str:
+        """The shell command its node runs for `command` in this pod."""
+        return command if self.spec.host_network else in_netns(slug(self.name), command)
 
     # -- the pod's containers (processes) ---------------------------------
 

@@ -7,7 +7,7 @@ the unit tests implement it. Results and errors that cross it live here too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Protocol, runtime_checkable
@@ -125,8 +125,9 @@ class Runtime(Protocol):
 
     def exec_stream(
         self, container: str, command: str | list[str]
-    ) -> Iterator[tuple[bytes, bytes]]:
-        """Run a command; yield its (stdout, stderr) bytes as they come, until it exits."""
+    ) -> Generator[tuple[bytes, bytes], None, int]:
+        """Run a command; yield its (stdout, stderr) bytes as they come, until it exits;
+        then return its exit code (-1: unknown)."""
         ...
 
     def put_file(

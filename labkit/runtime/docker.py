@@ -14,7 +14,7 @@ import shlex
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import asdict, replace
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network
@@ -317,9 +317,10 @@ class DockerRuntime:
 
     def exec_stream(
         self, container: str, command: str | list[str]
-    ) -> Iterator[tuple[bytes, bytes]]:
+    ) -> Generator[tuple[bytes, bytes], None, int]:
         """Run a command; yield its (stdout, stderr) bytes as the engine sends them
-        (the SDK's attached exec stream: no docker CLI, works on a remote engine)."""
+        (the SDK's attached exec stream: no docker CLI, works on a remote engine);
+        return its exit code."""
         argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
         api = self.client.api
         try:
@@ -330,6 +331,8 @@ class DockerRuntime:
         with contextlib.closing(exec_frames(api, exec_id)) as frames:
             for stream, data in frames:
                 yield (b"", data) if stream == STDERR else (data, b"")
+        code = api.exec_inspect(exec_id)["ExitCode"]
+        return code if code is not None else -1
 
     def put_file(self, container: str, path: str, content: str | bytes, mode: int = 0o644) -> None:
         """Write one file into a node container (parent folders created)."""

@@ -11,7 +11,7 @@ command) or an empty success.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -183,9 +183,11 @@ class FakeRuntime:
 
     def exec_stream(
         self, container: str, command: str | list[str]
-    ) -> Iterator[tuple[bytes, bytes]]:
-        """The exec's answer as one stdout chunk."""
-        yield self.exec(container, command).stdout.encode(), b""
+    ) -> Generator[tuple[bytes, bytes], None, int]:
+        """The exec's answer as one chunk of each stream, then its exit code."""
+        result = self.exec(container, command, check=False)
+        yield result.stdout.encode(), result.stderr.encode()
+        return result.exit_code
 
     def put_file(self, container: str, path: str, content: str | bytes, mode: int = 0o644) -> None:
         self._record("put_file", container, path)

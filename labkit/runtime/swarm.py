@@ -11,7 +11,7 @@ cleanup run on every host in parallel, an unreachable host is reported.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, TypeVar
 
@@ -314,7 +314,7 @@ class SwarmRuntime:
 
     def exec_stream(
         self, container: str, command: str | list[str]
-    ) -> Iterator[tuple[bytes, bytes]]:
+    ) -> Generator[tuple[bytes, bytes], None, int]:
         return self._routed(container, lambda runtime: runtime.exec_stream(container, command))
 
     def put_file(self, container: str, path: str, content: str | bytes, mode: int = 0o644) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import pytest
-from cli_runner import labkit
+from cli_runner import labkit, labkit_child
 
 pytestmark = pytest.mark.topology("flannel-vxlan")
 
@@ -48,6 +49,21 @@ def test_exec_finds_a_pod_by_namespace_and_name(lab):
         assert f"{ip}/24" in result.stdout
     finally:
         assert labkit("pod", "delete", "--lab", lab.name, "shop/visitor").returncode == 0
+
+
+def test_exec_passes_output_on_as_it_comes_then_the_exit_code(lab):
+    script = "echo first; sleep 3; echo second >&2; exit 3"
+    child = labkit_child(
+        "exec", "--lab", lab.name, "client", "--", "sh", "-c", script,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"first\n"
+        assert child.poll() is None  # still running its sleep: not held until the end
+        _, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 3 and err == b"second\n"
 
 
 def test_exec_on_an_unknown_target_names_what_exists(lab):
