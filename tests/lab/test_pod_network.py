@@ -133,3 +133,44 @@ def test_throughput_across_nodes(lab, measure):
 
 def _fail(message: str) -> bool:
     raise AssertionError(message)
+
+
+def test_cni_add_all_wires_pods_side_by_side_and_a_bad_one_fails_alone(lab):
+    """labkit-cni add-all: every pod at once; one refused (an address outside the node's
+    range) makes it exit 1 with the plugin's error, its half-made veth undone, and the
+    others wired as if alone."""
+    node = lab.node("node-1")
+    subnet = lab.addresses.pod_subnets["node-1"]
+    good = [f"lkt-good-{i}" for i in range(3)]
+    entries = [
+        '{"pod": "lkt-bad", "netns": "/var/run/netns/lkt-bad", '
+        '"args": "IgnoreUnknown=1;IP=10.99.0.5", "out": "/tmp/lkt-bad.json"}'
+    ] + [
+        f'{{"pod": "{pod}", "netns": "/var/run/netns/{pod}", '
+        f'"args": "IgnoreUnknown=1;IP={subnet[200 + i]}", "out": "/tmp/{pod}.json"}}'
+        for i, pod in enumerate(good)
+    ]  # fmt: skip  (the bad one first: it stops none of the others)
+    pods = [*good, "lkt-bad"]
+    made = "; ".join(f"ip netns add {pod}" for pod in pods)
+    wired = node.exec(
+        f"{made}; labkit-cni add-all <<'EOF'\n" + "\n".join(entries) + "\nEOF", check=False
+    )
+    try:
+        assert wired.exit_code == 1
+        assert "10.99.0.5" in wired.stderr  # the plugin's own error, passed on
+        assert sorted(line.split()[2] for line in wired.stdout.splitlines()) == good
+        for i, pod in enumerate(good):
+            shown = node.exec(f"ip -n {pod} -4 -o addr show eth0").stdout
+            assert f"{subnet[200 + i]}/24" in shown
+        assert node.exec("ip -n lkt-bad link show eth0", check=False).exit_code != 0
+        assert node.exec("ls /var/lib/labkit/cni/lkt-bad.json", check=False).exit_code != 0
+    finally:
+        node.exec(
+            "; ".join(
+                f"labkit-cni del {pod} /var/run/netns/{pod} >/dev/null 2>&1; ip netns del {pod}"
+                for pod in pods
+            ),
+            check=False,
+        )
+    leased = node.exec("ls /var/lib/cni/networks/labkit").stdout.split()
+    assert not {str(subnet[200 + i]) for i in range(3)} & set(leased)  # DEL released them
