@@ -40,14 +40,16 @@ def exec_(
         from labkit.dataplane.script import in_netns
 
         container, netns = recorded
-        runtime, on_node = engine(), in_netns(netns, text) if netns else text
+        runtime, there = engine(), in_netns(netns, text) if netns else text
     else:
         from labkit.core.handles import PodHandle
 
         lab, endpoint = lab_of_endpoint(target, lab_name)
         node = endpoint.node if isinstance(endpoint, PodHandle) else endpoint
-        runtime, container, on_node = lab.runtime, node.container, endpoint.on_node(text)
-    raise typer.Exit(_streamed(runtime.exec_stream(container, on_node)))
+        runtime, container, there = lab.runtime, node.container, endpoint.on_node(text)
+    raise typer.Exit(
+        _streamed(runtime.exec_stream(container, there))
+    )  # `there`: as the node runs it
 
 
 def _streamed(frames: Generator[tuple[bytes, bytes], None, int]) -> int:
