@@ -32,8 +32,11 @@ def resolv_path(pod: str) -> str:
 
 
 def pod_resolv_lines(vip: IPv4Address, pods: Mapping[str, str]) -> list[str]:
-    """Write each pod's resolv.conf (pod -> namespace)."""
-    return [
+    """Write each pod's resolv.conf (pod -> namespace); one mkdir for all their folders."""
+    if not pods:
+        return []
+    folders = " ".join(q(f"/etc/netns/{slug(pod)}") for pod in sorted(pods))
+    return [f"mkdir -p {folders}"] + [
         write_file(resolv_path(pod), resolv_conf(vip, namespace))
         for pod, namespace in sorted(pods.items())
     ]

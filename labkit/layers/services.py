@@ -14,6 +14,7 @@ from labkit.dataplane import dns, kube_dns
 from labkit.dataplane import kubeproxy_iptables as ipt
 from labkit.dataplane.conntrack_cleanup import cleanup_commands
 from labkit.dataplane.kubeproxy import ProxyPlan, plan_to_json
+from labkit.dataplane.vxlan import underlay_device
 from labkit.layers.base import BaseLayer
 from labkit.layers.proxy_program import SyncReport, build_script, built_report, program
 from labkit.layers.readiness import probe_ready, readiness_part, ready_in
@@ -56,7 +57,7 @@ def _route_lines(cluster: Cluster, node: str) -> list[str]:
     and a node's own connections to a VIP need one before OUTPUT's DNAT."""
     ip = cluster.addresses.node_ip(node)
     return [
-        f"dev=$(ip -o -4 addr show | awk '$4 ~ /^{ip}\\// {{print $2; exit}}')",
+        f"dev={underlay_device(ip)}",
         f'ip route replace {cluster.topology.cluster.service_cidr} dev "$dev" src {ip}',
     ]
 

@@ -10,6 +10,7 @@ from topology_problems import problems
 from labkit.dataplane import floating, policy
 from labkit.dataplane.faults import partition_script
 from labkit.dataplane.shaping import netem_qdisc, parse_rate, tbf_qdisc
+from labkit.dataplane.vxlan import underlay_device
 from labkit.topology import parse_topology, plan_addresses
 from labkit.topology.addressing import choose_pod_ip
 from labkit.topology.model import IpBlock, LabelSelector, NetworkPolicy
@@ -294,7 +295,7 @@ def test_floating_ip_is_owned_by_the_pods_node_and_routed_by_the_others():
         '-A LABKIT-FLOATING -d 192.0.2.10/32 -m comment --comment "floating web -> pod x-a" '
         "-j DNAT --to-destination 10.244.0.2" in owner
     )
-    assert "ip addr add 192.0.2.10/32 dev $(ip -o -4 addr show to 172.20.0.2/32" in owner
+    assert f"ip addr add 192.0.2.10/32 dev {underlay_device(IPv4Address('172.20.0.2'))}" in owner
     assert "ip route replace 192.0.2.10/32" not in owner
     for other in ("node-2", "ext"):
         assert "DNAT" not in scripts[other]

@@ -10,6 +10,7 @@ from fake_topologies import TWO_NODES, cni_add, echoes
 from labkit import Lab, parse_topology
 from labkit import lab as lab_module
 from labkit.core import state as state_store
+from labkit.dataplane.vxlan import underlay_device
 from labkit.errors import LabkitError, UsageError
 from labkit.layers.readiness import MARK
 from labkit.runtime.base import ExecError
@@ -164,7 +165,7 @@ def test_faults_revert_newest_first_and_a_failed_revert_keeps_the_fault(lab, run
     rate = lab.faults.rate_limit("node-1", "20mbit")
     down = lab.faults.link_down("node-2")
     (shaped,) = runtime.execs_on("fake-node-1")
-    assert shaped.startswith("tc qdisc replace dev $(ip -o -4 addr show to 10.210.0.2/32")
+    assert shaped.startswith(f"tc qdisc replace dev {underlay_device(IPv4Address('10.210.0.2'))} ")
     assert shaped.endswith(" root tbf rate 20000000bit burst 50000 latency 50ms")
     runtime.fail_exec("ip link set dev", on="fake-node-2", error=LabkitError("engine gone"))
     with pytest.raises(LabkitError):
@@ -173,7 +174,9 @@ def test_faults_revert_newest_first_and_a_failed_revert_keeps_the_fault(lab, run
     runtime.reset()
     assert [f.id for f in lab.faults.revert_all()] == [down.id, rate.id]
     assert runtime.execs[-1][0] == "fake-node-1"
-    assert runtime.execs[-1][1].startswith("tc qdisc del dev $(ip -o -4 addr show to 10.210.0.2/32")
+    assert runtime.execs[-1][1].startswith(
+        f"tc qdisc del dev {underlay_device(IPv4Address('10.210.0.2'))} "
+    )
     assert lab.faults.active == []
 
 
