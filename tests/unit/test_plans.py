@@ -60,9 +60,9 @@ def test_pod_add_script_pins_the_ip_and_starts_each_container():
     assert entry["pod"] == "web" and entry["netns"] == "/var/run/netns/web"
     assert entry["args"].startswith("IgnoreUnknown=1;IP=10.244.1.2;")
     assert entry["out"] == "/var/lib/labkit/pods/web.cni.json"
-    assert "LABKIT_POD=web setsid -f sh -c" in text and "POD_IP=10.244.1.2" in text
-    # It returns once the process wrote its pid file: the next look counts it alive.
-    assert text.index("setsid -f") < text.index('while [ ! -s "$f" ]')
+    assert "LABKIT_POD=web setsid sh -c" in text and "POD_IP=10.244.1.2" in text
+    # The pid file names the session as it starts: the next look counts it alive.
+    assert "& echo $! > /var/lib/labkit/pods/web/echo-server.pid" in text
     assert "/var/log/labkit/pods/web/echo-server.log" in text
 
 
