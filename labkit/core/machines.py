@@ -12,6 +12,7 @@ does (containers stopped), so `start` is also how a lab survives one.
 from __future__ import annotations
 
 import time
+from ipaddress import IPv4Address
 
 from labkit.concurrency import parallel
 from labkit.core.cluster import Cluster
@@ -30,16 +31,16 @@ def create_networks(cluster: Cluster) -> None:
         )
 
 
-def create_node(cluster: Cluster, node: str) -> None:
+def _node_spec(cluster: Cluster, node: str) -> tuple[str, dict[str, IPv4Address]]:
+    """The node's image and its address on each of its networks."""
     networks = {
         net: cluster.addresses.node_ips[node][net] for net in networks_of(cluster.topology, node)
     }
-    image = cluster.topology.nodes[node].image or cluster.image
-    cluster.runtime.create_node(cluster.name, node, image, networks, cluster.owner)
+    return cluster.topology.nodes[node].image or cluster.image, networks
 
 
 def build_nodes(cluster: Cluster, scripts: dict[str, str]) -> tuple[float, list[str]]:
-    """Each node started, then its script run at once, while other nodes still start:
+    """Each node started, its script run as it boots, while other nodes still start:
     the engine creates containers mostly one at a time, so the scripts fill the
     wait (issue 14). A node's script names its peers by their planned addresses,
     so it needs none of them running. Returns when the last node was started and
@@ -47,9 +48,19 @@ def build_nodes(cluster: Cluster, scripts: dict[str, str]) -> tuple[float, list[
     started: list[float] = []
 
     def build(node: str) -> str:
-        create_node(cluster, node)
-        started.append(time.perf_counter())
-        return cluster.node(node).exec(scripts[node]).stdout if node in scripts else ""
+        image, networks = _node_spec(cluster, node)
+        name, runtime, mark = (
+            cluster.name,
+            cluster.runtime,
+            lambda: started.append(time.perf_counter()),
+        )
+        if node not in scripts:
+            runtime.create_node(name, node, image, networks, cluster.owner)
+            mark()
+            return ""
+        return runtime.create_node_running(
+            name, node, image, networks, cluster.owner, script=scripts[node], on_start=mark
+        ).stdout
 
     outputs = parallel(build, cluster.topology.nodes)
     return max(started, default=time.perf_counter()), outputs

@@ -7,7 +7,7 @@ the unit tests implement it. Results and errors that cross it live here too.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Protocol, runtime_checkable
@@ -105,6 +105,22 @@ class Runtime(Protocol):
         networks: Mapping[str, IPv4Address],
         extra_labels: Mapping[str, str] | None = None,
     ) -> str: ...
+
+    def create_node_running(
+        self,
+        lab: str,
+        node: str,
+        image: str,
+        networks: Mapping[str, IPv4Address],
+        extra_labels: Mapping[str, str] | None = None,
+        *,
+        script: str,
+        on_start: Callable[[], None] = lambda: None,
+    ) -> ExecResult:
+        """create_node, then `script` run in it (an ExecError if it fails); its result.
+        An engine may run it as the container's first command, not as an exec.
+        `on_start` is called once the container started."""
+        ...
 
     def start_node(self, container: str) -> None: ...
 

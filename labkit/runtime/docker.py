@@ -26,7 +26,7 @@ import docker.errors
 import requests.exceptions
 
 from labkit.errors import EngineUnavailable, LabkitError
-from labkit.runtime import macvlan_parent
+from labkit.runtime import boot, macvlan_parent
 from labkit.runtime.base import (
     LAB_LABEL,
     NODE_LABEL,
@@ -36,7 +36,7 @@ from labkit.runtime.base import (
     container_name,
     network_name,
 )
-from labkit.runtime.docker_exec import STDERR, exec_frames, exec_output
+from labkit.runtime.docker_exec import STDERR, attached, exec_frames, exec_output
 from labkit.runtime.docker_removal import remove_lab_objects
 from labkit.runtime.host_routes import host_routes
 from labkit.runtime.network_spec import NetworkSpec, lab_network
@@ -68,6 +68,7 @@ class DockerRuntime:
     def __init__(self, client: docker.DockerClient | None = None) -> None:
         self._client = client
         self._mode: NodeMode | None = None
+        self._commands: dict[str, list[str]] = {}  # image -> its own entrypoint and command
         self._lock = threading.Lock()
 
     # -- engine -------------------------------------------------------------
@@ -225,7 +226,42 @@ class DockerRuntime:
         extra_labels: Mapping[str, str] | None = None,
     ) -> str:
         """Create and start a node container attached to `networks` (name -> address)."""
-        name = container_name(lab, node)
+        self.client.api.start(self._create_node(lab, node, image, networks, extra_labels))
+        return container_name(lab, node)
+
+    def create_node_running(
+        self,
+        lab: str,
+        node: str,
+        image: str,
+        networks: Mapping[str, IPv4Address],
+        extra_labels: Mapping[str, str] | None = None,
+        *,
+        script: str,
+        on_start: Callable[[], None] = lambda: None,
+    ) -> ExecResult:
+        """create_node, `script` run by the container's own command at its first boot
+        (`boot`: no exec); the script's result, an ExecError if it failed."""
+        api = self.client.api
+        created = self._create_node(lab, node, image, networks, extra_labels, script)
+        with attached(api, created) as frames:
+            api.start(created)
+            on_start()
+            result = boot.result(frames)
+        if not result.ok:
+            raise ExecError(container_name(lab, node), "its first boot's script", result)
+        return result
+
+    def _create_node(
+        self,
+        lab: str,
+        node: str,
+        image: str,
+        networks: Mapping[str, IPv4Address],
+        extra_labels: Mapping[str, str] | None,
+        script: str | None = None,
+    ) -> str:
+        """The node's container, created, not started; its id."""
         mode = self.node_mode(image)
         api = self.client.api
         host_config = api.create_host_config(
@@ -249,16 +285,27 @@ class DockerRuntime:
             endpoint = api.create_endpoint_config(ipv4_address=str(first_ip))
             networking = api.create_networking_config({network_name(lab, first_net): endpoint})  # type: ignore[arg-type]
         labels = {LAB_LABEL: lab, NODE_LABEL: node, **(extra_labels or {})}
+        entrypoint, command = None, None
+        if script is not None:
+            entrypoint, command = boot.entrypoint(script), self._own_command(image)
         created = api.create_container(
-            image, name=name, hostname=node, labels=labels, host_config=host_config,
-            networking_config=networking, detach=True,
+            image, name=container_name(lab, node), hostname=node, labels=labels,
+            host_config=host_config, networking_config=networking, detach=True,
+            entrypoint=entrypoint, command=command,
         )  # fmt: skip
         for network, address in items[1:]:
             api.connect_container_to_network(
                 created["Id"], network_name(lab, network), ipv4_address=str(address)
             )
-        api.start(created["Id"])
-        return name
+        return str(created["Id"])
+
+    def _own_command(self, image: str) -> list[str]:
+        """What the image runs (entrypoint and command), asked once per image."""
+        with self._lock:
+            if image not in self._commands:
+                config = self.client.api.inspect_image(image)["Config"] or {}
+                self._commands[image] = boot.command(config.get("Entrypoint"), config.get("Cmd"))
+            return self._commands[image]
 
     # By name, never through cached objects: a lab removed and made again under
     # the same name (by this process or another) has new container ids.

@@ -138,6 +138,22 @@ class FakeRuntime:
         }  # fmt: skip
         return name
 
+    def create_node_running(
+        self,
+        lab: str,
+        node: str,
+        image: str,
+        networks: Mapping[str, IPv4Address],
+        extra_labels: Mapping[str, str] | None = None,
+        *,
+        script: str,
+        on_start: Callable[[], None] = lambda: None,
+    ) -> ExecResult:
+        """As Docker's, the script seen as the node's first exec."""
+        name = self.create_node(lab, node, image, networks, extra_labels)
+        on_start()
+        return self.exec(name, script)
+
     def _known(self, container: str) -> dict[str, Any]:
         if container not in self.containers:
             raise LabkitError(f"no container {container!r}: is the lab up?")

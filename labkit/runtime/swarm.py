@@ -19,7 +19,7 @@ import docker
 import docker.errors
 
 from labkit.errors import LabkitError, UsageError
-from labkit.runtime.base import ExecResult, NodeMode
+from labkit.runtime.base import ExecResult, NodeMode, container_name
 from labkit.runtime.docker import DockerRuntime
 from labkit.runtime.fleet import (
     Cleanup,
@@ -286,6 +286,24 @@ class SwarmRuntime:
         name = self.hosts[host].create_node(lab, node, image, networks, labels)
         self._where[name] = host
         return name
+
+    def create_node_running(
+        self,
+        lab: str,
+        node: str,
+        image: str,
+        networks: Mapping[str, IPv4Address],
+        extra_labels: Mapping[str, str] | None = None,
+        *,
+        script: str,
+        on_start: Callable[[], None] = lambda: None,
+    ) -> ExecResult:
+        host = self._host_for_node(node)
+        labels = {HOST_LABEL: host, **(extra_labels or {})}
+        self._where[container_name(lab, node)] = host  # its exec errors name the host
+        return self.hosts[host].create_node_running(
+            lab, node, image, networks, labels, script=script, on_start=on_start
+        )
 
     def start_node(self, container: str) -> None:
         self._routed(container, lambda runtime: runtime.start_node(container))

@@ -12,6 +12,7 @@ import pytest
 from labkit import Lab, expect, parse_topology
 from labkit.dataplane import backends
 from labkit.errors import TopologyError
+from labkit.runtime.base import ExecError, ExecResult, container_name
 from labkit.runtime.docker import DockerRuntime, engine_available
 
 PREFIX = os.environ.get("LABKIT_NAME_PREFIX", "")
@@ -140,3 +141,32 @@ def test_a_running_lab_of_the_same_name_is_refused(runtime):
         expect.reachable([lab.pod("p-2")], [lab.pod("p-1")])
     finally:
         lab.down()
+
+
+def test_a_nodes_first_boot_runs_its_script_once_and_says_how_it_ended(runtime):
+    """The script of a node's first boot is its container's command, not an exec:
+    its output and exit status come back, the node runs on, and a start after a
+    stop runs the image's command alone (a node started again is rebuilt by exec)."""
+    lab, image = PREFIX + "lifecycle-boot", runtime.node_image()
+    counted = "n=$(cat /tmp/boots 2>/dev/null || echo 0); echo $((n + 1)) > /tmp/boots"
+    try:
+        with pytest.raises(ExecError) as failed:
+            runtime.create_node_running(
+                lab, "n1", image, {}, script="echo out; echo err >&2; exit 3"
+            )
+        assert failed.value.result == ExecResult(3, "out\n", "err\n")
+        assert runtime.is_running(container_name(lab, "n1"))
+
+        lines = "; ".join(f"echo line {i}" for i in range(2000))  # many frames
+        result = runtime.create_node_running(
+            lab, "n2", image, {}, script=f"{counted}; {lines}; printf 'no newline'"
+        )
+        expected = "".join(f"line {i}\n" for i in range(2000)) + "no newline"
+        assert result == ExecResult(0, expected, "")
+        node = container_name(lab, "n2")
+        runtime.stop_node(node, timeout=0)
+        runtime.start_node(node)
+        assert runtime.exec(node, "cat /tmp/boots").stdout == "1\n"
+    finally:
+        runtime.remove_lab(lab)
+    assert labelled(runtime, lab) == []
