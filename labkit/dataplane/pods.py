@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
-from labkit.dataplane.script import batch, q, script, write_file
+from labkit.dataplane.script import batch, q, script, sysctl_lines, write_file
 from labkit.topology.cluster_model import CniPlugin
 from labkit.topology.model import key_name, slug
 
@@ -25,8 +25,8 @@ LOG_DIR = "/var/log/labkit/pods"
 CNI_CACHE_DIR = "/var/lib/labkit/cni"  # labkit-cni's ADD results (images/node/labkit-cni.py)
 # Destination-unreachable (type 3) out of the ICMP rate mask, so no per-peer or
 # global bucket slows the errors that tell a client "denied" or "refused".
-NO_ICMP_ERROR_LIMITS = "net.ipv4.icmp_ratemask=6160 net.ipv4.icmp_ratelimit=0"
-NO_ICMP_ERROR_LIMIT = f"sysctl -qw {NO_ICMP_ERROR_LIMITS}"
+NO_ICMP_ERROR_LIMITS = {"net.ipv4.icmp_ratemask": 6160, "net.ipv4.icmp_ratelimit": 0}
+NO_ICMP_ERROR_LIMIT = "sysctl -qw " + " ".join(f"{k}={v}" for k, v in NO_ICMP_ERROR_LIMITS.items())
 
 
 @dataclass(frozen=True)
@@ -77,18 +77,18 @@ def conflist(subnet: IPv4Network, mtu: int, plugin: CniPlugin = "bridge") -> dic
 
 def node_setup_script(subnet: IPv4Network, mtu: int, plugin: CniPlugin = "bridge") -> str:
     """Per node, before any pod: the CNI config and the kernel knobs pods rely on
-    (one mkdir and one sysctl: each process a node script starts costs 1-2 ms)."""
+    (one mkdir, the knobs by the shell: each process a node script starts costs 1-2 ms)."""
     # The node sends the ICMP errors of policy REJECTs: unlimited, so that
     # back-to-back denials all fail at once (the kernel allows 6, then 1/s).
-    knobs = ["net.ipv4.ip_forward=1", NO_ICMP_ERROR_LIMITS]
+    knobs: dict[str, object] = {"net.ipv4.ip_forward": 1, **NO_ICMP_ERROR_LIMITS}
     if plugin == "bridge":
         # Bridged pod traffic must traverse netfilter, or a pod calling a
         # service whose endpoint is on the same bridge is never DNATed back.
-        knobs.append("net.bridge.bridge-nf-call-iptables=1")
+        knobs["net.bridge.bridge-nf-call-iptables"] = 1
     lines = [
         f"mkdir -p {posixpath.dirname(CONFLIST_PATH)} {STATE_DIR} {LOG_DIR}",
         write_file(CONFLIST_PATH, json.dumps(conflist(subnet, mtu, plugin), indent=2)),
-        f"sysctl -qw {' '.join(knobs)}",
+        *sysctl_lines(knobs),
     ]
     if plugin != "bridge":
         # No bridge holds the block: an address no pod has is refused here, as

@@ -201,7 +201,7 @@ def sync_script(
     lines = ["set -e", *before]
     if expected_digest is not None:
         lines += [
-            f'found=$({mode.digest_command()} | cut -d" " -f1)',
+            _digest_into("found", mode),
             f'if [ "$found" != {q(expected_digest)} ]; then',
             f'  echo "{DRIFT} $found"',
             f"  {mode.chains_command()}",
@@ -213,8 +213,13 @@ def sync_script(
     lines += conntrack
     lines += after
     if record_digest:
-        lines.append(f'echo "{DIGEST} $({mode.digest_command()} | cut -d" " -f1)"')
+        lines += [_digest_into("digest", mode), f'echo "{DIGEST} $digest"']
     return "\n".join(lines) + "\n"
+
+
+def _digest_into(variable: str, mode: Mode) -> str:
+    """Shell: the rules' digest in `variable` (md5sum's first word, cut by the shell)."""
+    return f"{variable}=$({mode.digest_command()}); {variable}=${{{variable}%% *}}"
 
 
 @dataclass(frozen=True)

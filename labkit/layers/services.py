@@ -14,6 +14,7 @@ from labkit.dataplane import dns, kube_dns
 from labkit.dataplane import kubeproxy_iptables as ipt
 from labkit.dataplane.conntrack_cleanup import cleanup_commands
 from labkit.dataplane.kubeproxy import ProxyPlan, plan_to_json
+from labkit.dataplane.script import sysctl_lines
 from labkit.dataplane.vxlan import underlay_device
 from labkit.layers.base import BaseLayer
 from labkit.layers.proxy_program import SyncReport, build_script, built_report, program
@@ -71,7 +72,7 @@ def _node_setup(cluster: Cluster, plan: ProxyPlan) -> list[str]:
     node ports as `cluster.localhost_node_ports` says)."""
     if proxy_mode(cluster).name != "iptables":
         return []
-    return [f"sysctl -qw {key}={value}" for key, value in ipt.node_sysctls(plan).items()]
+    return sysctl_lines(ipt.node_sysctls(plan))
 
 
 def _members(cluster: Cluster) -> list[str]:
