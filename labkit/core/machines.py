@@ -47,19 +47,18 @@ def build_nodes(cluster: Cluster, scripts: dict[str, str]) -> tuple[float, list[
     each script's output."""
     started: list[float] = []
 
+    def mark_started() -> None:
+        started.append(time.perf_counter())
+
     def build(node: str) -> str:
         image, networks = _node_spec(cluster, node)
-        name, runtime, mark = (
-            cluster.name,
-            cluster.runtime,
-            lambda: started.append(time.perf_counter()),
-        )
+        lab, runtime = cluster.name, cluster.runtime
         if node not in scripts:
-            runtime.create_node(name, node, image, networks, cluster.owner)
-            mark()
+            runtime.create_node(lab, node, image, networks, cluster.owner)
+            mark_started()
             return ""
         return runtime.create_node_running(
-            name, node, image, networks, cluster.owner, script=scripts[node], on_start=mark
+            lab, node, image, networks, cluster.owner, script=scripts[node], on_start=mark_started
         ).stdout
 
     outputs = parallel(build, cluster.topology.nodes)

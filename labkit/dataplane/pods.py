@@ -186,12 +186,13 @@ def _start_pods_script(pods: Sequence[PodSpec], only: str | None = None) -> str:
     dirs = [f"{root}/{pod.netns}" for pod in pods for root in (STATE_DIR, LOG_DIR)]
     lines = [f"mkdir -p {' '.join(dirs)}"] if dirs else []
     for pod in pods:
-        lines += _container_starts(pod, only).values()
+        lines += _container_starts(pod, only)
     return "\n".join(lines)
 
 
-def _container_starts(pod: PodSpec, only: str | None) -> dict[str, str]:
-    """pid file -> the line that starts that container of the pod (`only`: one)."""
+def _container_starts(pod: PodSpec, only: str | None) -> list[str]:
+    """The line that starts each container of the pod (`only`: one), its pid file
+    written as it starts."""
     env = {
         "POD_NAME": key_name(pod.name),
         "POD_NAMESPACE": pod.namespace,
@@ -202,7 +203,7 @@ def _container_starts(pod: PodSpec, only: str | None) -> dict[str, str]:
     }
     env_words = " ".join(q(f"{key}={value}") for key, value in env.items())
     enter = "" if pod.host_network else f"ip netns exec {q(pod.netns)} "
-    starts = {}
+    starts = []
     for name, command in pod.containers().items():
         if only is not None and name != only:
             continue
@@ -211,7 +212,7 @@ def _container_starts(pod: PodSpec, only: str | None) -> dict[str, str]:
         # In the background, setsid does not fork (it leads no process group): $! is
         # the session, the group to kill. LABKIT_POD in its environment on (an
         # assignment, no `env`): the process counts as the pod's (`_runs_for`).
-        starts[pidfile] = (
+        starts.append(
             f"LABKIT_POD={q(pod.name)} setsid sh -c {q(inner)} {q(command)} "
             f">> {LOG_DIR}/{pod.netns}/{name}.log 2>&1 < /dev/null & echo $! > {pidfile}"
         )

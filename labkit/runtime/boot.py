@@ -20,10 +20,10 @@ import secrets
 from collections.abc import Iterable, Sequence
 
 from labkit.runtime.base import ExecResult
+from labkit.runtime.docker_exec import STDERR, STDOUT
 
 DONE = "/var/lib/labkit/first-boot-done"
 MARK = "labkit-first-boot-exit"
-STDOUT, STDERR = 1, 2
 # $1: this container's token, $2: the script; then the image's own command (or,
 # with none, sleep: a node stays up).
 _BOOT = (

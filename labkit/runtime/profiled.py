@@ -14,8 +14,9 @@ from labkit.runtime.base import Runtime
 # Every method of the Runtime protocol, timed; anything else is passed through untimed.
 TIMED = {
     "taken_subnets", "node_image", "has_image", "node_mode", "engine_info", "run_throwaway",
-    "create_network", "create_node", "create_node_running", "start_node", "stop_node", "is_running", "exec",
-    "put_file", "lab_names", "lab_running", "lab_labels", "labelled", "remove_lab",
+    "create_network", "create_node", "create_node_running", "start_node", "stop_node",
+    "is_running", "exec", "put_file", "lab_names", "lab_running", "lab_labels", "labelled",
+    "remove_lab",
 }  # fmt: skip
 
 

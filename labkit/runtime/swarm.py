@@ -281,11 +281,8 @@ class SwarmRuntime:
         networks: Mapping[str, IPv4Address],
         extra_labels: Mapping[str, str] | None = None,
     ) -> str:
-        host = self._host_for_node(node)
-        labels = {HOST_LABEL: host, **(extra_labels or {})}
-        name = self.hosts[host].create_node(lab, node, image, networks, labels)
-        self._where[name] = host
-        return name
+        host, labels = self._place(lab, node, extra_labels)
+        return self.hosts[host].create_node(lab, node, image, networks, labels)
 
     def create_node_running(
         self,
@@ -298,12 +295,19 @@ class SwarmRuntime:
         script: str,
         on_start: Callable[[], None] = lambda: None,
     ) -> ExecResult:
-        host = self._host_for_node(node)
-        labels = {HOST_LABEL: host, **(extra_labels or {})}
-        self._where[container_name(lab, node)] = host  # its exec errors name the host
+        host, labels = self._place(lab, node, extra_labels)
         return self.hosts[host].create_node_running(
             lab, node, image, networks, labels, script=script, on_start=on_start
         )
+
+    def _place(
+        self, lab: str, node: str, extra_labels: Mapping[str, str] | None
+    ) -> tuple[str, dict[str, str]]:
+        """The node's host, remembered for its container (before it exists: a failed
+        first boot names its host), and the labels that say it."""
+        host = self._host_for_node(node)
+        self._where[container_name(lab, node)] = host
+        return host, {HOST_LABEL: host, **(extra_labels or {})}
 
     def start_node(self, container: str) -> None:
         self._routed(container, lambda runtime: runtime.start_node(container))

@@ -6,8 +6,9 @@ import subprocess
 
 from labkit.runtime import boot
 from labkit.runtime.base import ExecResult
+from labkit.runtime.docker_exec import STDERR, STDOUT
 
-OUT, ERR = boot.STDOUT, boot.STDERR
+OUT, ERR = STDOUT, STDERR
 
 
 def marked(code: int) -> bytes:
